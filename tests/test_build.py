@@ -1,0 +1,142 @@
+"""The data build: products on the pack grid, incremental rebuilds, and failures that leave nothing half-built."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import trimesh
+
+from twin.city.build import BuildError, read_manifest, run_build
+from twin.city.buildings import read_buildings
+from twin.city.pack import load_pack
+from twin.city.steps import city_steps
+from twin.errors import DataError
+
+
+def build(pack_toml: Path, build_dir: Path) -> dict[str, str]:
+    results = run_build(load_pack(pack_toml), city_steps(), build_dir)
+    return {r.name: r.status for r in results}
+
+
+def test_full_build_products(mini_pack: Path, tmp_path: Path):
+    out = tmp_path / "build"
+    status = build(mini_pack, out)
+    assert set(status.values()) == {"built"}
+    manifest = read_manifest(out)
+    assert set(manifest["steps"]) == {s.name for s in city_steps()}
+    assert manifest["steps"]["buildings"]["sources"] == ["buildings"]
+    assert manifest["steps"]["buildings"]["after"] == ["terrain"]
+    assert manifest["sources"]["terrain"]["sha256"]
+    for step in city_steps():
+        for o in step.outputs:
+            assert manifest["steps"][step.name]["outputs"][o]["bytes"] == (out / o).stat().st_size
+
+    with rasterio.open(out / "terrain.tif") as src:
+        assert src.crs.to_epsg() == 25832 and src.res == (10.0, 10.0)
+        assert (src.width, src.height) == (100, 60)
+        z = src.read(1)
+        x = src.xy(30, np.arange(100))[0]
+    # the source is the plane z = 35 + 0.002 (x - 330000); bilinear resampling keeps a plane exact
+    assert np.allclose(z[30], 35.0 + 0.002 * (np.asarray(x) - 330000.0), atol=1e-3)
+
+    with rasterio.open(out / "sealed.tif") as src:
+        sealed = src.read(1)
+    assert sealed[30, 50] == pytest.approx(0.9) and sealed[0, 0] == pytest.approx(0.0)
+
+    b = read_buildings(out / "buildings.gpkg")
+    assert list(b["id"]) == [f"B{i}" for i in range(6)]
+    assert np.allclose(b["height"], 10.0 + 3 * np.arange(6))
+    assert np.allclose(b["area"], 40 * 25, rtol=2e-3)  # footprints drawn as 40 m x 25 m
+    west = 330100.0 + 120.0 * np.arange(6)  # a building stands on its lowest (western) corner
+    assert np.allclose(b["base"], 35.0 + 0.002 * (west - 330000.0), atol=0.02)
+
+    with rasterio.open(out / "building_height.tif") as src:
+        h = src.read(1)
+        r, c = src.index(330100.0 + 120.0 * 2 + 20, 5689112.5)
+    assert h[r, c] == pytest.approx(16.0)
+    assert np.count_nonzero(h) == pytest.approx(6 * 40 * 25 / 100, rel=0.25)
+    with rasterio.open(out / "building_id.tif") as src:
+        assert src.read(1)[r, c] == 3
+
+    scene = trimesh.load(out / "buildings.glb")
+    assert len(scene.geometry) == 6
+    for name, mesh in scene.geometry.items():
+        i = int(name[1:])
+        assert mesh.is_watertight
+        assert mesh.volume == pytest.approx(b["area"][i] * b["height"][i], rel=1e-6)
+        top = mesh.bounds[1][1]  # y is up in glTF
+        assert top == pytest.approx(b["base"][i] + b["height"][i], abs=1e-3)
+
+
+def test_second_run_rebuilds_nothing_and_changes_rebuild_dependents(
+    mini_pack: Path, tmp_path: Path
+):
+    out = tmp_path / "build"
+    build(mini_pack, out)
+    assert set(build(mini_pack, out).values()) == {"cached"}
+
+    wells = mini_pack.parent / "wells.csv"
+    wells.write_text(
+        wells.read_text()
+        + "GWM-3,0011223344556679,Well 3,330300,5689300,35,35.5,20,8,18,upper,synthetic\n"
+    )
+    status = build(mini_pack, out)
+    assert [n for n, s in status.items() if s == "built"] == ["sensors"]
+
+    st = (
+        wells.stat()
+    )  # touching a source (content unchanged) rebuilds what depends on it, as make does
+    os.utime(wells, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    assert [n for n, s in build(mini_pack, out).items() if s == "built"] == ["sensors"]
+
+    with rasterio.open(mini_pack.parent / "terrain.tif", "r+") as dst:
+        dst.write(dst.read(1) + 1.0, 1)
+    status = build(mini_pack, out)
+    rebuilt = {n for n, s in status.items() if s == "built"}
+    assert rebuilt == {"terrain", "buildings", "building_rasters", "building_meshes"}
+    assert np.allclose(read_buildings(out / "buildings.gpkg")["base"][0], 36.2, atol=0.02)
+
+
+def test_deleted_product_is_rebuilt(mini_pack: Path, tmp_path: Path):
+    out = tmp_path / "build"
+    build(mini_pack, out)
+    (out / "streets.gpkg").unlink()
+    assert [n for n, s in build(mini_pack, out).items() if s == "built"] == ["streets"]
+
+
+def test_failed_step_leaves_previous_products_and_manifest(mini_pack: Path, tmp_path: Path):
+    out = tmp_path / "build"
+    build(mini_pack, out)
+    before = (out / "buildings.gpkg").read_bytes()
+    manifest_before = (out / "manifest.json").read_text()
+    src = mini_pack.parent / "buildings.geojson"
+    data = json.loads(src.read_text())
+    data["features"][3]["properties"]["height"] = -4.0
+    src.write_text(json.dumps(data))
+    with pytest.raises(DataError, match=r"buildings.geojson: building 'B3' field 'height' = -4.0"):
+        build(mini_pack, out)
+    assert (out / "buildings.gpkg").read_bytes() == before
+    assert (out / "manifest.json").read_text() == manifest_before
+    assert not any((out / ".partial").glob("*/*"))
+
+
+def test_unknown_landcover_code_is_refused(mini_pack: Path, tmp_path: Path):
+    with rasterio.open(mini_pack.parent / "landcover.tif", "r+") as dst:
+        a = dst.read(1)
+        a[0, 0] = 9
+        dst.write(a, 1)
+    with pytest.raises(DataError, match=r"class code\(s\) \[9\]"):
+        build(mini_pack, tmp_path / "build")
+
+
+def test_unknown_step_and_only(mini_pack: Path, tmp_path: Path):
+    pack = load_pack(mini_pack)
+    with pytest.raises(BuildError, match="unknown build step"):
+        run_build(pack, city_steps(), tmp_path / "b", only=["roofs"])
+    done = run_build(pack, city_steps(), tmp_path / "b", only=["building_rasters"])
+    assert [r.name for r in done] == ["terrain", "buildings", "building_rasters"]

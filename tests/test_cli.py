@@ -1,0 +1,85 @@
+"""The `twin` command as users start it: help for every sub-command, one-line errors, a real build."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+TWIN = Path(sys.executable).parent / "twin"
+COMMANDS = [
+    "data",
+    "tiles",
+    "traffic",
+    "groundwater",
+    "heat",
+    "sensors",
+    "scene",
+    "serve",
+    "run",
+    "demo",
+]
+
+
+def twin(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "TWIN_DEBUG"}
+    return subprocess.run(
+        [str(TWIN), *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300
+    )
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_subcommand_has_help(command: str):
+    r = twin(command, "--help")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith(f"usage: twin {command}")
+
+
+def test_top_level_help_lists_all_subcommands():
+    r = twin("--help")
+    assert r.returncode == 0
+    for c in COMMANDS:
+        assert c in r.stdout
+
+
+@pytest.mark.parametrize(
+    "command", ["traffic", "groundwater", "heat", "sensors", "scene", "serve", "run"]
+)
+def test_planned_subcommands_say_so_in_one_line(command: str):
+    r = twin(command)
+    assert r.returncode != 0
+    assert r.stdout == ""
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "not available in this version" in lines[0]
+
+
+def test_broken_pack_is_one_clear_line(tmp_path: Path):
+    bad = tmp_path / "pack.toml"
+    bad.write_text("[pack\nname = 1\n", encoding="utf-8")
+    r = twin("data", "build", "--pack", str(bad), "--build-dir", str(tmp_path / "b"))
+    assert r.returncode == 1
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert (
+        lines[0].startswith("twin: error: ")
+        and str(bad) in lines[0]
+        and "not valid TOML" in lines[0]
+    )
+    assert "Traceback" not in r.stderr
+
+
+def test_data_build_then_demo(mini_pack: Path, tmp_path: Path):
+    b = tmp_path / "b"
+    r = twin("data", "build", "--pack", str(mini_pack), "--build-dir", str(b))
+    assert r.returncode == 0, r.stderr
+    assert "7 built, 0 up to date" in r.stdout
+    r = twin("data", "build", "--pack", str(mini_pack), "--build-dir", str(b))
+    assert "0 built, 7 up to date" in r.stdout
+    r = twin("demo", "--pack", str(mini_pack), "--build-dir", str(b))
+    assert r.returncode == 0, r.stderr
+    assert "Buildings       6 " in r.stdout
+    assert "2 ground-water wells, 1 climate stations" in r.stdout
+    assert "Streets         2 ways, 1.0 km" in r.stdout

@@ -1,0 +1,1 @@
+"""Krefeld digital twin."""

@@ -1,0 +1,151 @@
+"""Building products: the footprint table (with ground height), height/id rasters and extruded meshes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyogrio
+import rasterio
+import shapely
+import trimesh
+from rasterio.features import rasterize
+
+from twin.city.build import StepContext
+from twin.city.raster import grid_transform, write_geotiff
+from twin.city.vector import read_vector, write_gpkg
+from twin.errors import DataError
+
+MAX_HEIGHT_M = 400.0  # taller than any building in the region; larger values are unit errors
+
+
+def build_buildings(ctx: StepContext) -> None:
+    """buildings.gpkg: footprints in EPSG:25832 with id, height, use, base (ground height, m DHHN2016)."""
+    layer = ctx.pack.layers["buildings"]
+    idf, hf, uf = (layer.options[k] for k in ("id_field", "height_field", "use_field"))
+    v = read_vector(layer.path, ctx.pack.crs, fields=[idf, hf, uf], what="buildings")
+    geoms = shapely.make_valid(
+        v["geometry"]
+    )  # official footprints sometimes self-touch; keep their area
+    ids = np.array([str(i) for i in v[idf]], dtype=object)
+    try:
+        heights = np.asarray(v[hf], dtype=float)
+    except (TypeError, ValueError):
+        raise DataError(f"{layer.path}: field '{hf}' must hold numbers (metres)") from None
+    bad = ~np.isfinite(heights) | (heights <= 0) | (heights > MAX_HEIGHT_M)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise DataError(
+            f"{layer.path}: building '{ids[i]}' field '{hf}' = {heights[i]}; "
+            f"expected a height in metres between 0 and {MAX_HEIGHT_M:.0f}"
+        )
+    uniq, counts = np.unique(ids, return_counts=True)
+    if (counts > 1).any():
+        raise DataError(f"{layer.path}: field '{idf}' value '{uniq[counts > 1][0]}' is not unique")
+    polygonal = np.array([g.geom_type in ("Polygon", "MultiPolygon") for g in geoms])
+    if not polygonal.all():
+        i = int(np.flatnonzero(~polygonal)[0])
+        raise DataError(
+            f"{layer.path}: building '{ids[i]}' is a {geoms[i].geom_type}; expected a polygon"
+        )
+    xmin, ymin, xmax, ymax = ctx.pack.extent
+    inside = shapely.intersects(geoms, shapely.box(xmin, ymin, xmax, ymax))
+    geoms, ids, heights = geoms[inside], ids[inside], heights[inside]
+    uses = np.array([str(u) for u in np.asarray(v[uf])[inside]], dtype=object)
+    base = _ground_height(ctx.product("terrain.tif"), geoms)
+    write_gpkg(
+        ctx.out("buildings.gpkg"),
+        "buildings",
+        ctx.pack.crs,
+        geoms,
+        {"id": ids, "height": heights, "use": uses, "base": base, "area": shapely.area(geoms)},
+    )
+
+
+def _ground_height(terrain: Path, geoms: np.ndarray) -> np.ndarray:
+    """Lowest terrain height under each footprint's vertices (a building stands on its lowest corner)."""
+    with rasterio.open(terrain) as src:
+        z = src.read(1)
+        nodata = src.nodata
+        coords, index = shapely.get_coordinates(geoms, return_index=True)
+        rows, cols = rasterio.transform.rowcol(src.transform, coords[:, 0], coords[:, 1])
+    rows = np.clip(np.asarray(rows), 0, z.shape[0] - 1)
+    cols = np.clip(np.asarray(cols), 0, z.shape[1] - 1)
+    h = z[rows, cols].astype(float)
+    h[h == nodata] = np.inf
+    base = np.full(len(geoms), np.inf)
+    np.minimum.at(base, index, h)
+    if np.isinf(base).any():
+        base[np.isinf(base)] = np.nanmedian(np.where(np.isinf(base), np.nan, base))
+    return base
+
+
+def read_buildings(path: Path) -> dict[str, Any]:
+    """The buildings product as {"geometry", "id", "height", "use", "base", "area"} arrays."""
+    meta, _, wkb, values = pyogrio.raw.read(path)
+    out: dict[str, Any] = {"geometry": shapely.from_wkb(wkb)}
+    out.update(zip(meta["fields"], values, strict=True))
+    return out
+
+
+def build_building_rasters(ctx: StepContext) -> None:
+    """building_height.tif (m above ground, 0 = none) and building_id.tif (row in buildings.gpkg + 1)."""
+    b = read_buildings(ctx.product("buildings.gpkg"))
+    transform, shape = grid_transform(ctx.pack), ctx.pack.shape
+    order = np.argsort(b["height"])  # taller buildings win where footprints share a cell
+    height = rasterize(
+        ((b["geometry"][i], float(b["height"][i])) for i in order),
+        out_shape=shape,
+        transform=transform,
+        fill=0.0,
+        dtype="float32",
+    )
+    ids = rasterize(
+        ((b["geometry"][i], int(i) + 1) for i in order),
+        out_shape=shape,
+        transform=transform,
+        fill=0,
+        dtype="int32",
+    )
+    write_geotiff(ctx.out("building_height.tif"), height, ctx.pack, nodata=None)
+    write_geotiff(ctx.out("building_id.tif"), ids, ctx.pack, nodata=0)
+
+
+def extrude_buildings(b: dict[str, Any], anchor: tuple[float, float]) -> list[trimesh.Trimesh]:
+    """Closed prism meshes for each footprint, in metres east/north of `anchor`, z = height a.s.l."""
+    x0, y0 = anchor
+    meshes = []
+    for geom, height, base in zip(b["geometry"], b["height"], b["base"], strict=True):
+        parts = []
+        for poly in getattr(geom, "geoms", [geom]):
+            poly = shapely.affinity.translate(poly, -x0, -y0)
+            m = trimesh.creation.extrude_polygon(poly, float(height))
+            m.apply_translation((0.0, 0.0, float(base)))
+            parts.append(m)
+        meshes.append(trimesh.util.concatenate(parts) if len(parts) > 1 else parts[0])
+    return meshes
+
+
+# glTF is y-up: (east, north, up) -> (east, up, -north)
+Z_UP_TO_Y_UP = np.array([[1, 0, 0, 0], [0, 0, 1, 0], [0, -1, 0, 0], [0, 0, 0, 1]], dtype=float)
+
+
+def build_building_meshes(ctx: StepContext) -> None:
+    """buildings.glb: one node per building (named by id) in a local frame around the extent's centre.
+
+    Coordinates are metres east/north of the anchor in EPSG:25832 and height a.s.l.; float32 in glTF would
+    jitter at UTM magnitudes, so the anchor is carried separately in the scene's extras.
+    """
+    b = read_buildings(ctx.product("buildings.gpkg"))
+    xmin, ymin, xmax, ymax = ctx.pack.extent
+    anchor = (round((xmin + xmax) / 2), round((ymin + ymax) / 2))
+    scene = trimesh.Scene()
+    meshes = extrude_buildings(b, anchor)
+    for i, mesh in enumerate(meshes):
+        mesh.apply_transform(Z_UP_TO_Y_UP)
+        bid = str(b["id"][i])
+        mesh.metadata = {"id": bid, "height": float(b["height"][i]), "use": str(b["use"][i])}
+        scene.add_geometry(mesh, node_name=bid, geom_name=bid)
+    scene.metadata = {"crs": ctx.pack.crs, "anchor": list(anchor), "up": "y", "units": "m"}
+    ctx.out("buildings.glb").write_bytes(scene.export(file_type="glb"))

@@ -1,0 +1,159 @@
+"""The data pack: `pack.toml` names every source layer of a city, its format and provenance.
+
+Swapping the authored Krefeld layers for official data means editing this file only: each layer points to a
+file in a standard format (OSM XML, any GDAL raster, any OGR vector, CSV).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from twin.config import Field, load_toml, numbers, positive, validate
+from twin.errors import ConfigError
+
+STATUSES = ("official", "approximate", "synthetic")
+
+_COMMON = {
+    "path": Field(str, doc="file of the layer, relative to pack.toml"),
+    "format": Field(str),
+    "status": Field(str, choices=STATUSES),
+    "licence": Field(str),
+    "source": Field(str),
+}
+
+_CLASS = {
+    "code": Field(int, check=lambda v: None if 1 <= v <= 255 else "a code from 1 to 255"),
+    "name": Field(str),
+    "sealed": Field(float, check=lambda v: None if 0 <= v <= 1 else "a fraction from 0 to 1"),
+}
+
+_LAYERS: dict[str, dict[str, Field]] = {
+    "streets": {**_COMMON, "format": Field(str, choices=("osm",))},
+    "terrain": {**_COMMON, "format": Field(str, choices=("raster",))},
+    "landcover": {
+        **_COMMON,
+        "format": Field(str, choices=("raster", "vector")),
+        "classes": Field(items=_CLASS),
+        "class_field": Field(str, required=False, doc="vector only: field holding the class"),
+        "class_map": Field(dict, required=False, doc="vector only: field value -> class code"),
+    },
+    "blocks": {**_COMMON, "format": Field(str, choices=("vector",))},
+    "buildings": {
+        **_COMMON,
+        "format": Field(str, choices=("vector",)),
+        "id_field": Field(str, required=False, default="id"),
+        "height_field": Field(str, required=False, default="height"),
+        "use_field": Field(str, required=False, default="use"),
+        "procedural_seed": Field(int, required=False),
+    },
+    "wells": {**_COMMON, "format": Field(str, choices=("csv",))},
+    "climate_stations": {**_COMMON, "format": Field(str, choices=("csv",))},
+}
+
+_SCHEMA = {
+    "pack": Field(
+        schema={
+            "name": Field(str),
+            "title": Field(str, required=False, default=""),
+            "crs": Field(str, choices=("EPSG:25832",)),
+            "extent": Field(list, check=numbers(4), doc="[xmin, ymin, xmax, ymax] in metres"),
+            "resolution": Field(float, check=positive, doc="cell size of raster products in m"),
+        }
+    ),
+    "layers": Field(schema={name: Field(schema=spec) for name, spec in _LAYERS.items()}),
+}
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One source layer: its resolved file, format, provenance and layer-specific options."""
+
+    name: str
+    path: Path
+    format: str
+    status: str
+    licence: str
+    source: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DataPack:
+    """A validated data pack: the city's extent and grid, and its layers."""
+
+    file: Path
+    name: str
+    title: str
+    crs: str
+    extent: tuple[float, float, float, float]
+    resolution: float
+    layers: dict[str, Layer]
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(rows, cols) of the raster products' grid."""
+        xmin, ymin, xmax, ymax = self.extent
+        return round((ymax - ymin) / self.resolution), round((xmax - xmin) / self.resolution)
+
+    @property
+    def area_km2(self) -> float:
+        """Area of the extent in square kilometres."""
+        xmin, ymin, xmax, ymax = self.extent
+        return (xmax - xmin) * (ymax - ymin) / 1e6
+
+    def config_of(self, *names: str) -> dict[str, Any]:
+        """The parts of the pack a build step depends on (for cache keys)."""
+        out: dict[str, Any] = {
+            "crs": self.crs,
+            "extent": self.extent,
+            "resolution": self.resolution,
+        }
+        for n in names:
+            layer = self.layers[n]
+            out[n] = {"format": layer.format, "options": layer.options}
+        return out
+
+
+def load_pack(path: str | Path) -> DataPack:
+    """Load and validate `pack.toml`; every layer's file must exist."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "pack.toml"
+    cfg = validate(load_toml(path), _SCHEMA, file=path)
+    p = cfg["pack"]
+    xmin, ymin, xmax, ymax = (float(v) for v in p["extent"])
+    if xmax <= xmin or ymax <= ymin:
+        raise ConfigError(f"{path}: 'pack.extent' must be [xmin, ymin, xmax, ymax] with max > min")
+    layers = {}
+    for name, spec in cfg["layers"].items():
+        file = Path(spec["path"]).expanduser()
+        if not file.is_absolute():
+            file = path.parent / file
+        if not file.exists():
+            raise ConfigError(f"{path}: 'layers.{name}.path': file not found: {file}")
+        options = {k: v for k, v in spec.items() if k not in _COMMON and v is not None}
+        layers[name] = Layer(
+            name=name,
+            path=file,
+            format=spec["format"],
+            status=spec["status"],
+            licence=spec["licence"],
+            source=spec["source"],
+            options=options,
+        )
+    lc = layers["landcover"]
+    if lc.format == "vector" and not {"class_field", "class_map"} <= lc.options.keys():
+        raise ConfigError(
+            f"{path}: 'layers.landcover': a vector land cover needs 'class_field' and 'class_map'"
+        )
+    return DataPack(
+        file=path,
+        name=p["name"],
+        title=p["title"],
+        crs=p["crs"],
+        extent=(xmin, ymin, xmax, ymax),
+        resolution=p["resolution"],
+        layers=layers,
+    )

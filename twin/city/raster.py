@@ -1,0 +1,84 @@
+"""The pack's raster grid and GeoTIFF I/O: every raster product shares one grid in EPSG:25832."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.transform import from_origin
+from rasterio.warp import Resampling, reproject
+
+from twin.city.pack import DataPack
+from twin.errors import DataError
+
+
+def grid_transform(pack: DataPack) -> rasterio.Affine:
+    """Affine transform of the product grid (north-up, origin at the extent's upper-left corner)."""
+    xmin, _, _, ymax = pack.extent
+    return from_origin(xmin, ymax, pack.resolution, pack.resolution)
+
+
+def cell_centres(pack: DataPack) -> tuple[np.ndarray, np.ndarray]:
+    """x of each column's centre and y of each row's centre (rows run north to south)."""
+    xmin, _, _, ymax = pack.extent
+    rows, cols = pack.shape
+    x = xmin + (np.arange(cols) + 0.5) * pack.resolution
+    y = ymax - (np.arange(rows) + 0.5) * pack.resolution
+    return x, y
+
+
+def write_geotiff(
+    path: Path, array: np.ndarray, pack: DataPack, *, nodata: float | int | None = None
+) -> None:
+    """Write a single-band, tiled, deflate-compressed GeoTIFF on the pack grid (QGIS opens it as is)."""
+    rows, cols = pack.shape
+    if array.shape != (rows, cols):
+        raise ValueError(f"array shape {array.shape} is not the grid shape {(rows, cols)}")
+    profile = {
+        "driver": "GTiff",
+        "width": cols,
+        "height": rows,
+        "count": 1,
+        "dtype": array.dtype.name,
+        "crs": pack.crs,
+        "transform": grid_transform(pack),
+        "nodata": nodata,
+        "compress": "deflate",
+        "tiled": True,
+        "blockxsize": 256,
+        "blockysize": 256,
+    }
+    if array.dtype.kind == "f":
+        profile["predictor"] = 3
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(array, 1)
+
+
+def read_to_grid(
+    path: Path, pack: DataPack, *, resampling: Resampling, dtype: str, what: str
+) -> tuple[np.ndarray, float | None]:
+    """Read any GDAL raster and resample it onto the pack grid; return the array and its nodata value.
+
+    Cells the source does not cover get the nodata value. A raster without a CRS is refused.
+    """
+    try:
+        src = rasterio.open(path)
+    except rasterio.errors.RasterioIOError as exc:
+        raise DataError(f"{path}: cannot open {what} raster: {exc}") from None
+    with src:
+        if src.crs is None:
+            raise DataError(f"{path}: {what} raster has no CRS; expected a projected CRS")
+        nodata = src.nodata
+        if nodata is None:
+            nodata = -9999.0 if np.dtype(dtype).kind == "f" else 0
+        out = np.full(pack.shape, nodata, dtype=dtype)
+        reproject(
+            source=rasterio.band(src, 1),
+            destination=out,
+            dst_transform=grid_transform(pack),
+            dst_crs=pack.crs,
+            dst_nodata=nodata,
+            resampling=resampling,
+        )
+    return out, nodata

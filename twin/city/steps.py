@@ -1,0 +1,81 @@
+"""The build steps of the data products, in one list: `twin data build` runs exactly these."""
+
+from __future__ import annotations
+
+import numpy as np
+import shapely
+
+from twin.city.build import Step, StepContext
+from twin.city.buildings import build_building_meshes, build_building_rasters, build_buildings
+from twin.city.streets import build_streets
+from twin.city.surface import build_landcover, build_terrain
+from twin.city.vector import write_gpkg
+from twin.sensors.catalogue import read_stations, read_wells
+
+
+def build_sensor_catalogue(ctx: StepContext) -> None:
+    """sensors.gpkg: wells and climate stations as point layers (validated catalogue)."""
+    out = ctx.out("sensors.gpkg")
+    for layer, table in (
+        ("wells", read_wells(ctx.source("wells"))),
+        ("climate_stations", read_stations(ctx.source("climate_stations"))),
+    ):
+        points = shapely.points(np.column_stack([table["x"], table["y"]]))
+        fields = {k: v for k, v in table.items() if k not in ("x", "y")}
+        write_gpkg(out, layer, ctx.pack.crs, points, fields)
+
+
+def city_steps() -> list[Step]:
+    """All build steps of the data products."""
+    return [
+        Step(
+            "terrain",
+            build_terrain,
+            outputs=("terrain.tif",),
+            sources=("terrain",),
+            doc="terrain heights on the pack grid",
+        ),
+        Step(
+            "landcover",
+            build_landcover,
+            outputs=("landcover.tif", "sealed.tif"),
+            sources=("landcover",),
+            doc="land-cover classes and sealed fraction on the pack grid",
+        ),
+        Step(
+            "streets",
+            build_streets,
+            outputs=("streets.gpkg",),
+            sources=("streets",),
+            doc="street and rail centre lines",
+        ),
+        Step(
+            "buildings",
+            build_buildings,
+            outputs=("buildings.gpkg",),
+            sources=("buildings",),
+            after=("terrain",),
+            doc="building footprints with height and ground height",
+        ),
+        Step(
+            "building_rasters",
+            build_building_rasters,
+            outputs=("building_height.tif", "building_id.tif"),
+            after=("buildings",),
+            doc="building height and id rasters",
+        ),
+        Step(
+            "building_meshes",
+            build_building_meshes,
+            outputs=("buildings.glb",),
+            after=("buildings",),
+            doc="extruded building meshes (GLB, local frame)",
+        ),
+        Step(
+            "sensors",
+            build_sensor_catalogue,
+            outputs=("sensors.gpkg",),
+            sources=("wells", "climate_stations"),
+            doc="sensor catalogue as point layers",
+        ),
+    ]
