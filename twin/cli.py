@@ -7,6 +7,7 @@ TWIN_DEBUG=1 to see the traceback of an unexpected failure.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
@@ -19,15 +20,19 @@ from twin.errors import NotYetAvailable, TwinError
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_PACK = PROJECT_ROOT / "data" / "krefeld" / "pack.toml"
 
-# Sub-commands whose feature is not part of this version: they say so in one line and exit non-zero.
-PLANNED = {
-    "traffic": "SUMO traffic scenarios (network, demand, priority controllers, virtual barriers, KPIs)",
-    "groundwater": "the ground-water flow model and its scenarios",
-    "heat": "the urban heat model and its scenarios",
-    "sensors": "LoRaWAN sensor ingest, store, simulation and replay",
-    "scene": "scene composition, export and offscreen rendering",
-    "serve": "the web viewer and its local server",
-    "run": "coupled scenarios from simulations/*.toml",
+# Domain sub-commands: each lives in `twin/<package>/commands.py` as `add_commands(subparsers)`. Until a
+# domain has that module, its sub-command says in one line that it is not available and exits non-zero.
+DOMAINS = {
+    "traffic": (
+        "traffic",
+        "SUMO traffic scenarios (network, demand, priority controllers, virtual barriers, KPIs)",
+    ),
+    "groundwater": ("groundwater", "the ground-water flow model and its scenarios"),
+    "heat": ("heat", "the urban heat model and its scenarios"),
+    "sensors": ("sensors", "LoRaWAN sensor ingest, store, simulation and replay"),
+    "scene": ("scenes", "scene composition, export and offscreen rendering"),
+    "serve": ("viewer", "the web viewer and its local server"),
+    "run": ("core", "coupled scenarios from simulations/*.toml"),
 }
 
 
@@ -111,9 +116,9 @@ def cmd_tiles_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def _planned(name: str) -> Callable[[argparse.Namespace], int]:
+def _planned(name: str, what: str) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
-        raise NotYetAvailable(f"twin {name}: {PLANNED[name]} are not available in this version yet")
+        raise NotYetAvailable(f"twin {name}: {what} are not available in this version yet")
 
     return run
 
@@ -147,9 +152,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_tiles_info)
 
-    for name, what in PLANNED.items():
-        p = sub.add_parser(name, help=f"{what} (not in this version yet)", description=what)
-        p.set_defaults(func=_planned(name))
+    for name, (package, what) in DOMAINS.items():
+        module = f"twin.{package}.commands"
+        try:
+            commands = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+            p = sub.add_parser(name, help=f"{what} (not in this version yet)", description=what)
+            p.set_defaults(func=_planned(name, what))
+        else:
+            commands.add_commands(sub)
 
     p = sub.add_parser("demo", help="build the Krefeld data products and summarise them")
     _add_pack_args(p)
