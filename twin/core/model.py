@@ -1,0 +1,264 @@
+"""The interface every time-stepping model of the twin exposes, in the spirit of CSDMS BMI.
+
+A model declares its input and output :class:`Variable` s (name, units, grid) and its time step,
+and is driven through ``initialize`` -> ``update_until`` / ``get_value`` / ``set_value`` ->
+``finalize``. Model time is float seconds since the coupler's epoch (:class:`Clock` start).
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+from twin.core.clock import Clock
+from twin.core.errors import ModelError, ModelStateError, UnknownVariableError
+from twin.core.variables import Variable
+
+__all__ = ["Model", "ModelState", "times_equal"]
+
+# Relative tolerance for "the same time": step times are computed as k * step, so two routes to
+# the same instant differ by a few ulps; 1e-10 of a year is ~3 ms, far below any step we use.
+_TIME_RTOL = 1e-10
+
+
+def times_equal(a: float, b: float) -> bool:
+    """True when two model times (seconds) denote the same instant up to rounding."""
+    return abs(a - b) <= _TIME_RTOL * max(1.0, abs(a), abs(b))
+
+
+class ModelState(enum.Enum):
+    """Life cycle of a model: created -> initialized -> finalized."""
+
+    CREATED = "created"
+    INITIALIZED = "initialized"
+    FINALIZED = "finalized"
+
+
+class Model(ABC):
+    """Base class of the twin's time-stepping models (traffic, heat, ground water, sensor feed).
+
+    Subclasses implement the protected hooks; the public methods check names, shapes, times
+    and the life cycle, so that every model fails the same clear way:
+
+    - ``_initialize(config)`` (required) sets ``self.time_step`` (seconds, > 0) and declares
+      ``self.inputs`` / ``self.outputs`` as tuples of :class:`Variable`.
+    - ``_get_value(name)`` (required) returns an output's values on its grid.
+    - ``_set_value(name, values)`` stores an input (needed when the model has inputs).
+    - ``_step(dt)`` advances by ``dt`` <= ``time_step`` seconds; or override
+      ``_update_until(t)`` when the model can jump to ``t`` itself (e.g. SUMO, analytic models).
+    - ``_finalize()`` releases resources (files, subprocesses); default does nothing.
+
+    A subclass that defines ``__init__`` calls ``super().__init__(name)``. Models start at time
+    0, the epoch; ``self.clock`` (set by the coupler before ``initialize``) converts model time
+    to UTC datetimes. ``get_value`` and ``set_value`` copy, so a model never shares its arrays.
+    A model never imports another model: the coupler moves values between them.
+    """
+
+    time_step: float = math.nan
+    inputs: tuple[Variable, ...] = ()
+    outputs: tuple[Variable, ...] = ()
+
+    def __init__(self, name: str | None = None) -> None:
+        self.name: str = name or type(self).__name__
+        self.clock: Clock | None = None
+        self._state = ModelState.CREATED
+        self._time = 0.0
+        self._inputs: dict[str, Variable] = {}
+        self._outputs: dict[str, Variable] = {}
+
+    # -- hooks for subclasses ---------------------------------------------------------------
+
+    @abstractmethod
+    def _initialize(self, config: Mapping[str, Any]) -> None:
+        """Read ``config``, build the state, set ``time_step``, ``inputs`` and ``outputs``."""
+
+    @abstractmethod
+    def _get_value(self, name: str) -> Any:
+        """Return the values of output ``name`` (array-like with the variable's grid shape)."""
+
+    def _set_value(self, name: str, values: np.ndarray) -> None:
+        """Store input ``name``; ``values`` is a private copy shaped like the grid."""
+        raise NotImplementedError(f"model {self.name!r} declares inputs but has no _set_value")
+
+    def _step(self, dt: float) -> None:
+        """Advance the state by ``dt`` seconds (``dt`` <= ``time_step``)."""
+        raise NotImplementedError(
+            f"model {self.name!r} must implement _step(dt) or override _update_until(t)"
+        )
+
+    def _update_until(self, t: float) -> None:
+        """Advance to ``t`` in steps of ``time_step``, the last one shortened to end at ``t``."""
+        while not times_equal(self._time, t) and self._time < t:
+            dt = min(self.time_step, t - self._time)
+            if times_equal(self._time + dt, t):
+                dt = t - self._time
+            self._step(dt)
+            self._time += dt
+
+    def _finalize(self) -> None:
+        """Release resources; the default has none."""
+        return None
+
+    # -- public interface --------------------------------------------------------------------
+
+    @property
+    def state(self) -> ModelState:
+        """Where the model is in its life cycle."""
+        return self._state
+
+    @property
+    def current_time(self) -> float:
+        """Model time in seconds since the epoch."""
+        return self._time
+
+    @property
+    def current_datetime(self) -> datetime:
+        """Model time as a tz-aware UTC datetime (needs ``self.clock``)."""
+        if self.clock is None:
+            raise ModelStateError(
+                f"model {self.name!r}: no clock set, so model time has no date; "
+                "add the model to a Coupler or set model.clock"
+            )
+        return self.clock.to_datetime(self._time)
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        """Names of the variables the model reads through ``set_value``."""
+        return tuple(self._inputs)
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        """Names of the variables the model offers through ``get_value``."""
+        return tuple(self._outputs)
+
+    def input_variable(self, name: str) -> Variable:
+        """The declared input ``name`` (units, grid); unknown names raise."""
+        return self._lookup(name, self._inputs, "input")
+
+    def output_variable(self, name: str) -> Variable:
+        """The declared output ``name`` (units, grid); unknown names raise."""
+        return self._lookup(name, self._outputs, "output")
+
+    def initialize(self, config: Mapping[str, Any] | None = None) -> None:
+        """Set the model up from ``config`` at time 0 (the epoch); allowed once."""
+        if self._state is not ModelState.CREATED:
+            raise ModelStateError(
+                f"model {self.name!r}: initialize called when already {self._state.value}"
+            )
+        self._initialize({} if config is None else config)
+        step = self.time_step
+        if not isinstance(step, int | float) or not math.isfinite(step) or step <= 0:
+            raise ModelError(
+                f"model {self.name!r}: time_step must be a positive number of seconds, "
+                f"got {step!r} (set self.time_step in _initialize)"
+            )
+        self.time_step = float(step)
+        self._inputs = self._declare(self.inputs, "inputs")
+        self._outputs = self._declare(self.outputs, "outputs")
+        self._time = 0.0
+        self._state = ModelState.INITIALIZED
+
+    def update_until(self, t: float) -> None:
+        """Advance the model from ``current_time`` to exactly ``t`` seconds."""
+        self._require_initialized("update_until")
+        target = float(t)
+        if not math.isfinite(target):
+            raise ModelError(f"model {self.name!r}: update_until needs a finite time, got {t!r}")
+        if times_equal(target, self._time):
+            return
+        if target < self._time:
+            raise ModelError(
+                f"model {self.name!r}: cannot go back from t={self._time:g} s to t={target:g} s"
+            )
+        self._update_until(target)
+        self._time = target
+
+    def get_value(self, name: str) -> np.ndarray:
+        """A copy of output ``name``'s values, shaped like its grid."""
+        self._require_initialized("get_value")
+        variable = self.output_variable(name)
+        values = np.array(self._get_value(name), copy=True)
+        return self._shaped(values, variable, "returned by get_value")
+
+    def set_value(self, name: str, values: Any) -> None:
+        """Set input ``name`` from ``values`` (its grid's shape, or flat with the same size)."""
+        self._require_initialized("set_value")
+        variable = self.input_variable(name)
+        array = np.array(values, copy=True)
+        if array.dtype.kind not in "biuf":
+            raise ModelError(
+                f"model {self.name!r} input {name!r}: expected numbers, got dtype {array.dtype}"
+            )
+        self._set_value(name, self._shaped(array, variable, "given to set_value"))
+
+    def finalize(self) -> None:
+        """Release the model's resources; later calls do nothing (safe in ``finally``)."""
+        if self._state is ModelState.FINALIZED:
+            return
+        was_initialized = self._state is ModelState.INITIALIZED
+        self._state = ModelState.FINALIZED
+        if was_initialized:
+            self._finalize()
+
+    def __repr__(self) -> str:
+        return (
+            f"<{type(self).__name__} {self.name!r} {self._state.value} "
+            f"t={self._time:g} s step={self.time_step:g} s>"
+        )
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _require_initialized(self, action: str) -> None:
+        if self._state is ModelState.CREATED:
+            raise ModelStateError(f"model {self.name!r}: {action} called before initialize")
+        if self._state is ModelState.FINALIZED:
+            raise ModelStateError(f"model {self.name!r}: {action} called after finalize")
+
+    def _declare(self, variables: Any, what: str) -> dict[str, Variable]:
+        declared: dict[str, Variable] = {}
+        for variable in tuple(variables):
+            if not isinstance(variable, Variable):
+                raise ModelError(
+                    f"model {self.name!r} {what}: expected Variable entries, got {variable!r}"
+                )
+            if variable.name in declared:
+                raise ModelError(f"model {self.name!r} {what}: {variable.name!r} declared twice")
+            declared[variable.name] = variable
+        return declared
+
+    def _lookup(self, name: str, table: dict[str, Variable], kind: str) -> Variable:
+        if not isinstance(name, str):
+            raise UnknownVariableError(
+                f"model {self.name!r}: variable names are text, got {type(name).__name__} {name!r}"
+            )
+        if name in table:
+            return table[name]
+        if self._state is ModelState.CREATED:
+            raise ModelStateError(
+                f"model {self.name!r}: variables are declared by initialize; asked for {name!r}"
+            )
+        known = ", ".join(sorted(table)) or "none"
+        other = self._outputs if kind == "input" else self._inputs
+        hint = (
+            f" ({name!r} is an {'output' if kind == 'input' else 'input'})" if name in other else ""
+        )
+        raise UnknownVariableError(
+            f"model {self.name!r} has no {kind} {name!r}{hint}; its {kind}s are: {known}"
+        )
+
+    def _shaped(self, values: np.ndarray, variable: Variable, where: str) -> np.ndarray:
+        shape = variable.grid.shape
+        if values.shape == shape:
+            return values
+        if values.size == variable.grid.size:
+            return values.reshape(shape)
+        raise ModelError(
+            f"model {self.name!r} variable {variable.name!r}: values {where} have shape "
+            f"{values.shape}, expected {shape} ({variable.grid.describe()})"
+        )
