@@ -1,0 +1,1686 @@
+"""Author the Krefeld data pack: every source file of `data/krefeld/` from the definitions below.
+
+Run `python data/krefeld/author.py` from the repository root. The official city data (OSM extract,
+LoD2, DGM1, ALKIS, sensor registers) is not part of the pack; this script writes stand-ins in the
+official formats from stated facts and a fixed seed, so that a user swaps in real data by editing
+`pack.toml` only. Which layer is official, approximate or synthetic, and why, is documented in
+`data/README.md`.
+
+The definitions are compact tables in WGS84 (lat, lon): named street nodes and ways with their OSM
+tags, area outlines (water, port, squares, parks, districts), dike crest lines, block-use hints and
+climate station positions. Everything else is derived from them deterministically: city blocks (zones
+less street space), building footprints (`twin.city.procedural`), terrain, land cover and the well
+network. Running the script twice writes byte-identical files.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+from xml.sax.saxutils import quoteattr
+
+import numpy as np
+import rasterio
+import shapely
+from pyproj import Transformer
+from rasterio.features import rasterize
+from rasterio.transform import from_origin
+from scipy.ndimage import gaussian_filter
+from shapely.geometry import LineString, Point, Polygon
+from shapely.geometry.polygon import orient
+
+from twin.city.procedural import generate_footprints
+
+SEED = 2026  # the one seed of the pack (pack.toml: layers.buildings.procedural_seed)
+CRS = "EPSG:25832"
+EXTENT = (328000.0, 5687000.0, 340000.0, 5694000.0)  # xmin, ymin, xmax, ymax (m)
+TERRAIN_CELL_M = 25.0
+LANDCOVER_CELL_M = 10.0
+TERRAIN_NODATA = -9999.0
+OSM_TIMESTAMP = "2026-01-01T00:00:00Z"
+
+# Land-cover classes: (code, name, sealed fraction). The same table is in pack.toml.
+CLASSES = [
+    (1, "building", 1.0),
+    (2, "road", 0.95),
+    (3, "railway", 0.4),
+    (4, "plaza", 0.9),
+    (5, "urban_yard", 0.7),
+    (6, "residential_garden", 0.35),
+    (7, "industrial_yard", 0.85),
+    (8, "suburban_residential", 0.45),
+    (9, "park", 0.05),
+    (10, "forest", 0.0),
+    (11, "farmland", 0.0),
+    (12, "floodplain_meadow", 0.0),
+    (13, "water", 0.0),
+]
+CODE = {name: code for code, name, _ in CLASSES}
+
+# fmt: off
+# The definition tables are kept compact (several coordinates a line); the formatter leaves them.
+
+# Named points: key -> (lat, lon, OSM node tags). Ways name their nodes by key, so every crossing
+# (and each corner of the Wälle ring) is one shared node, as in OSM.
+NODES: dict[str, tuple[float, float, dict[str, str]]] = {
+    "Westwall/Südwall": (51.3257391, 6.5605135, {"highway": "traffic_signals"}),
+    "Westwall/Dreikönigenstraße": (51.3275986, 6.5599952, {"highway": "traffic_signals"}),
+    "Westwall/Marktstraße": (51.3294581, 6.5594769, {"highway": "traffic_signals"}),
+    "Westwall/Petersstraße": (51.331052, 6.5590326, {"highway": "traffic_signals"}),
+    "Westwall/Rheinstraße": (51.3324245, 6.5586499, {"highway": "traffic_signals"}),
+    "Westwall/St.-Anton-Straße": (51.3346825, 6.5580204, {"highway": "traffic_signals"}),
+    "Westwall/Nordwall": (51.3363649, 6.5575513, {"highway": "traffic_signals"}),
+    "Hochstraße/Südwall": (51.326002, 6.5629161, {"highway": "traffic_signals"}),
+    "Hochstraße/Dreikönigenstraße": (51.3278615, 6.5623979, {}),
+    "Hochstraße/Marktstraße": (51.329721, 6.5618797, {}),
+    "Hochstraße/Petersstraße": (51.3313149, 6.5614354, {}),
+    "Hochstraße/Rheinstraße": (51.3326874, 6.5610529, {}),
+    "Hochstraße/Neue Linner Straße": (51.3337942, 6.5607444, {}),
+    "Hochstraße/St.-Anton-Straße": (51.3349453, 6.5604235, {}),
+    "Hochstraße/Nordwall": (51.3366278, 6.5599544, {"highway": "traffic_signals"}),
+    "Königstraße/Südwall": (51.3264193, 6.5667321, {"highway": "traffic_signals"}),
+    "Königstraße/Dreikönigenstraße": (51.3282634, 6.5660727, {}),
+    "Königstraße/Marktstraße": (51.3301044, 6.565385, {}),
+    "Königstraße/Petersstraße": (51.3316395, 6.5644038, {}),
+    "Königstraße/Rheinstraße": (51.3329579, 6.5635265, {}),
+    "Königstraße/Neue Linner Straße": (51.3340385, 6.5629778, {}),
+    "Königstraße/St.-Anton-Straße": (51.3351695, 6.5624732, {}),
+    "Königstraße/Nordwall": (51.3368365, 6.5618629, {"highway": "traffic_signals"}),
+    "Friedrichstraße/Südwall": (51.3265507, 6.5679334, {"highway": "traffic_signals"}),
+    "Friedrichstraße/Dreikönigenstraße": (51.3284102, 6.5674154, {}),
+    "Friedrichstraße/Marktstraße": (51.3302697, 6.5668974, {}),
+    "Friedrichstraße/Petersstraße": (51.3318636, 6.5664533, {}),
+    "Friedrichstraße/Rheinstraße": (51.3332362, 6.5660709, {}),
+    "Friedrichstraße/Neue Linner Straße": (51.334343, 6.5657625, {}),
+    "Friedrichstraße/St.-Anton-Straße": (51.3354942, 6.5654417, {}),
+    "Friedrichstraße/Nordwall": (51.3371766, 6.5649729, {"highway": "traffic_signals"}),
+    "Ostwall/Südwall": (51.3266835, 6.5691489, {"highway": "traffic_signals"}),
+    "Ostwall/Dreikönigenstraße": (51.3285431, 6.568631, {"highway": "traffic_signals"}),
+    "Ostwall/Marktstraße": (51.3304026, 6.568113, {"highway": "traffic_signals"}),
+    "Ostwall/Petersstraße": (51.3319965, 6.567669, {"highway": "traffic_signals"}),
+    "Ostwall/Rheinstraße": (51.3333691, 6.5672866, {"highway": "traffic_signals"}),
+    "Ostwall/Neue Linner Straße": (51.3344759, 6.5669782, {"highway": "traffic_signals"}),
+    "Ostwall/St.-Anton-Straße": (51.3356271, 6.5666574, {"highway": "traffic_signals"}),
+    "Ostwall/Nordwall": (51.3373095, 6.5661886, {"highway": "traffic_signals"}),
+    "Am Hauptbahnhof mid": (51.3267502, 6.5704265, {}),
+    "Am Hauptbahnhof/Hansastraße": (51.3270394, 6.5728219, {"highway": "traffic_signals"}),
+    "Hansastraße/Uerdinger Straße": (51.340266, 6.5779095, {"highway": "traffic_signals"}),
+    "Hansastraße mid": (51.3297866, 6.5724938, {}),
+    "rail west edge": (51.3216831, 6.5315224, {}),
+    "Krefeld Hbf": (
+        51.3258328, 6.5694445,
+        {
+            "railway": "station", "public_transport": "station", "name": "Krefeld Hbf",
+        },
+    ),
+    "rail junction east of Hbf": (51.326835, 6.5786175, {}),
+    "rail NE 1": (51.3292137, 6.5871056, {}),
+    "rail NE 2": (51.3353775, 6.6025753, {}),
+    "rail NE 3": (51.3443511, 6.6236476, {}),
+    "rail NE 4": (51.3518577, 6.6390581, {}),
+    "Krefeld-Uerdingen station": (
+        51.3566631, 6.6454473,
+        {
+            "railway": "station", "public_transport": "station", "name": "Krefeld-Uerdingen",
+        },
+    ),
+    "rail N 1": (51.3627978, 6.6463967, {}),
+    "rail north edge": (51.3735891, 6.6463461, {}),
+    "rail SE 1": (51.3233298, 6.5852615, {}),
+    "rail south edge": (51.3095669, 6.5938766, {}),
+    "Uerdinger Straße 1": (51.3446636, 6.5949103, {}),
+    "Uerdinger Straße 2": (51.350045, 6.6161718, {}),
+    "Uerdinger Straße 3": (51.3542865, 6.6346242, {}),
+    "Uerdinger Straße 4": (51.3560018, 6.6438724, {}),
+    "Uerdinger Straße/Bahnhofstraße": (51.356532, 6.6456407, {"highway": "traffic_signals"}),
+    "Bahnhofstraße/Oberstraße": (51.3563694, 6.6487373, {}),
+    "rail bridge south": (51.3561415, 6.6447536, {}),
+    "rail bridge north": (51.3565559, 6.6453048, {}),
+    "Oberstraße north": (51.3583489, 6.6487796, {}),
+    "Oberstraße/Am Zollhof": (51.3567754, 6.6488027, {}),
+    "Oberstraße/Bruchstraße": (51.3552942, 6.648936, {}),
+    "Oberstraße/Am Marktplatz": (51.3539929, 6.6490745, {}),
+    "Oberstraße/Mühlenstraße": (51.3524249, 6.6493702, {}),
+    "Am Zollhof mid": (51.3566828, 6.6500141, {}),
+    "Am Zollhof/Niederstraße": (51.3566908, 6.6513064, {}),
+    "Am Zollhof east": (51.3566689, 6.6524567, {}),
+    "Niederstraße north": (51.3583964, 6.6511473, {}),
+    "Niederstraße/Bruchstraße": (51.3553446, 6.6514471, {}),
+    "Niederstraße/Am Marktplatz": (51.3540882, 6.6515832, {}),
+    "Niederstraße/Mühlenstraße": (51.3525637, 6.6518048, {}),
+    "B 288 south edge": (51.3098607, 6.6082109, {}),
+    "B 288 1": (51.3216133, 6.6111877, {}),
+    "B 288 2": (51.3316274, 6.6171275, {}),
+    "B 288 3": (51.3399752, 6.6296176, {}),
+    "B 288 4": (51.344757, 6.6437313, {}),
+    "B 288/Oberstraße": (51.3466024, 6.65053, {"highway": "traffic_signals"}),
+    "B 288/Hafenstraße": (51.3460779, 6.6558037, {"highway": "traffic_signals"}),
+    "bridge west": (51.3482134, 6.6584386, {}),
+    "bridge east": (51.3516124, 6.665672, {}),
+    "B 288 east 1": (51.355777, 6.6776392, {}),
+    "B 288 east edge": (51.3585045, 6.7019212, {}),
+    "Hafenstraße 1": (51.3453769, 6.6570432, {}),
+    "Hafenstraße 2": (51.3445132, 6.6581536, {}),
+    "Hafenstraße 3": (51.3425128, 6.6606164, {}),
+    "Hafenstraße 4": (51.340466, 6.6629741, {}),
+    "Hafenstraße 5": (51.3383135, 6.6653294, {}),
+    "Hafenstraße 6": (51.3361134, 6.6676457, {}),
+    "Hafenstraße 7": (51.333831, 6.670065, {}),
+    "Hafenstraße 8": (51.3315652, 6.6725074, {}),
+    "Hafenstraße 9": (51.329313, 6.6749684, {}),
+    "Hafenstraße 10": (51.327072, 6.6774445, {}),
+    "Hafenstraße 11": (51.3248404, 6.679933, {}),
+    "Hafenstraße 12": (51.3226232, 6.6824256, {}),
+    "Hafenstraße 13": (51.3204061, 6.6849354, {}),
+    "Hafenstraße 14": (51.3202798, 6.6861358, {}),
+    "Hafenstraße 15": (51.3206862, 6.6877876, {}),
+    "Hafenstraße 16": (51.3213853, 6.6891063, {}),
+    "Hafenstraße 17": (51.3220433, 6.6895912, {}),
+    "Rheinuferstraße 1": (51.3239105, 6.6878263, {}),
+    "Rheinuferstraße 2": (51.3261199, 6.6853365, {}),
+    "Rheinuferstraße 3": (51.3283334, 6.6828615, {}),
+    "Rheinuferstraße 4": (51.3305564, 6.6803975, {}),
+    "Rheinuferstraße 5": (51.3327879, 6.6779496, {}),
+    "Rheinuferstraße 6": (51.3350298, 6.6755214, {}),
+    "Rheinuferstraße 7": (51.3372843, 6.6731175, {}),
+    "Rheinuferstraße 8": (51.3395394, 6.6707505, {}),
+    "Rheinuferstraße 9": (51.3417423, 6.6683745, {}),
+    "Rheinuferstraße 10": (51.3439062, 6.6659282, {}),
+    "Rheinuferstraße 11": (51.3449698, 6.6646731, {}),
+    "Tor 1 Schwerlastkai": (
+        51.3250471, 6.6804026,
+        {
+            "barrier": "gate", "name": "Tor 1 Schwerlastkai", "access": "private",
+        },
+    ),
+    "Tor 1 Schwerlastkai quay": (51.3256154, 6.6816941, {}),
+    "Tor 2 Massengutumschlag": (
+        51.3317671, 6.6729823,
+        {
+            "barrier": "gate", "name": "Tor 2 Massengutumschlag", "access": "private",
+        },
+    ),
+    "Tor 2 Massengutumschlag quay": (51.3323224, 6.6742883, {}),
+    "Tor 3 Containerterminal": (
+        51.3385144, 6.6658055,
+        {
+            "barrier": "gate", "name": "Tor 3 Containerterminal", "access": "private",
+        },
+    ),
+    "Tor 3 Containerterminal quay": (51.3390669, 6.6671147, {}),
+    "Tor 4 Mole Süd": (
+        51.3303521, 6.6799251,
+        {
+            "barrier": "gate", "name": "Tor 4 Mole Süd", "access": "private",
+        },
+    ),
+    "Tor 4 Mole Süd quay": (51.3299436, 6.6789804, {}),
+    "Tor 5 Mole Nord": (
+        51.3393415, 6.6702713,
+        {
+            "barrier": "gate", "name": "Tor 5 Mole Nord", "access": "private",
+        },
+    ),
+    "Tor 5 Mole Nord quay": (51.3389455, 6.6693129, {}),
+    "Lagerhausstraße west end": (51.325214, 6.6731806, {}),
+    "Silostraße west end": (51.3343259, 6.6633049, {}),
+    "Kaistraße west end": (51.3386041, 6.6587132, {}),
+    "Kopfkai quay": (51.3225056, 6.6862501, {}),
+}
+
+# Street and rail ways: (node keys in drawing order, OSM tags). Forward = drawing order.
+WAYS: list[tuple[list[str], dict[str, str]]] = [
+    (
+        [
+            "Westwall/Südwall", "Westwall/Dreikönigenstraße", "Westwall/Marktstraße",
+            "Westwall/Petersstraße", "Westwall/Rheinstraße", "Westwall/St.-Anton-Straße",
+            "Westwall/Nordwall",
+        ],
+        {
+            "name": "Westwall", "highway": "primary", "lanes": "4", "lanes:forward": "2",
+            "lanes:backward": "2", "maxspeed": "50", "sidewalk": "both", "cycleway:both": "lane",
+        },
+    ),
+    (
+        [
+            "Ostwall/Südwall", "Ostwall/Dreikönigenstraße", "Ostwall/Marktstraße",
+            "Ostwall/Petersstraße", "Ostwall/Rheinstraße", "Ostwall/Neue Linner Straße",
+            "Ostwall/St.-Anton-Straße", "Ostwall/Nordwall",
+        ],
+        {
+            "name": "Ostwall", "highway": "primary", "lanes": "6", "lanes:forward": "3",
+            "lanes:backward": "3", "lanes:psv": "2", "lanes:psv:forward": "1",
+            "lanes:psv:backward": "1", "busway:both": "lane", "railway": "tram", "maxspeed": "50",
+            "sidewalk": "both",
+        },
+    ),
+    (
+        [
+            "Westwall/Südwall", "Hochstraße/Südwall", "Königstraße/Südwall",
+            "Friedrichstraße/Südwall", "Ostwall/Südwall",
+        ],
+        {
+            "name": "Südwall", "highway": "primary", "lanes": "4", "lanes:forward": "2",
+            "lanes:backward": "2", "maxspeed": "50", "sidewalk": "both", "cycleway:both": "lane",
+        },
+    ),
+    (
+        [
+            "Westwall/Nordwall", "Hochstraße/Nordwall", "Königstraße/Nordwall",
+            "Friedrichstraße/Nordwall", "Ostwall/Nordwall",
+        ],
+        {
+            "name": "Nordwall", "highway": "primary", "lanes": "4", "lanes:forward": "2",
+            "lanes:backward": "2", "maxspeed": "50", "sidewalk": "both",
+            "bus:lanes:forward": "yes|designated", "bus:lanes:backward": "yes|designated",
+            "cycleway:both": "lane",
+        },
+    ),
+    (
+        [
+            "Königstraße/Südwall", "Königstraße/Dreikönigenstraße", "Königstraße/Marktstraße",
+            "Königstraße/Petersstraße", "Königstraße/Rheinstraße", "Königstraße/Neue Linner Straße",
+            "Königstraße/St.-Anton-Straße", "Königstraße/Nordwall",
+        ],
+        {
+            "name": "Königstraße", "highway": "pedestrian",
+        },
+    ),
+    (
+        [
+            "Hochstraße/Südwall", "Hochstraße/Dreikönigenstraße", "Hochstraße/Marktstraße",
+        ],
+        {
+            "name": "Hochstraße", "highway": "residential", "oneway": "yes", "maxspeed": "30",
+            "sidewalk": "both", "oneway:bicycle": "no",
+        },
+    ),
+    (
+        [
+            "Hochstraße/Marktstraße", "Hochstraße/Petersstraße", "Hochstraße/Rheinstraße",
+            "Hochstraße/Neue Linner Straße", "Hochstraße/St.-Anton-Straße",
+        ],
+        {
+            "name": "Hochstraße", "highway": "pedestrian",
+        },
+    ),
+    (
+        [
+            "Hochstraße/St.-Anton-Straße", "Hochstraße/Nordwall",
+        ],
+        {
+            "name": "Hochstraße", "highway": "residential", "maxspeed": "30", "sidewalk": "both",
+        },
+    ),
+    (
+        [
+            "Friedrichstraße/Südwall", "Friedrichstraße/Dreikönigenstraße",
+            "Friedrichstraße/Marktstraße", "Friedrichstraße/Petersstraße",
+            "Friedrichstraße/Rheinstraße", "Friedrichstraße/Neue Linner Straße",
+            "Friedrichstraße/St.-Anton-Straße", "Friedrichstraße/Nordwall",
+        ],
+        {
+            "name": "Friedrichstraße", "highway": "tertiary", "lanes": "2", "maxspeed": "30",
+            "sidewalk": "both", "cycleway:both": "lane",
+        },
+    ),
+    (
+        [
+            "Westwall/Dreikönigenstraße", "Hochstraße/Dreikönigenstraße",
+            "Königstraße/Dreikönigenstraße", "Friedrichstraße/Dreikönigenstraße",
+            "Ostwall/Dreikönigenstraße",
+        ],
+        {
+            "name": "Dreikönigenstraße", "highway": "tertiary", "lanes": "2", "maxspeed": "30",
+            "sidewalk": "both",
+        },
+    ),
+    (
+        [
+            "Westwall/Marktstraße", "Hochstraße/Marktstraße", "Königstraße/Marktstraße",
+            "Friedrichstraße/Marktstraße", "Ostwall/Marktstraße",
+        ],
+        {
+            "name": "Marktstraße", "highway": "residential", "oneway": "yes", "maxspeed": "30",
+            "sidewalk": "both",
+        },
+    ),
+    (
+        [
+            "Westwall/Petersstraße", "Hochstraße/Petersstraße", "Königstraße/Petersstraße",
+            "Friedrichstraße/Petersstraße", "Ostwall/Petersstraße",
+        ],
+        {
+            "name": "Petersstraße", "highway": "tertiary", "lanes": "2", "maxspeed": "30",
+            "sidewalk": "both", "cycleway:right": "lane",
+        },
+    ),
+    (
+        [
+            "Westwall/Rheinstraße", "Hochstraße/Rheinstraße", "Königstraße/Rheinstraße",
+            "Friedrichstraße/Rheinstraße", "Ostwall/Rheinstraße",
+        ],
+        {
+            "name": "Rheinstraße", "highway": "secondary", "lanes": "4", "lanes:forward": "2",
+            "lanes:backward": "2", "lanes:psv": "2", "busway:both": "lane", "railway": "tram",
+            "maxspeed": "30", "sidewalk": "both",
+        },
+    ),
+    (
+        [
+            "Ostwall/Neue Linner Straße", "Friedrichstraße/Neue Linner Straße",
+            "Königstraße/Neue Linner Straße", "Hochstraße/Neue Linner Straße",
+        ],
+        {
+            "name": "Neue Linner Straße", "highway": "residential", "oneway": "yes",
+            "maxspeed": "30", "sidewalk": "both",
+        },
+    ),
+    (
+        [
+            "Westwall/St.-Anton-Straße", "Hochstraße/St.-Anton-Straße",
+            "Königstraße/St.-Anton-Straße", "Friedrichstraße/St.-Anton-Straße",
+            "Ostwall/St.-Anton-Straße",
+        ],
+        {
+            "name": "St.-Anton-Straße", "highway": "secondary", "lanes": "4", "lanes:forward": "2",
+            "lanes:backward": "2", "cycleway:both": "lane",
+            "turn:lanes:forward": "left|through;right", "turn:lanes:backward": "left|through;right",
+            "maxspeed": "50", "sidewalk": "both",
+        },
+    ),
+    (
+        [
+            "Ostwall/Südwall", "Am Hauptbahnhof mid", "Am Hauptbahnhof/Hansastraße",
+        ],
+        {
+            "name": "Am Hauptbahnhof", "highway": "tertiary", "lanes": "2", "maxspeed": "30",
+            "sidewalk": "both", "busway:right": "lane",
+        },
+    ),
+    (
+        [
+            "Am Hauptbahnhof/Hansastraße", "Hansastraße mid", "Hansastraße/Uerdinger Straße",
+        ],
+        {
+            "name": "Hansastraße", "highway": "secondary", "lanes": "4", "lanes:forward": "2",
+            "lanes:backward": "2", "maxspeed": "50", "sidewalk": "both", "cycleway:right": "track",
+        },
+    ),
+    (
+        [
+            "rail west edge", "Krefeld Hbf", "rail junction east of Hbf",
+        ],
+        {
+            "railway": "rail", "usage": "main", "electrified": "contact_line", "voltage": "15000",
+            "frequency": "16.7", "gauge": "1435", "maxspeed": "120",
+        },
+    ),
+    (
+        [
+            "rail junction east of Hbf", "rail NE 1", "rail NE 2", "rail NE 3", "rail NE 4",
+            "rail bridge south",
+        ],
+        {
+            "railway": "rail", "usage": "main", "electrified": "contact_line", "voltage": "15000",
+            "frequency": "16.7", "gauge": "1435", "maxspeed": "120",
+        },
+    ),
+    (
+        [
+            "rail bridge south", "rail bridge north",
+        ],
+        {
+            "railway": "rail", "usage": "main", "electrified": "contact_line", "voltage": "15000",
+            "frequency": "16.7", "gauge": "1435", "maxspeed": "120", "bridge": "yes", "layer": "1",
+        },
+    ),
+    (
+        [
+            "rail bridge north", "Krefeld-Uerdingen station", "rail N 1", "rail north edge",
+        ],
+        {
+            "railway": "rail", "usage": "main", "electrified": "contact_line", "voltage": "15000",
+            "frequency": "16.7", "gauge": "1435", "maxspeed": "120",
+        },
+    ),
+    (
+        [
+            "rail junction east of Hbf", "rail SE 1", "rail south edge",
+        ],
+        {
+            "railway": "rail", "usage": "main", "electrified": "contact_line", "voltage": "15000",
+            "frequency": "16.7", "gauge": "1435", "maxspeed": "120",
+        },
+    ),
+    (
+        [
+            "Ostwall/Nordwall", "Hansastraße/Uerdinger Straße",
+        ],
+        {
+            "name": "Uerdinger Straße", "highway": "secondary", "lanes": "4", "lanes:forward": "2",
+            "lanes:backward": "2", "turn:lanes:backward": "left|through;right",
+            "cycleway:both": "lane", "maxspeed": "50", "sidewalk": "both",
+        },
+    ),
+    (
+        [
+            "Hansastraße/Uerdinger Straße", "Uerdinger Straße 1", "Uerdinger Straße 2",
+            "Uerdinger Straße 3", "Uerdinger Straße 4", "Uerdinger Straße/Bahnhofstraße",
+        ],
+        {
+            "name": "Uerdinger Straße", "highway": "secondary", "lanes": "2", "maxspeed": "50",
+            "sidewalk": "both", "cycleway:both": "lane",
+        },
+    ),
+    (
+        [
+            "Uerdinger Straße/Bahnhofstraße", "Bahnhofstraße/Oberstraße",
+        ],
+        {
+            "name": "Bahnhofstraße", "highway": "tertiary", "lanes": "2", "maxspeed": "30",
+            "sidewalk": "both",
+        },
+    ),
+    (
+        [
+            "Oberstraße north", "Oberstraße/Am Zollhof", "Bahnhofstraße/Oberstraße",
+            "Oberstraße/Bruchstraße", "Oberstraße/Am Marktplatz", "Oberstraße/Mühlenstraße",
+        ],
+        {
+            "name": "Oberstraße", "highway": "tertiary", "lanes": "2", "maxspeed": "30",
+            "sidewalk": "both",
+        },
+    ),
+    (
+        [
+            "Oberstraße/Am Zollhof", "Am Zollhof mid", "Am Zollhof/Niederstraße", "Am Zollhof east",
+        ],
+        {
+            "name": "Am Zollhof", "highway": "residential", "maxspeed": "30", "sidewalk": "both",
+        },
+    ),
+    (
+        [
+            "Niederstraße north", "Am Zollhof/Niederstraße", "Niederstraße/Bruchstraße",
+            "Niederstraße/Am Marktplatz", "Niederstraße/Mühlenstraße",
+        ],
+        {
+            "name": "Niederstraße", "highway": "residential", "maxspeed": "30", "sidewalk": "both",
+        },
+    ),
+    (
+        [
+            "Oberstraße/Bruchstraße", "Niederstraße/Bruchstraße",
+        ],
+        {
+            "name": "Bruchstraße", "highway": "residential", "oneway": "yes", "maxspeed": "30",
+            "sidewalk": "both",
+        },
+    ),
+    (
+        [
+            "Oberstraße/Am Marktplatz", "Niederstraße/Am Marktplatz",
+        ],
+        {
+            "name": "Am Marktplatz", "highway": "residential", "maxspeed": "20", "sidewalk": "both",
+        },
+    ),
+    (
+        [
+            "Oberstraße/Mühlenstraße", "Niederstraße/Mühlenstraße",
+        ],
+        {
+            "name": "Mühlenstraße", "highway": "residential", "maxspeed": "30", "sidewalk": "both",
+        },
+    ),
+    (
+        [
+            "Oberstraße/Mühlenstraße", "B 288/Oberstraße",
+        ],
+        {
+            "name": "Oberstraße", "highway": "tertiary", "lanes": "2", "maxspeed": "50",
+            "sidewalk": "right",
+        },
+    ),
+    (
+        [
+            "B 288 south edge", "B 288 1", "B 288 2", "B 288 3", "B 288 4", "B 288/Oberstraße",
+            "B 288/Hafenstraße", "bridge west",
+        ],
+        {
+            "highway": "trunk", "ref": "B 288", "lanes": "4", "lanes:forward": "2",
+            "lanes:backward": "2", "maxspeed": "70",
+        },
+    ),
+    (
+        [
+            "bridge west", "bridge east",
+        ],
+        {
+            "highway": "trunk", "ref": "B 288", "lanes": "4", "lanes:forward": "2",
+            "lanes:backward": "2", "maxspeed": "70", "bridge": "yes", "layer": "1",
+            "name": "Krefeld-Uerdinger Brücke", "bridge:name": "Krefeld-Uerdinger Brücke",
+        },
+    ),
+    (
+        [
+            "bridge east", "B 288 east 1", "B 288 east edge",
+        ],
+        {
+            "highway": "trunk", "ref": "B 288", "lanes": "4", "lanes:forward": "2",
+            "lanes:backward": "2", "maxspeed": "70",
+        },
+    ),
+    (
+        [
+            "B 288/Hafenstraße", "Hafenstraße 1", "Hafenstraße 2", "Hafenstraße 3", "Hafenstraße 4",
+            "Hafenstraße 5", "Hafenstraße 6", "Hafenstraße 7", "Hafenstraße 8", "Hafenstraße 9",
+            "Hafenstraße 10", "Hafenstraße 11", "Hafenstraße 12", "Hafenstraße 13",
+            "Hafenstraße 14", "Hafenstraße 15", "Hafenstraße 16", "Hafenstraße 17",
+        ],
+        {
+            "name": "Hafenstraße", "highway": "secondary", "lanes": "2", "maxspeed": "50",
+            "sidewalk": "right", "hgv": "designated",
+        },
+    ),
+    (
+        [
+            "Hafenstraße 17", "Rheinuferstraße 1", "Rheinuferstraße 2", "Rheinuferstraße 3",
+            "Rheinuferstraße 4", "Rheinuferstraße 5", "Rheinuferstraße 6", "Rheinuferstraße 7",
+            "Rheinuferstraße 8", "Rheinuferstraße 9", "Rheinuferstraße 10", "Rheinuferstraße 11",
+        ],
+        {
+            "name": "Rheinuferstraße", "highway": "tertiary", "lanes": "2", "maxspeed": "30",
+            "hgv": "designated",
+        },
+    ),
+    (
+        [
+            "Hafenstraße 11", "Tor 1 Schwerlastkai", "Tor 1 Schwerlastkai quay",
+        ],
+        {
+            "name": "Zufahrt Schwerlastkai", "highway": "service", "service": "driveway",
+            "maxspeed": "20",
+        },
+    ),
+    (
+        [
+            "Hafenstraße 8", "Tor 2 Massengutumschlag", "Tor 2 Massengutumschlag quay",
+        ],
+        {
+            "name": "Zufahrt Massengutumschlag", "highway": "service", "service": "driveway",
+            "maxspeed": "20",
+        },
+    ),
+    (
+        [
+            "Hafenstraße 5", "Tor 3 Containerterminal", "Tor 3 Containerterminal quay",
+        ],
+        {
+            "name": "Zufahrt Containerterminal", "highway": "service", "service": "driveway",
+            "maxspeed": "20",
+        },
+    ),
+    (
+        [
+            "Rheinuferstraße 4", "Tor 4 Mole Süd", "Tor 4 Mole Süd quay",
+        ],
+        {
+            "name": "Zufahrt Mole Süd", "highway": "service", "service": "driveway",
+            "maxspeed": "20",
+        },
+    ),
+    (
+        [
+            "Rheinuferstraße 8", "Tor 5 Mole Nord", "Tor 5 Mole Nord quay",
+        ],
+        {
+            "name": "Zufahrt Mole Nord", "highway": "service", "service": "driveway",
+            "maxspeed": "20",
+        },
+    ),
+    (
+        [
+            "Hafenstraße 10", "Lagerhausstraße west end",
+        ],
+        {
+            "name": "Lagerhausstraße", "highway": "unclassified", "maxspeed": "30",
+        },
+    ),
+    (
+        [
+            "Hafenstraße 6", "Silostraße west end",
+        ],
+        {
+            "name": "Silostraße", "highway": "unclassified", "maxspeed": "30",
+        },
+    ),
+    (
+        [
+            "Hafenstraße 4", "Kaistraße west end",
+        ],
+        {
+            "name": "Kaistraße", "highway": "unclassified", "maxspeed": "30",
+        },
+    ),
+    (
+        [
+            "Hafenstraße 15", "Kopfkai quay",
+        ],
+        {
+            "name": "Kopfkai", "highway": "service", "service": "driveway", "maxspeed": "20",
+        },
+    ),
+]
+
+# Stand-alone nodes: (lat, lon, tags): bus platforms beside the road, landmarks.
+POIS: list[tuple[float, float, dict[str, str]]] = [
+    (51.334058, 6.5590685, {"amenity": "townhall", "name": "Rathaus Krefeld"}),
+    (51.3303015, 6.5596787, {"tourism": "museum", "name": "Kaiser Wilhelm Museum"}),
+    (51.3344795, 6.5643406, {"amenity": "theatre", "name": "Theater Krefeld"}),
+    (
+        51.3271145, 6.5693347,
+        {
+            "highway": "bus_stop", "public_transport": "platform", "bus": "yes",
+            "name": "Krefeld Hbf/Ostwall", "shelter": "yes",
+        },
+    ),
+    (
+        51.3335343, 6.5675464,
+        {
+            "highway": "bus_stop", "public_transport": "platform", "bus": "yes",
+            "name": "Ostwall/Rheinstraße", "shelter": "yes",
+        },
+    ),
+    (
+        51.3329262, 6.5621516,
+        {
+            "highway": "bus_stop", "public_transport": "platform", "bus": "yes",
+            "name": "Rheinstraße", "shelter": "yes",
+        },
+    ),
+    (
+        51.3349052, 6.5658972,
+        {
+            "highway": "bus_stop", "public_transport": "platform", "bus": "yes",
+            "name": "Theaterplatz", "shelter": "yes",
+        },
+    ),
+    (
+        51.3343149, 6.5584142,
+        {
+            "highway": "bus_stop", "public_transport": "platform", "bus": "yes", "name": "Rathaus",
+            "shelter": "yes",
+        },
+    ),
+    (
+        51.3260612, 6.5647929,
+        {
+            "highway": "bus_stop", "public_transport": "platform", "bus": "yes", "name": "Südwall",
+            "shelter": "yes",
+        },
+    ),
+    (
+        51.3355022, 6.564347,
+        {
+            "highway": "bus_stop", "public_transport": "platform", "bus": "yes",
+            "name": "St.-Anton-Straße", "shelter": "yes",
+        },
+    ),
+    (
+        51.3270023, 6.5712301,
+        {
+            "highway": "bus_stop", "public_transport": "platform", "bus": "yes",
+            "name": "Hauptbahnhof", "shelter": "yes",
+        },
+    ),
+    (
+        51.3447955, 6.5947598,
+        {
+            "highway": "bus_stop", "public_transport": "platform", "bus": "yes",
+            "name": "Stadtwald", "shelter": "yes",
+        },
+    ),
+    (
+        51.3501797, 6.6161648,
+        {
+            "highway": "bus_stop", "public_transport": "platform", "bus": "yes",
+            "name": "Bockum Uerdinger Straße", "shelter": "yes",
+        },
+    ),
+    (
+        51.3565957, 6.6465711,
+        {
+            "highway": "bus_stop", "public_transport": "platform", "bus": "yes",
+            "name": "Uerdingen Bahnhof", "shelter": "yes",
+        },
+    ),
+    (
+        51.3541233, 6.6488524,
+        {
+            "highway": "bus_stop", "public_transport": "platform", "bus": "yes",
+            "name": "Uerdingen Markt", "shelter": "yes",
+        },
+    ),
+    (
+        51.3360246, 6.6674299,
+        {
+            "highway": "bus_stop", "public_transport": "platform", "bus": "yes",
+            "name": "Rheinhafen", "shelter": "yes",
+        },
+    ),
+    (
+        51.3437444, 6.6587953,
+        {
+            "highway": "bus_stop", "public_transport": "platform", "bus": "yes",
+            "name": "Hafenstraße Nord", "shelter": "yes",
+        },
+    ),
+]
+
+# Areas (closed ways): (OSM tags, outline as (lat, lon) vertices, not repeating the first).
+AREAS: list[tuple[dict[str, str], list[tuple[float, float]]]] = [
+    (
+        {"place": "square", "name": "Theaterplatz", "surface": "paving_stones"},
+        [
+            (51.3345307, 6.5633067), (51.3347858, 6.5656391), (51.3354942, 6.5654417),
+            (51.3352391, 6.5631093),
+        ],
+    ),
+    (
+        {"place": "square", "name": "Von-der-Leyen-Platz", "surface": "paving_stones"},
+        [
+            (51.3336354, 6.558458), (51.3337668, 6.5596595), (51.3343424, 6.5594991),
+            (51.3342109, 6.5582975),
+        ],
+    ),
+    (
+        {"place": "square", "name": "Joseph-Beuys-Platz", "surface": "paving_stones"},
+        [
+            (51.3299606, 6.5594824), (51.3300766, 6.5605425), (51.3306964, 6.5603697),
+            (51.3305805, 6.5593097),
+        ],
+    ),
+    (
+        {"place": "square", "name": "Marktplatz", "surface": "paving_stones"},
+        [
+            (51.3539986, 6.6493615), (51.3540526, 6.6511541), (51.3548432, 6.6511137),
+            (51.3548072, 6.6493201),
+        ],
+    ),
+    (
+        {"natural": "water", "water": "river", "name": "Rhein"},
+        [
+            (51.3117624, 6.7021409), (51.3117838, 6.7042571), (51.3159202, 6.7040505),
+            (51.3236374, 6.695177), (51.3307683, 6.687148), (51.3362615, 6.6811199),
+            (51.3422398, 6.6747771), (51.3450898, 6.6716413), (51.3471412, 6.6692495),
+            (51.350558, 6.6649692), (51.3524567, 6.6627327), (51.3549575, 6.6601131),
+            (51.3555891, 6.659534), (51.3564945, 6.6588695), (51.3570871, 6.658542),
+            (51.3579633, 6.6582151), (51.3585425, 6.6581024), (51.3594123, 6.6580875),
+            (51.3602888, 6.6582582), (51.3608821, 6.6584812), (51.3621079, 6.6592086),
+            (51.3630647, 6.6600156), (51.3637201, 6.6606845), (51.3663851, 6.6639873),
+            (51.36878, 6.6666127), (51.3709385, 6.6687005), (51.3740907, 6.6714402),
+            (51.3739655, 6.6651507), (51.3715934, 6.6629816), (51.369686, 6.6610347),
+            (51.3680136, 6.6591153), (51.3660808, 6.6566681), (51.3652063, 6.6557146),
+            (51.3639363, 6.6545598), (51.362707, 6.6536994), (51.3617699, 6.6532123),
+            (51.3608883, 6.6528865), (51.3600047, 6.6526884), (51.3591224, 6.6526158),
+            (51.3582418, 6.6526675), (51.3573664, 6.652843), (51.3564992, 6.6531403),
+            (51.3552817, 6.6537692), (51.3544388, 6.6543523), (51.3535583, 6.655094),
+            (51.3508772, 6.657841), (51.3488894, 6.6601411), (51.3455395, 6.6643441),
+            (51.3431151, 6.6671909), (51.3403348, 6.6702502), (51.3336037, 6.6774091),
+            (51.3279658, 6.6836208), (51.3207096, 6.6918152),
+        ],
+    ),
+    (
+        {"natural": "water", "water": "basin", "harbour": "yes", "name": "Hafenbecken Rheinhafen Krefeld"},
+        [
+            (51.3313921, 6.6752143), (51.3272942, 6.6797324), (51.3221199, 6.6855434),
+            (51.3227956, 6.6870651), (51.3274102, 6.6818777), (51.3320521, 6.6767537),
+            (51.3350496, 6.6735118), (51.3395573, 6.6687491), (51.3413642, 6.6667859),
+            (51.342439, 6.6655807), (51.3438635, 6.6639314), (51.3456933, 6.6617005),
+            (51.3457804, 6.6616265), (51.3460912, 6.6615472), (51.3466181, 6.6615478),
+            (51.347606, 6.6617318), (51.3476444, 6.6616827), (51.3476543, 6.6616702),
+            (51.3480587, 6.6611615), (51.3480689, 6.6611488), (51.34847, 6.6606521),
+            (51.3484806, 6.6606391), (51.3488784, 6.6601543), (51.3488894, 6.6601411),
+            (51.3490531, 6.6599448), (51.3490036, 6.6599692), (51.3488232, 6.6600048),
+            (51.3485878, 6.6600163), (51.3483312, 6.6599893), (51.3467187, 6.6596882),
+            (51.3460394, 6.6596824), (51.3457136, 6.6597427), (51.3453978, 6.6598549),
+            (51.3450559, 6.6601324), (51.3431697, 6.6624299), (51.3417603, 6.6640619),
+            (51.3406969, 6.6652542), (51.3389087, 6.6671972), (51.3343988, 6.6719623),
+        ],
+    ),
+    (
+        {"landuse": "industrial", "industrial": "port", "name": "Rheinhafen Krefeld", "harbour": "yes"},
+        [
+            (51.3217814, 6.6904879), (51.327298, 6.684262), (51.3321141, 6.6789293),
+            (51.3358497, 6.6748842), (51.3403427, 6.6701379), (51.3425436, 6.6677297),
+            (51.3436163, 6.6665122), (51.3450451, 6.6648342), (51.3464248, 6.663136),
+            (51.347836, 6.6613321), (51.3436417, 6.6528307), (51.3422009, 6.6546724),
+            (51.340991, 6.6561616), (51.3400009, 6.6573307), (51.3386659, 6.6588545),
+            (51.3365553, 6.6611641), (51.3320819, 6.6658903), (51.3282847, 6.6700028),
+            (51.3234105, 6.6754005), (51.3178481, 6.681679),
+        ],
+    ),
+    (
+        {"leisure": "park", "name": "Stadtgarten"},
+        [
+            (51.3367985, 6.5585958), (51.337417, 6.5642504), (51.3390551, 6.5637938),
+            (51.3384366, 6.558139),
+        ],
+    ),
+    (
+        {"leisure": "park", "name": "Schönwasserpark"},
+        [
+            (51.3537262, 6.6202897), (51.3539299, 6.6303335), (51.3579728, 6.6301248),
+            (51.3577691, 6.6200801),
+        ],
+    ),
+    (
+        {"leisure": "park", "name": "Greiffenhorstpark"},
+        [
+            (51.3315706, 6.6365116), (51.3317585, 6.6458337), (51.3362507, 6.6456035),
+            (51.3360628, 6.6362805),
+        ],
+    ),
+    (
+        {"landuse": "forest", "name": "Stadtwald"},
+        [
+            (51.3442477, 6.5834437), (51.3496604, 6.6061383), (51.3574766, 6.6057307),
+            (51.3570641, 6.5856419), (51.3515552, 6.5801865),
+        ],
+    ),
+    (
+        {"landuse": "residential", "name": "Stadtmitte"},
+        [
+            (51.33033, 6.5429425), (51.3213638, 6.5638872), (51.3259069, 6.5636464),
+            (51.325562, 6.5605628), (51.3256284, 6.5602874), (51.3363514, 6.5572651),
+            (51.3364682, 6.5573165), (51.336542, 6.5575019), (51.3371488, 6.5630502),
+            (51.3408332, 6.5628547), (51.3420703, 6.5593),
+        ],
+    ),
+    (
+        {"landuse": "residential", "name": "Stadtmitte"},
+        [
+            (51.3225656, 6.5708873), (51.3350694, 6.5794099), (51.3408332, 6.5628547),
+            (51.3371488, 6.5630502), (51.3374866, 6.5661393), (51.3374203, 6.5664147),
+            (51.3267144, 6.5694316), (51.3265419, 6.5693256), (51.3259069, 6.5636464),
+            (51.3213638, 6.5638872), (51.320811, 6.5651781),
+        ],
+    ),
+    (
+        {"landuse": "residential", "name": "Kempener Feld"},
+        [
+            (51.3420703, 6.5593), (51.3501184, 6.5583353), (51.3566156, 6.5296443),
+            (51.3290545, 6.5311264), (51.33033, 6.5429425),
+        ],
+    ),
+    (
+        {"landuse": "residential", "name": "Inrath"},
+        [
+            (51.3501184, 6.5583353), (51.3601126, 6.5760617), (51.3721544, 6.5760086),
+            (51.3717113, 6.554696), (51.3621854, 6.5293445), (51.3566156, 6.5296443),
+        ],
+    ),
+    (
+        {"landuse": "residential", "name": "Cracau"},
+        [
+            (51.3501184, 6.5583353), (51.3420703, 6.5593), (51.3350694, 6.5794099),
+            (51.3369998, 6.5894013), (51.3447801, 6.5986877), (51.3473684, 6.5990839),
+            (51.3477276, 6.5984353), (51.3441637, 6.5834948), (51.3441857, 6.5833398),
+            (51.3515587, 6.5800431), (51.355669, 6.5840913), (51.3601126, 6.5760617),
+        ],
+    ),
+    (
+        {"landuse": "residential", "name": "Bockum"},
+        [
+            (51.3727128, 6.6031394), (51.3721544, 6.5760086), (51.3601126, 6.5760617),
+            (51.355669, 6.5840913), (51.3571115, 6.5855199), (51.3571532, 6.5856231),
+            (51.3575572, 6.6057942), (51.3574795, 6.6058742), (51.3504311, 6.6062417),
+            (51.354318, 6.6153288), (51.3573942, 6.6163887),
+        ],
+    ),
+    (
+        {"landuse": "residential", "name": "Verberg"},
+        [
+            (51.3727128, 6.6031394), (51.3573942, 6.6163887), (51.3711051, 6.6430334),
+            (51.37342, 6.6379486),
+        ],
+    ),
+    (
+        {"landuse": "residential", "name": "Oppum"},
+        [
+            (51.3325931, 6.6213532), (51.3447801, 6.5986877), (51.3369998, 6.5894013),
+            (51.3129055, 6.607394), (51.3099419, 6.6121888), (51.3099484, 6.6125113),
+            (51.3211995, 6.6227715),
+        ],
+    ),
+    (
+        {"landuse": "residential", "name": "Südbezirk"},
+        [
+            (51.320811, 6.5651781), (51.33033, 6.5429425), (51.3290545, 6.5311264),
+            (51.3082836, 6.5322418), (51.3088883, 6.5610878),
+        ],
+    ),
+    (
+        {"landuse": "residential", "name": "Fischeln"},
+        [
+            (51.3225656, 6.5708873), (51.320811, 6.5651781), (51.3088883, 6.5610878),
+            (51.3099419, 6.6121888), (51.3129055, 6.607394),
+        ],
+    ),
+    (
+        {"landuse": "residential", "name": "Dießem"},
+        [
+            (51.3369998, 6.5894013), (51.3350694, 6.5794099), (51.3225656, 6.5708873),
+            (51.3129055, 6.607394),
+        ],
+    ),
+    (
+        {"landuse": "residential", "name": "Gartenstadt"},
+        [
+            (51.3485291, 6.6017964), (51.3473684, 6.5990839), (51.3447801, 6.5986877),
+            (51.3325931, 6.6213532), (51.3452409, 6.640282), (51.354318, 6.6153288),
+            (51.3504311, 6.6062417), (51.3496548, 6.6062815), (51.349584, 6.6062139),
+        ],
+    ),
+    (
+        {"landuse": "residential", "name": "Linn"},
+        [
+            (51.3452409, 6.640282), (51.3325931, 6.6213532), (51.3211995, 6.6227715),
+            (51.3218613, 6.6233752), (51.3258609, 6.6432649), (51.342798, 6.6533576),
+            (51.3434947, 6.6524697), (51.3436193, 6.6524016), (51.3437492, 6.6524359),
+            (51.3438535, 6.6525643), (51.3452007, 6.6552946), (51.34592, 6.6559517),
+        ],
+    ),
+    (
+        {"landuse": "residential", "name": "Uerdingen"},
+        [
+            (51.354318, 6.6153288), (51.3452409, 6.640282), (51.34592, 6.6559517),
+            (51.3474655, 6.6573638), (51.3496637, 6.6548205), (51.3519477, 6.6524802),
+            (51.3518369, 6.6469587), (51.351864, 6.6467977), (51.3519589, 6.6466775),
+            (51.3586218, 6.646336), (51.3587104, 6.6464241), (51.3587534, 6.646576),
+            (51.3588038, 6.6490427), (51.3603169, 6.6491337), (51.3613948, 6.6493893),
+            (51.3622764, 6.649715), (51.3636088, 6.6504114), (51.3648381, 6.6512718),
+            (51.3655852, 6.6519285), (51.3673908, 6.6511898), (51.3711051, 6.6430334),
+            (51.3573942, 6.6163887),
+        ],
+    ),
+]
+
+# Crest lines of the Rhine flood dikes, (lat, lon) vertices; used by the synthetic terrain.
+DIKES: list[list[tuple[float, float]]] = [
+    [
+        (51.3117037, 6.6997235), (51.3192483, 6.6910151), (51.3190422, 6.6893243),
+        (51.3169249, 6.6821142), (51.3221155, 6.6762381), (51.327352, 6.6704167),
+        (51.3384858, 6.6584425), (51.3408028, 6.6557591), (51.343447, 6.6524361),
+        (51.3469873, 6.65583), (51.3492807, 6.6582091), (51.3499455, 6.658451),
+        (51.3518734, 6.6563415), (51.3535297, 6.6547076), (51.3549318, 6.6536097),
+        (51.3564288, 6.652799), (51.3570269, 6.65258), (51.3580827, 6.6523321),
+        (51.3592361, 6.65226), (51.3603005, 6.6523815), (51.3608305, 6.6525072),
+        (51.3619484, 6.6529211), (51.3631351, 6.6526955), (51.3643512, 6.6526475),
+        (51.3653261, 6.6534799), (51.3666914, 6.6548947), (51.3688862, 6.6576484),
+        (51.3705776, 6.6595679), (51.3723527, 6.6613642), (51.3739098, 6.6628063),
+    ],
+    [
+        (51.3197748, 6.7038436), (51.3268696, 6.6957334), (51.3330907, 6.6887661),
+        (51.3375013, 6.6839392), (51.3434865, 6.6775894), (51.3461484, 6.6746648),
+        (51.3484104, 6.6720356), (51.3519807, 6.6675692), (51.3540258, 6.6651855),
+        (51.3563258, 6.6628194), (51.3571489, 6.662166), (51.3577044, 6.6618445),
+        (51.3586566, 6.6615471), (51.3596024, 6.661575), (51.3605447, 6.6619209),
+        (51.3613797, 6.6624738), (51.3619332, 6.6629518), (51.3627552, 6.6638143),
+        (51.3651812, 6.6668504), (51.3675889, 6.6694867), (51.370509, 6.6722741),
+        (51.3741604, 6.6754005),
+    ],
+]
+
+# Outline of the Uerdingen old-town block zone, (lat, lon) vertices.
+UERDINGEN_ZONE: list[tuple[float, float]] = [
+    (51.3520166, 6.6469495), (51.3521433, 6.6532626), (51.3566268, 6.6526025),
+    (51.358676, 6.6516358), (51.3585752, 6.6466133),
+]
+
+# LoRaWAN climate stations: (name, lat, lon, sensor height above ground in m).
+CLIMATE_STATIONS: list[tuple[str, float, float, float]] = [
+    ("Theaterplatz", 51.334764, 6.5641885, 3.0),
+    ("Von-der-Leyen-Platz", 51.3339263, 6.5590324, 3.0),
+    ("Joseph-Beuys-Platz", 51.3302438, 6.5599861, 3.0),
+    ("Königstraße Süd", 51.3278454, 6.5664222, 3.0),
+    ("Königstraße Nord", 51.3359897, 6.5624631, 3.0),
+    ("Rheinstraße", 51.3328666, 6.5614399, 3.0),
+    ("Ostwall Nord", 51.3355648, 6.5669224, 3.0),
+    ("Westwall Süd", 51.327925, 6.5596421, 3.0),
+    ("Südwall", 51.325858, 6.5631018, 3.0),
+    ("Hauptbahnhof", 51.3267367, 6.5713041, 3.0),
+    ("Hansastraße", 51.3299868, 6.5726565, 3.0),
+    ("Stadtgarten", 51.337949, 6.5611886, 2.0),
+    ("Stadtwald", 51.3518509, 6.5945338, 2.0),
+    ("Cracau", 51.3487116, 6.5731554, 3.0),
+    ("Kempener Feld", 51.34458, 6.5475246, 3.0),
+    ("Bockum", 51.3601424, 6.6041551, 3.0),
+    ("Oppum", 51.3303186, 6.5970969, 3.0),
+    ("Südbezirk", 51.3168204, 6.5533116, 3.0),
+    ("Linn", 51.337367, 6.6340597, 3.0),
+    ("Greiffenhorstpark", 51.333918, 6.6414159, 2.0),
+    ("Schönwasserpark", 51.3558945, 6.6252047, 2.0),
+    ("Uerdingen Markt", 51.3545086, 6.6501254, 3.0),
+    ("Uerdingen Bahnhof", 51.3568681, 6.6467008, 3.0),
+    ("Uerdingen Rheinufer", 51.3558789, 6.6528287, 2.0),
+    ("Rheinhafen Nord", 51.343634, 6.6607069, 3.0),
+    ("Rheinhafen Mitte", 51.3342308, 6.6710192, 3.0),
+    ("Rheinhafen Süd", 51.3237779, 6.6825294, 3.0),
+    ("Mole", 51.3340297, 6.6757338, 3.0),
+    ("Rheinaue Süd", 51.3155942, 6.6964532, 2.0),
+    ("Feld West", 51.36593, 6.5363265, 2.0),
+    ("Feld Südost", 51.3171642, 6.6580626, 2.0),
+    ("Feld Ostufer", 51.3439314, 6.6925984, 2.0),
+]
+
+# Block use overrides: the block containing (lat, lon) gets this use and storey range.
+USE_POINTS: list[tuple[float, float, str, int, int, str]] = [
+    (51.3341663, 6.560058, "civic", 2, 4, "Rathaus"),
+    (51.3308482, 6.559672, "civic", 2, 3, "Kaiser Wilhelm Museum"),
+    (51.3344176, 6.5643579, "civic", 3, 5, "Theater"),
+    (51.3533786, 6.6475978, "residential", 2, 3, "Uerdingen west of Oberstraße"),
+    (51.3578708, 6.6473676, "residential", 2, 3, "Uerdingen north-west"),
+    (51.3239103, 6.6778199, "industrial", 1, 3, "port west 1"),
+    (51.3306564, 6.6703704, "industrial", 1, 3, "port west 2"),
+    (51.3374093, 6.6631872, "industrial", 1, 3, "port west 3"),
+    (51.3428466, 6.6569646, "industrial", 1, 3, "port west 4"),
+]
+# fmt: on
+
+# ======================================================================================== derived data
+# Everything below derives the pack's files from the tables above.
+
+_TO_UTM = Transformer.from_crs("EPSG:4326", CRS, always_xy=True)
+_TO_WGS = Transformer.from_crs(CRS, "EPSG:4326", always_xy=True)
+
+# Street space (carriageway, cycle lanes, parking, sidewalks) of each highway class, in metres.
+# The Wälle are boulevards with a central promenade, hence the wide primary class.
+STREET_SPACE_M = {
+    "trunk": 24.0,
+    "primary": 30.0,
+    "secondary": 18.0,
+    "tertiary": 14.0,
+    "unclassified": 10.0,
+    "residential": 11.0,
+    "pedestrian": 14.0,
+    "service": 7.0,
+}
+TRAM_EXTRA_M = 6.0  # a double tram track in the street adds about this much
+RAIL_CORRIDOR_M = 12.0  # double-track main line incl. ballast shoulders
+
+# Block zones: where blocks are cut from, with the default use and storey range of their blocks.
+ZONE_DEFAULTS = {
+    "Innenstadt": ("mixed", 3, 5),
+    "Uerdingen": ("mixed", 2, 4),
+    "Rheinhafen": ("port", 1, 3),
+}
+COMMERCIAL_STREET = "Königstraße"  # inner-city blocks along the shopping street are commercial
+COMMERCIAL_STOREYS = (3, 6)
+MIN_BLOCK_M2 = {"Innenstadt": 400.0, "Uerdingen": 400.0, "Rheinhafen": 2500.0}
+
+BLOCK_LANDUSE = {
+    "residential": {"landuse": "residential"},
+    "mixed": {"landuse": "residential", "residential": "urban"},
+    "commercial": {"landuse": "retail"},
+    "civic": {"landuse": "civic_admin"},
+    "industrial": {"landuse": "industrial"},
+    "port": {"landuse": "industrial", "industrial": "port"},
+}
+BLOCK_CLASS = {
+    "residential": "residential_garden",
+    "mixed": "urban_yard",
+    "commercial": "urban_yard",
+    "civic": "urban_yard",
+    "industrial": "industrial_yard",
+    "port": "industrial_yard",
+}
+
+# Synthetic terrain (m DHHN2016): Lower Rhine terrace plain sloping down to the Rhine flood plain.
+TERRACE_M = 39.0  # city centre level (stated: about 38-40 m)
+FLOODPLAIN_M = 30.0
+DIKE_CREST_M = 33.0
+DIKE_CREST_HALF_WIDTH_M = 8.0  # crest with its berms, so that a 25 m grid resolves the dike
+DIKE_SLOPE = 3.0  # horizontal : vertical of the dike flanks
+PORT_YARD_M = 32.0  # quays and yards are built up above the flood plain
+OLD_TOWN_M = 31.5  # Uerdingen old town sits on a slight rise at the river
+RAISED_ZONE_TAPER = 60.0  # raised yards and the old town blend into the plain at 1:60
+RIVER_LEVEL_SOUTH_M = 29.0  # mean water level where the Rhine enters the extent
+RIVER_LEVEL_NORTH_M = 28.2  # and where it leaves it
+
+
+def lonlat_to_utm(lonlat: np.ndarray) -> np.ndarray:
+    """(n, 2) lon/lat degrees -> (n, 2) EPSG:25832 metres."""
+    a = np.asarray(lonlat, dtype=float).reshape(-1, 2)
+    # lists, not arrays: pyproj takes arrays of one element as (deprecated) scalars
+    x, y = _TO_UTM.transform(list(a[:, 0]), list(a[:, 1]))
+    return np.column_stack([x, y])
+
+
+def latlon_to_utm(latlon: list[tuple[float, float]]) -> np.ndarray:
+    """(lat, lon) pairs as written in the tables -> (n, 2) EPSG:25832 metres."""
+    a = np.asarray(latlon, dtype=float).reshape(-1, 2)
+    return lonlat_to_utm(a[:, ::-1])
+
+
+def utm_to_lonlat(xy: np.ndarray) -> list[list[float]]:
+    """(n, 2) EPSG:25832 metres -> [[lon, lat], ...] rounded to 7 decimals (about 1 cm), per RFC 7946."""
+    a = np.asarray(xy, dtype=float).reshape(-1, 2)
+    lon, lat = _TO_WGS.transform(list(a[:, 0]), list(a[:, 1]))
+    return [[round(float(u), 7), round(float(v), 7)] for u, v in zip(lon, lat, strict=True)]
+
+
+def polygons(geom) -> list[Polygon]:
+    """The polygons of any geometry (Polygon, MultiPolygon, collection), empty ones dropped."""
+    return [g for g in getattr(geom, "geoms", [geom]) if isinstance(g, Polygon) and not g.is_empty]
+
+
+def street_space_m(tags: dict[str, str]) -> float:
+    """Width of the street space a highway way stands for (m)."""
+    width = STREET_SPACE_M[tags["highway"]]
+    if tags.get("railway") == "tram":
+        width += TRAM_EXTRA_M
+    return width
+
+
+class PackGeometry:
+    """The definitions projected to EPSG:25832 as shapely geometry, shared by every writer."""
+
+    def __init__(self) -> None:
+        self.node_xy = {
+            k: tuple(latlon_to_utm([(lat, lon)])[0]) for k, (lat, lon, _) in NODES.items()
+        }
+        self.ways = [(LineString([self.node_xy[k] for k in keys]), tags) for keys, tags in WAYS]
+        self.areas = [(Polygon(latlon_to_utm(pts)), tags) for tags, pts in AREAS]
+        self.river = self._area(water="river")
+        self.basin = self._area(water="basin")
+        self.harbour = self._area(industrial="port")
+        self.water = shapely.union_all([self.river, self.basin])
+        self.squares = [p for p, t in self.areas if t.get("place") == "square"]
+        self.parks = [p for p, t in self.areas if t.get("leisure") == "park"]
+        self.forests = [p for p, t in self.areas if t.get("landuse") == "forest"]
+        self.districts = [
+            (p, t["name"]) for p, t in self.areas if t.get("landuse") == "residential"
+        ]
+        self.dikes = [LineString(latlon_to_utm(d)) for d in DIKES]
+        corners = ("Westwall/Südwall", "Ostwall/Südwall", "Ostwall/Nordwall", "Westwall/Nordwall")
+        self.ring = Polygon([self.node_xy[k] for k in corners])
+        self.uerdingen = Polygon(latlon_to_utm(UERDINGEN_ZONE)).difference(self.river.buffer(40.0))
+        self.zones = {
+            "Innenstadt": self.ring,
+            "Uerdingen": self.uerdingen,
+            "Rheinhafen": self.harbour,
+        }
+
+    def _area(self, **match: str) -> Polygon:
+        for poly, tags in self.areas:
+            if all(tags.get(k) == v for k, v in match.items()):
+                return poly
+        raise KeyError(f"no area with tags {match}")
+
+    def street_space(self):
+        """Union of all streets buffered by their street space, and of the rail corridors.
+
+        Round ends keep a turning space at dead ends; mitre joins keep block corners square.
+        """
+        parts = []
+        for line, tags in self.ways:
+            if "highway" in tags:
+                w = street_space_m(tags)
+            elif tags.get("railway") == "rail":
+                w = RAIL_CORRIDOR_M
+            else:
+                continue
+            parts.append(line.buffer(w / 2.0, cap_style="round", join_style="mitre"))
+        return shapely.union_all(parts)
+
+
+# ------------------------------------------------------------------------------------------- blocks
+def derive_blocks(g: PackGeometry) -> list[dict]:
+    """City blocks: each zone less street space, rail, squares and water; tiny slivers dropped.
+
+    A morphological opening (shrink 5 m, grow back) removes strips narrower than 10 m left between
+    street buffers, water and the zone edge. Use and storeys come from the zone, the shopping-street
+    rule and the USE_POINTS overrides.
+    """
+    cut = shapely.union_all([g.street_space(), *g.squares, g.water.buffer(5.0)])
+    shopping = shapely.union_all([line for line, t in g.ways if t.get("name") == COMMERCIAL_STREET])
+    overrides = [
+        (Point(latlon_to_utm([(lat, lon)])[0]), use, a, b) for lat, lon, use, a, b, _ in USE_POINTS
+    ]
+    blocks = []
+    for zone, (use0, smin0, smax0) in ZONE_DEFAULTS.items():
+        area = g.zones[zone]
+        found = []
+        for part in polygons(area.difference(cut)):
+            opened = part.buffer(-5.0, join_style="mitre").buffer(5.0, join_style="mitre")
+            for poly in polygons(opened.intersection(part)):
+                if poly.area < MIN_BLOCK_M2[zone]:
+                    continue
+                if poly.interiors:
+                    raise RuntimeError(
+                        f"block in {zone} at {poly.centroid} has a hole; widen a square"
+                    )
+                found.append(orient(poly, 1.0))
+        found.sort(key=lambda p: (-round(p.centroid.y), round(p.centroid.x)))
+        for poly in found:
+            use, smin, smax = use0, smin0, smax0
+            if zone == "Innenstadt" and poly.distance(shopping) < 12.0:
+                use, (smin, smax) = "commercial", COMMERCIAL_STOREYS
+            for pt, u, a, b in overrides:
+                if poly.contains(pt):
+                    use, smin, smax = u, a, b
+            blocks.append({"use": use, "storeys_min": smin, "storeys_max": smax, "geometry": poly})
+    for i, b in enumerate(blocks, start=1):
+        b["id"] = f"B{i:03d}"
+    return blocks
+
+
+# ------------------------------------------------------------------------------------------ GeoJSON
+def polygon_lonlat(poly: Polygon) -> list[list[list[float]]]:
+    """RFC 7946 polygon rings (exterior counter-clockwise) in rounded lon/lat."""
+    poly = orient(poly, 1.0)
+    return [utm_to_lonlat(np.asarray(r.coords)) for r in (poly.exterior, *poly.interiors)]
+
+
+def feature_collection(features: list[tuple[dict, Polygon]]) -> str:
+    """A GeoJSON FeatureCollection of polygons, one feature per line so that diffs stay readable."""
+    lines = ['{"type":"FeatureCollection","features":[']
+    for i, (props, poly) in enumerate(features):
+        geometry = {"type": "Polygon", "coordinates": polygon_lonlat(poly)}
+        feature = {"type": "Feature", "properties": props, "geometry": geometry}
+        sep = "," if i < len(features) - 1 else ""
+        lines.append(json.dumps(feature, ensure_ascii=False, separators=(",", ":")) + sep)
+    lines.append("]}")
+    return "\n".join(lines) + "\n"
+
+
+def blocks_geojson(blocks: list[dict]) -> str:
+    """blocks.geojson text: id, use, storeys_min, storeys_max per block."""
+    keys = ("id", "use", "storeys_min", "storeys_max")
+    return feature_collection([({k: b[k] for k in keys}, b["geometry"]) for b in blocks])
+
+
+def read_blocks(path: Path) -> list[dict]:
+    """Blocks from a blocks.geojson, projected to EPSG:25832 (as generate_footprints takes them)."""
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    blocks = []
+    for f in data["features"]:
+        rings = [lonlat_to_utm(r) for r in f["geometry"]["coordinates"]]
+        poly = Polygon(rings[0], rings[1:])
+        if not poly.is_valid:
+            poly = max(polygons(shapely.make_valid(poly)), key=lambda p: p.area)
+        blocks.append({**f["properties"], "geometry": poly})
+    return blocks
+
+
+def buildings_geojson(footprints: list[dict]) -> str:
+    """buildings.geojson text: id, block, use, storeys, height (m), roof per footprint."""
+    keys = ("id", "block", "use", "storeys", "height", "roof")
+    return feature_collection([({k: f[k] for k in keys}, f["geometry"]) for f in footprints])
+
+
+# ------------------------------------------------------------------------------------------ OSM XML
+def _tag_lines(tags: dict[str, str]) -> list[str]:
+    return [f"    <tag k={quoteattr(k)} v={quoteattr(v)}/>" for k, v in tags.items()]
+
+
+def _node_xml(nid: int, lat: float, lon: float, tags: dict[str, str]) -> list[str]:
+    head = f'  <node id="{nid}" version="1" timestamp="{OSM_TIMESTAMP}" lat="{lat:.7f}" lon="{lon:.7f}"'
+    if not tags:
+        return [head + "/>"]
+    return [head + ">", *_tag_lines(tags), "  </node>"]
+
+
+def _way_xml(wid: int, refs: list[int], tags: dict[str, str]) -> list[str]:
+    lines = [f'  <way id="{wid}" version="1" timestamp="{OSM_TIMESTAMP}">']
+    lines += [f'    <nd ref="{r}"/>' for r in refs]
+    return lines + _tag_lines(tags) + ["  </way>"]
+
+
+def osm_bounds() -> tuple[float, float, float, float]:
+    """(minlat, minlon, maxlat, maxlon) enclosing the extent (edges sampled: they curve in lon/lat)."""
+    xmin, ymin, xmax, ymax = EXTENT
+    t = np.linspace(0.0, 1.0, 25)
+    edge = np.concatenate(
+        [
+            np.column_stack([xmin + t * (xmax - xmin), np.full_like(t, ymin)]),
+            np.column_stack([xmin + t * (xmax - xmin), np.full_like(t, ymax)]),
+            np.column_stack([np.full_like(t, xmin), ymin + t * (ymax - ymin)]),
+            np.column_stack([np.full_like(t, xmax), ymin + t * (ymax - ymin)]),
+        ]
+    )
+    ll = np.asarray(utm_to_lonlat(edge))
+    return ll[:, 1].min(), ll[:, 0].min(), ll[:, 1].max(), ll[:, 0].max()
+
+
+def streets_osm(blocks_file_blocks: list[dict]) -> str:
+    """streets.osm: OSM XML 0.6 with street and rail ways, stand-alone nodes, areas, block landuse."""
+    minlat, minlon, maxlat, maxlon = osm_bounds()
+    out = [
+        '<?xml version="1.0" encoding="UTF-8"?>',
+        '<osm version="0.6" generator="Krefeld data pack author.py">',
+        f'  <bounds minlat="{minlat:.7f}" minlon="{minlon:.7f}"'
+        f' maxlat="{maxlat:.7f}" maxlon="{maxlon:.7f}"/>',
+    ]
+    next_id = iter(range(1, 10**9))
+    node_id: dict[str, int] = {}
+    for key, (lat, lon, tags) in NODES.items():
+        node_id[key] = next(next_id)
+        out += _node_xml(node_id[key], lat, lon, tags)
+    for lat, lon, tags in POIS:
+        out += _node_xml(next(next_id), lat, lon, tags)
+    closed: list[tuple[list[int], dict[str, str]]] = []
+    outlines = [(tags, [(lat, lon) for lat, lon in pts]) for tags, pts in AREAS]
+    for b in blocks_file_blocks:
+        ring = polygon_lonlat(b["geometry"])[0][:-1]
+        tags = {**BLOCK_LANDUSE[b["use"]], "ref": b["id"]}
+        outlines.append((tags, [(lat, lon) for lon, lat in ring]))
+    for tags, pts in outlines:
+        refs = []
+        for lat, lon in pts:
+            refs.append(next(next_id))
+            out += _node_xml(refs[-1], lat, lon, {})
+        closed.append((refs + refs[:1], tags))
+    wid = 0
+    for keys, tags in WAYS:
+        wid += 1
+        out += _way_xml(wid, [node_id[k] for k in keys], tags)
+    for refs, tags in closed:
+        wid += 1
+        out += _way_xml(wid, refs, tags)
+    out.append("</osm>")
+    return "\n".join(out) + "\n"
+
+
+# ------------------------------------------------------------------------------------------ rasters
+def grid_centres(cell: float) -> tuple[np.ndarray, np.ndarray]:
+    """Cell-centre coordinates (X, Y) of a north-up grid over EXTENT."""
+    xmin, ymin, xmax, ymax = EXTENT
+    cols, rows = round((xmax - xmin) / cell), round((ymax - ymin) / cell)
+    xs = xmin + (np.arange(cols) + 0.5) * cell
+    ys = ymax - (np.arange(rows) + 0.5) * cell
+    return np.meshgrid(xs, ys)
+
+
+def river_level(y: np.ndarray | float) -> np.ndarray | float:
+    """Mean water level of the Rhine (m), falling linearly from south to north across the extent."""
+    f = (np.asarray(y) - EXTENT[1]) / (EXTENT[3] - EXTENT[1])
+    return RIVER_LEVEL_SOUTH_M + (RIVER_LEVEL_NORTH_M - RIVER_LEVEL_SOUTH_M) * np.clip(f, 0.0, 1.0)
+
+
+def terrain_array(g: PackGeometry) -> np.ndarray:
+    """Synthetic DGM at TERRAIN_CELL_M: terrace plain to flood plain by distance to the Rhine, dikes, water.
+
+    Heights rise smoothly (smoothstep) from the flood plain near the river to the terrace level about
+    6 km away, with a gentle seeded undulation of a few decimetres; port yards and the Uerdingen old
+    town are raised (tapering off outside); dikes are trapezoids round their crest lines; water cells
+    hold the water level.
+    """
+    x, y = grid_centres(TERRAIN_CELL_M)
+    pts = shapely.points(x.ravel(), y.ravel())
+    d = shapely.distance(g.river, pts).reshape(x.shape)
+    t = np.clip((d - 300.0) / (6500.0 - 300.0), 0.0, 1.0)
+    s = t * t * (3.0 - 2.0 * t)
+    z = FLOODPLAIN_M + (TERRACE_M - FLOODPLAIN_M) * s
+    rng = np.random.default_rng([SEED, 1])
+    noise = gaussian_filter(rng.standard_normal(x.shape), sigma=16.0, mode="reflect")
+    z += 0.4 * noise / noise.std() * (0.3 + 0.7 * s)
+    for zone, level in ((g.harbour, PORT_YARD_M), (g.uerdingen, OLD_TOWN_M)):
+        d_zone = shapely.distance(zone, pts).reshape(x.shape)  # 0 inside
+        z = np.maximum(z, level - d_zone / RAISED_ZONE_TAPER)
+    d_dike = np.min([shapely.distance(line, pts) for line in g.dikes], axis=0).reshape(x.shape)
+    z = np.maximum(z, DIKE_CREST_M - np.maximum(d_dike - DIKE_CREST_HALF_WIDTH_M, 0.0) / DIKE_SLOPE)
+    basin_level = float(river_level(max(c[1] for c in g.basin.exterior.coords)))
+    z = np.where(shapely.contains_xy(g.basin, x, y), basin_level, z)
+    z = np.where(shapely.contains_xy(g.river, x, y), river_level(y), z)
+    return np.round(z, 2).astype(np.float32)
+
+
+def landcover_array(g: PackGeometry, blocks: list[dict], footprints: list[dict]) -> np.ndarray:
+    """Land-cover codes at LANDCOVER_CELL_M, burnt in order (later shapes win) over farmland."""
+    # Districts grown by 30 m close the seams left round zones and forests; later shapes paint over.
+    shapes = [(p.buffer(30.0), CODE["suburban_residential"]) for p, _ in g.districts]
+    shapes += [(p, CODE["park"]) for p in g.parks]
+    shapes += [(p, CODE["forest"]) for p in g.forests]
+    meadow = g.river.buffer(200.0).difference(g.harbour).difference(g.uerdingen)
+    shapes += [(meadow, CODE["floodplain_meadow"]), (g.harbour, CODE["industrial_yard"])]
+    shapes += [(b["geometry"], CODE[BLOCK_CLASS[b["use"]]]) for b in blocks]
+    shapes += [(p, CODE["plaza"]) for p in g.squares]
+    shapes += [(g.water, CODE["water"])]
+    for line, tags in g.ways:
+        if tags.get("railway") == "rail":
+            shapes.append((line.buffer(RAIL_CORRIDOR_M / 2.0), CODE["railway"]))
+    for line, tags in g.ways:
+        if "highway" in tags:
+            code = CODE["plaza"] if tags["highway"] == "pedestrian" else CODE["road"]
+            shapes.append((line.buffer(street_space_m(tags) / 2.0), code))
+    shapes += [(f["geometry"], CODE["building"]) for f in footprints]
+    xmin, ymin, xmax, ymax = EXTENT
+    shape = (round((ymax - ymin) / LANDCOVER_CELL_M), round((xmax - xmin) / LANDCOVER_CELL_M))
+    transform = from_origin(xmin, ymax, LANDCOVER_CELL_M, LANDCOVER_CELL_M)
+    return rasterize(
+        shapes, out_shape=shape, transform=transform, fill=CODE["farmland"], dtype="uint8"
+    )
+
+
+def write_geotiff(
+    path: Path, array: np.ndarray, cell: float, nodata: float, tags: dict[str, str]
+) -> None:
+    """A deflate-compressed, tiled GeoTIFF in EPSG:25832 over EXTENT."""
+    xmin, _, _, ymax = EXTENT
+    profile = {
+        "driver": "GTiff",
+        "height": array.shape[0],
+        "width": array.shape[1],
+        "count": 1,
+        "dtype": array.dtype.name,
+        "crs": CRS,
+        "transform": from_origin(xmin, ymax, cell, cell),
+        "nodata": nodata,
+        "compress": "deflate",
+        "predictor": 3 if array.dtype.kind == "f" else 2,
+        "tiled": True,
+        "blockxsize": 256,
+        "blockysize": 256,
+    }
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(array, 1)
+        dst.update_tags(**tags)
+
+
+def sample_bilinear(z: np.ndarray, cell: float, x: float, y: float) -> float:
+    """Bilinear value of a grid over EXTENT at (x, y), cell centres as nodes."""
+    xmin, _, _, ymax = EXTENT
+    c = min(max((x - xmin) / cell - 0.5, 0.0), z.shape[1] - 1.0)
+    r = min(max((ymax - y) / cell - 0.5, 0.0), z.shape[0] - 1.0)
+    c0, r0 = min(int(c), z.shape[1] - 2), min(int(r), z.shape[0] - 2)
+    fc, fr = c - c0, r - r0
+    top = z[r0, c0] * (1 - fc) + z[r0, c0 + 1] * fc
+    bottom = z[r0 + 1, c0] * (1 - fc) + z[r0 + 1, c0 + 1] * fc
+    return float(top * (1 - fr) + bottom * fr)
+
+
+# ------------------------------------------------------------------------------------------ sensors
+WELL_SPACING_M = 440.0  # one logger per ~0.19 km2 gives the 400+ loggers the city runs
+
+
+def _dev_euis(rng: np.random.Generator, n: int, taken: set[str]) -> list[str]:
+    """Unique EUI-64s with the locally-administered bit set (they name no real vendor's devices)."""
+    out = []
+    while len(out) < n:
+        b = rng.integers(0, 256, size=8)
+        b[0] = (b[0] & 0xFC) | 0x02
+        eui = "".join(f"{int(v):02X}" for v in b)
+        if eui not in taken:
+            taken.add(eui)
+            out.append(eui)
+    return out
+
+
+def _place_name(g: PackGeometry, p: Point) -> str:
+    for zone, poly in g.zones.items():
+        if poly.contains(p):
+            return zone
+    for poly, name in g.districts:
+        if poly.contains(p):
+            return name
+    return "Außenbereich"
+
+
+def wells_rows(g: PackGeometry, z: np.ndarray, taken: set[str]) -> list[dict]:
+    """Ground-water loggers on a jittered grid over the land of the extent; depths from the aquifers.
+
+    Most wells tap the Quaternary Rhine terrace sands and gravels (screens 3-30 m below
+    ground); one in ten reaches the Tertiary sands below (40-70 m).
+    """
+    rng = np.random.default_rng([SEED, 2])
+    xmin, ymin, xmax, ymax = EXTENT
+    keep_off = g.water.buffer(30.0)
+    nx, ny = math.ceil((xmax - xmin) / WELL_SPACING_M), math.ceil((ymax - ymin) / WELL_SPACING_M)
+    sites = []
+    for j in range(ny):
+        for i in range(nx):
+            x = xmin + (i + rng.uniform(0.1, 0.9)) * WELL_SPACING_M
+            y = ymin + (j + rng.uniform(0.1, 0.9)) * WELL_SPACING_M
+            if x < xmax and y < ymax and not keep_off.contains(Point(x, y)):
+                sites.append((x, y))
+    euis = _dev_euis(rng, len(sites), taken)
+    counts: dict[str, int] = {}
+    rows = []
+    for k, (x, y) in enumerate(sites, start=1):
+        place = _place_name(g, Point(x, y))
+        counts[place] = counts.get(place, 0) + 1
+        ground = sample_bilinear(z, TERRAIN_CELL_M, x, y)
+        deep = rng.random() < 0.1
+        depth = rng.uniform(40.0, 70.0) if deep else rng.uniform(8.0, 30.0)
+        bottom = depth - rng.uniform(0.5, 1.0)  # a sump below the screen
+        top = max(bottom - rng.uniform(2.0, 6.0), 3.0)
+        rows.append(
+            {
+                "id": f"GWM-{k:04d}",
+                "dev_eui": euis[k - 1],
+                "name": f"GWM {place} {counts[place]}",
+                "x": f"{x:.1f}",
+                "y": f"{y:.1f}",
+                "ground_elevation_m": f"{ground:.2f}",
+                "reference_height_m": f"{ground + rng.uniform(0.3, 0.9):.2f}",
+                "well_depth_m": f"{depth:.1f}",
+                "screen_top_m": f"{top:.1f}",
+                "screen_bottom_m": f"{bottom:.1f}",
+                "aquifer": "tertiary" if deep else "quaternary",
+                "status": "synthetic",
+            }
+        )
+    return rows
+
+
+DWD_STATION = {
+    "id": "DWD-05064",
+    "name": "Tönisvorst (DWD 05064)",
+    "lat": 51.2897,
+    "lon": 6.4437,
+    "elevation_m": 37.0,
+}
+
+
+def climate_rows(z: np.ndarray, taken: set[str]) -> list[dict]:
+    """The LoRaWAN climate stations of CLIMATE_STATIONS plus the official DWD station 05064."""
+    rng = np.random.default_rng([SEED, 3])
+    # The DWD station is no LoRaWAN device; its EUI is the key under which the twin feeds its series.
+    euis = _dev_euis(rng, len(CLIMATE_STATIONS) + 1, taken)
+    rows = []
+    for k, (name, lat, lon, height) in enumerate(CLIMATE_STATIONS, start=1):
+        x, y = latlon_to_utm([(lat, lon)])[0]
+        rows.append(
+            {
+                "id": f"KLI-{k:03d}",
+                "dev_eui": euis[k - 1],
+                "name": f"Klimastation {name}",
+                "x": f"{x:.1f}",
+                "y": f"{y:.1f}",
+                "elevation_m": f"{sample_bilinear(z, TERRAIN_CELL_M, x, y):.2f}",
+                "sensor_height_m": f"{height:.1f}",
+                "kind": "lorawan_climate",
+                "status": "synthetic",
+            }
+        )
+    x, y = latlon_to_utm([(DWD_STATION["lat"], DWD_STATION["lon"])])[0]
+    rows.append(
+        {
+            "id": DWD_STATION["id"],
+            "dev_eui": euis[-1],
+            "name": DWD_STATION["name"],
+            "x": f"{x:.1f}",
+            "y": f"{y:.1f}",
+            "elevation_m": f"{DWD_STATION['elevation_m']:.2f}",
+            "sensor_height_m": "2.0",
+            "kind": "dwd",
+            "status": "official",
+        }
+    )
+    return rows
+
+
+def csv_text(rows: list[dict]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+# --------------------------------------------------------------------------------------------- main
+def author(out_dir: Path) -> list[Path]:
+    """Write every source file of the pack (except the hand-written pack.toml) into out_dir."""
+    out_dir = Path(out_dir)
+    (out_dir / "sensors").mkdir(parents=True, exist_ok=True)
+    written = []
+
+    def write_text(name: str, text: str) -> None:
+        path = out_dir / name
+        path.write_text(text, encoding="utf-8", newline="\n")
+        written.append(path)
+
+    g = PackGeometry()
+    write_text("blocks.geojson", blocks_geojson(derive_blocks(g)))
+    # Buildings come from the blocks as written (rounded lon/lat), so anyone can regenerate them.
+    blocks = read_blocks(out_dir / "blocks.geojson")
+    footprints = generate_footprints(blocks, SEED)
+    write_text("buildings.geojson", buildings_geojson(footprints))
+    write_text("streets.osm", streets_osm(blocks))
+
+    z = terrain_array(g)
+    write_geotiff(
+        out_dir / "terrain.tif",
+        z,
+        TERRAIN_CELL_M,
+        TERRAIN_NODATA,
+        {"STATUS": "synthetic", "UNITS": "m above sea level (DHHN2016)", "SOURCE": "author.py"},
+    )
+    written.append(out_dir / "terrain.tif")
+    lc = landcover_array(g, blocks, footprints)
+    classes = ";".join(f"{c}={n}" for c, n, _ in CLASSES)
+    write_geotiff(
+        out_dir / "landcover.tif",
+        lc,
+        LANDCOVER_CELL_M,
+        0,
+        {"STATUS": "synthetic", "CLASSES": classes, "SOURCE": "author.py"},
+    )
+    written.append(out_dir / "landcover.tif")
+
+    taken: set[str] = set()
+    write_text("sensors/wells.csv", csv_text(wells_rows(g, z, taken)))
+    write_text("sensors/climate_stations.csv", csv_text(climate_rows(z, taken)))
+    return written
+
+
+if __name__ == "__main__":
+    for p in author(Path(__file__).resolve().parent):
+        print(p)
