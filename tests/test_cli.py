@@ -9,6 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from twin.cli import DOMAINS
+
+REPO = Path(__file__).resolve().parents[1]
+
 TWIN = Path(sys.executable).parent / "twin"
 COMMANDS = [
     "data",
@@ -45,10 +49,19 @@ def test_top_level_help_lists_all_subcommands():
         assert c in r.stdout
 
 
-@pytest.mark.parametrize(
-    "command", ["traffic", "groundwater", "heat", "sensors", "scene", "serve", "run"]
-)
+def _not_built_yet() -> list[str]:
+    """Domain sub-commands whose `twin/<package>/commands.py` does not exist in this version."""
+    return [
+        name
+        for name, (package, _) in DOMAINS.items()
+        if not (REPO / "twin" / package / "commands.py").exists()
+    ]
+
+
+@pytest.mark.parametrize("command", _not_built_yet() or ["<none>"])
 def test_planned_subcommands_say_so_in_one_line(command: str):
+    if command == "<none>":
+        pytest.skip("every domain sub-command is available in this version")
     r = twin(command)
     assert r.returncode != 0
     assert r.stdout == ""

@@ -1,0 +1,137 @@
+"""The devices the twin listens to: wells, climate stations and parking bays, keyed by DevEUI."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from twin.errors import DataError
+from twin.sensors.catalogue import read_stations, read_table, read_wells
+
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_WELLS = REPO / "data" / "krefeld" / "sensors" / "wells.csv"
+DEFAULT_STATIONS = REPO / "data" / "krefeld" / "sensors" / "climate_stations.csv"
+DEFAULT_PARKING = REPO / "data" / "sensors" / "parking.csv"
+
+PARKING_COLUMNS = {"id": str, "dev_eui": str, "name": str, "x": float, "y": float, "status": str}
+KINDS = ("wells", "stations", "parking")
+
+
+@dataclass(frozen=True)
+class Device:
+    """One sensor: catalogue id, DevEUI (upper-case hex), kind, position (EPSG:25832) and the
+    numeric attributes its decoder needs (e.g. ``reference_height_m`` of a well)."""
+
+    dev_eui: str
+    id: str
+    name: str
+    kind: str
+    x: float
+    y: float
+    z: float
+    status: str
+    attrs: Mapping[str, float] = field(default_factory=dict)
+
+
+def read_parking(path: Path) -> dict:
+    """The parking-bay sensors: id, DevEUI, name and position."""
+    return read_table(Path(path), PARKING_COLUMNS, "parking-sensor catalogue")
+
+
+class Catalogue:
+    """Devices by DevEUI, in catalogue order (wells, stations, parking)."""
+
+    def __init__(self, devices: Iterable[Device]) -> None:
+        self._by_eui: dict[str, Device] = {}
+        for d in devices:
+            if d.dev_eui in self._by_eui:
+                other = self._by_eui[d.dev_eui]
+                raise DataError(
+                    f"device catalogue: DevEUI {d.dev_eui} is used by both {other.id} and {d.id}"
+                )
+            self._by_eui[d.dev_eui] = d
+
+    def get(self, dev_eui: str) -> Device | None:
+        """The device with this DevEUI (any case), or None."""
+        return self._by_eui.get(dev_eui.upper())
+
+    def of_kind(self, kind: str) -> list[Device]:
+        """The devices of one kind, in catalogue order."""
+        return [d for d in self._by_eui.values() if d.kind == kind]
+
+    def __iter__(self) -> Iterator[Device]:
+        return iter(self._by_eui.values())
+
+    def __len__(self) -> int:
+        return len(self._by_eui)
+
+
+def load_catalogue(
+    wells: Path | None = DEFAULT_WELLS,
+    stations: Path | None = DEFAULT_STATIONS,
+    parking: Path | None = DEFAULT_PARKING,
+) -> Catalogue:
+    """Read the catalogue CSVs that are given (None skips one); a missing file is a DataError."""
+    devices: list[Device] = []
+    if wells is not None:
+        t = read_wells(Path(wells))
+        for i in range(len(t["id"])):
+            devices.append(
+                Device(
+                    str(t["dev_eui"][i]).upper(),
+                    str(t["id"][i]),
+                    str(t["name"][i]),
+                    "wells",
+                    float(t["x"][i]),
+                    float(t["y"][i]),
+                    float(t["reference_height_m"][i]),
+                    str(t["status"][i]),
+                    {
+                        k: float(t[k][i])
+                        for k in (
+                            "ground_elevation_m",
+                            "reference_height_m",
+                            "well_depth_m",
+                            "screen_top_m",
+                            "screen_bottom_m",
+                        )
+                    },
+                )  # fmt: skip
+            )
+    if stations is not None:
+        t = read_stations(Path(stations))
+        for i in range(len(t["id"])):
+            devices.append(
+                Device(
+                    str(t["dev_eui"][i]).upper(),
+                    str(t["id"][i]),
+                    str(t["name"][i]),
+                    "stations",
+                    float(t["x"][i]),
+                    float(t["y"][i]),
+                    float(t["elevation_m"][i]) + float(t["sensor_height_m"][i]),
+                    str(t["status"][i]),
+                    {
+                        "elevation_m": float(t["elevation_m"][i]),
+                        "sensor_height_m": float(t["sensor_height_m"][i]),
+                    },
+                )  # fmt: skip
+            )
+    if parking is not None:
+        t = read_parking(Path(parking))
+        for i in range(len(t["id"])):
+            devices.append(
+                Device(
+                    str(t["dev_eui"][i]).upper(),
+                    str(t["id"][i]),
+                    str(t["name"][i]),
+                    "parking",
+                    float(t["x"][i]),
+                    float(t["y"][i]),
+                    float("nan"),
+                    str(t["status"][i]),
+                    {},
+                )  # fmt: skip
+            )
+    return Catalogue(devices)
