@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -96,3 +97,37 @@ def test_data_build_then_demo(mini_pack: Path, tmp_path: Path):
     assert "Buildings       6 " in r.stdout
     assert "2 ground-water wells, 1 climate stations" in r.stdout
     assert "Streets         2 ways, 1.0 km" in r.stdout
+
+
+def test_tiles_info_json_has_the_keys_other_tools_rely_on():
+    sample = REPO.parent / "shared" / "data" / "3dtiles-samples" / "TilesetOfTilesetsWithError"
+    if not sample.exists():
+        pytest.skip(f"shared reference data not found at {sample}")
+    r = twin("tiles", "info", str(sample), "--json")
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout)
+    for key in (
+        "tiles",
+        "depth",
+        "contents",
+        "triangles",
+        "points",
+        "textures",
+        "features",
+        "region",
+    ):
+        assert key in info
+    assert info["tiles"] == 7 and info["contents"] == {"b3dm": 5, "json": 2}
+    west, south, east, north, low, high = info["region"]  # degrees, then metres
+    assert -75.62 < west < east < -75.60 and 40.04 < south < north < 40.045
+    assert low < high
+
+
+def test_tiles_info_on_a_broken_tileset_is_one_line(tmp_path: Path):
+    (tmp_path / "tileset.json").write_text(
+        '{"asset": {"version": "1.1"}, "root": ', encoding="utf-8"
+    )
+    r = twin("tiles", "info", str(tmp_path))
+    assert r.returncode == 1
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "tileset.json" in lines[0], r.stderr

@@ -181,6 +181,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _say("twin: interrupted")
         return 130
+    except BrokenPipeError:  # output piped into `head` and the like: not an error
+        sys.stderr.close()
+        return 0
     except Exception as exc:  # one line for the user; the traceback on request
         if os.environ.get("TWIN_DEBUG"):
             traceback.print_exc()
