@@ -170,3 +170,17 @@ def write_mini_pack(folder: Path) -> Path:
 def mini_pack(tmp_path: Path) -> Path:
     """Path of a freshly written tiny pack.toml."""
     return write_mini_pack(tmp_path / "pack")
+
+
+@pytest.fixture(scope="session")
+def krefeld_build() -> Path:
+    """The Krefeld data products, built (or brought up to date) once per test session in build/krefeld,
+    exactly as `twin data build` does."""
+    from twin.city.build import run_build
+    from twin.city.pack import load_pack
+    from twin.city.steps import city_steps
+
+    pack = load_pack(REPO / "data" / "krefeld" / "pack.toml")
+    out = REPO / "build" / pack.name
+    run_build(pack, city_steps(), out)
+    return out

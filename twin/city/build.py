@@ -53,7 +53,8 @@ class StepContext:
     progress: Callable[[str], None]
 
     def out(self, name: str) -> Path:
-        """Path to write product `name` to (a temporary place until the step succeeds)."""
+        """Path to write product `name` to (a file or a folder; a temporary place until the step
+        succeeds)."""
         return self.partial_dir / name
 
     def product(self, name: str) -> Path:
@@ -84,7 +85,18 @@ def _sha256(path: Path) -> str:
 
 
 def _file_record(path: Path, known: dict[str, Any] | None) -> dict[str, Any]:
-    """Hash, size and mtime of a file; the hash is reused when size and mtime are unchanged."""
+    """Hash, size and mtime of a file; the hash is reused when size and mtime are unchanged.
+
+    A folder (e.g. a tileset) is recorded by a hash over its files' relative paths and contents.
+    """
+    if path.is_dir():
+        h = hashlib.sha256()
+        size = 0
+        for f in sorted(p for p in path.rglob("*") if p.is_file()):
+            h.update(f.relative_to(path).as_posix().encode())
+            h.update(_sha256(f).encode())
+            size += f.stat().st_size
+        return {"sha256": h.hexdigest(), "bytes": size, "mtime_ns": path.stat().st_mtime_ns}
     st = path.stat()
     if known and known.get("bytes") == st.st_size and known.get("mtime_ns") == st.st_mtime_ns:
         return dict(known)
@@ -240,7 +252,7 @@ def _run_step(
         for o in step.outputs:
             target = build_dir / o
             target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(partial / o, target)
+            _move_into_place(partial / o, target)
             outputs[o] = _file_record(target, None)
         return outputs
     except TwinError:
@@ -249,3 +261,18 @@ def _run_step(
         raise BuildError(f"build step '{step.name}' failed: {type(exc).__name__}: {exc}") from exc
     finally:
         shutil.rmtree(partial, ignore_errors=True)
+
+
+def _move_into_place(new: Path, target: Path) -> None:
+    """Replace `target` by `new`: a file atomically; a folder by two renames (old one out, new one in)."""
+    if not new.is_dir():
+        if target.is_dir():
+            shutil.rmtree(target)
+        os.replace(new, target)
+        return
+    old = target.with_name(f".{target.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        os.replace(target, old)
+    os.replace(new, target)
+    shutil.rmtree(old, ignore_errors=True)

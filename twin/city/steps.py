@@ -9,6 +9,7 @@ from twin.city.build import Step, StepContext
 from twin.city.buildings import build_building_meshes, build_building_rasters, build_buildings
 from twin.city.streets import build_streets
 from twin.city.surface import build_landcover, build_terrain
+from twin.city.tileset_step import tiles_step
 from twin.city.vector import write_gpkg
 from twin.sensors.catalogue import read_stations, read_wells
 
@@ -78,4 +79,5 @@ def city_steps() -> list[Step]:
             sources=("wells", "climate_stations"),
             doc="sensor catalogue as point layers",
         ),
+        tiles_step(),
     ]

@@ -1,0 +1,169 @@
+"""Offscreen rendering of the textured tileset: pictures that are not blank, buildings that stand out from
+the ground with windows on them, streets on the ground in the Ostwall view of the Krefeld build, named
+views, and the `twin scene render` command."""
+
+from __future__ import annotations
+
+import colorsys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import write_mini_pack
+from PIL import Image
+
+from twin.city.build import run_build
+from twin.city.pack import load_pack
+from twin.city.steps import city_steps
+from twin.cli import main
+from twin.errors import ConfigError
+from twin.geo import utm_to_wgs84
+from twin.scenes.render import Camera, render_tileset
+from twin.scenes.views import SCENES_DIR, list_views, load_view, parse_view
+from twin.tiles.writer import TilesetOptions, write_tileset_from_build
+
+REPO = Path(__file__).resolve().parents[1]
+SIZE = (240, 135)
+
+
+@pytest.fixture(scope="module")
+def mini_tiles(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("render")
+    pack = load_pack(write_mini_pack(root / "pack"))
+    steps = [s for s in city_steps() if s.name in ("terrain", "landcover", "streets", "buildings")]
+    run_build(pack, steps, root / "build")
+    opts = TilesetOptions(leaf_size_m=250.0, ground_px=128, facade_width_px=256, roof_px=64)
+    return (
+        write_tileset_from_build(pack, root / "build", root / "tiles", opts).path / "tileset.json"
+    )
+
+
+def mini_camera() -> Camera:
+    """South of the mini pack's row of buildings (y 5689100..5689125), looking north-east at them."""
+    lon, lat = utm_to_wgs84(330330.0, 5689030.0)
+    return Camera(float(lon), float(lat), 52.0, 40.0, -12.0)
+
+
+def layers(tileset: Path, camera: Camera, size: tuple[int, int]) -> dict[str, np.ndarray]:
+    """The same view drawn empty (sky only), with the ground only, and with everything."""
+    return {
+        name: render_tileset(tileset, camera, size, show=show).astype(int)
+        for name, show in (("sky", ()), ("ground", ("ground",)), ("full", ("ground", "buildings")))
+    }
+
+
+def masks(img: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Pixels showing buildings (full differs from ground only) and the ground (ground differs from
+    sky and no building covers it)."""
+    building = np.abs(img["full"] - img["ground"]).sum(axis=-1) > 30
+    ground = (np.abs(img["ground"] - img["sky"]).sum(axis=-1) > 30) & ~building
+    return building, ground
+
+
+def hue_deg(rgb: np.ndarray) -> float:
+    r, g, b = (float(v) / 255 for v in rgb)
+    return colorsys.rgb_to_hsv(r, g, b)[0] * 360
+
+
+def hue_gap(a: float, b: float) -> float:
+    d = abs(a - b) % 360
+    return min(d, 360 - d)
+
+
+def check_picture(img: dict[str, np.ndarray], min_building_share: float) -> tuple[np.ndarray, ...]:
+    full = img["full"]
+    assert full.std() > 20  # not blank, not one colour
+    building, ground = masks(img)
+    assert building.mean() > min_building_share and ground.mean() > 0.05
+    b_rgb, g_rgb = full[building].mean(axis=0), full[ground].mean(axis=0)
+    # buildings and ground have different colours: far apart in RGB or in hue
+    assert np.abs(b_rgb - g_rgb).sum() > 40 or hue_gap(hue_deg(b_rgb), hue_deg(g_rgb)) > 20
+    # windows: inside buildings, neighbouring pixels often jump in brightness (pane against wall,
+    # both ways); flat-coloured facades give about 1 % such jumps, window grids 10 % and more
+    lum = full.mean(axis=-1)
+    for axis in (0, 1):
+        a, b = (slice(1, None), slice(None, -1))
+        pair = (building[a] & building[b]) if axis == 0 else (building[:, a] & building[:, b])
+        jump = np.abs(lum[a] - lum[b]) if axis == 0 else np.abs(lum[:, a] - lum[:, b])
+        assert (jump[pair] > 25).mean() > 0.05, f"no window edges along axis {axis}"
+    return building, ground
+
+
+def test_render_mini_city_shows_buildings_with_windows_on_the_ground(mini_tiles: Path):
+    img = layers(mini_tiles, mini_camera(), SIZE)
+    building, ground = check_picture(img, min_building_share=0.02)
+    # the sky is above the ground: the top rows are sky, the bottom rows ground
+    assert not (building[:5].any() or ground[:5].any())
+    assert ground[-5:].mean() > 0.9
+
+
+def test_render_writes_png_atomically(mini_tiles: Path, tmp_path: Path):
+    out = tmp_path / "view.png"
+    img = render_tileset(mini_tiles, mini_camera(), (96, 54), out=out)
+    assert np.array_equal(np.asarray(Image.open(out).convert("RGB")), img)
+    assert [p.name for p in tmp_path.iterdir()] == ["view.png"]
+
+
+def test_ostwall_view_of_the_krefeld_build(krefeld_build: Path):
+    view = load_view(SCENES_DIR / "ostwall.toml")
+    img = layers(krefeld_build / "tiles" / "tileset.json", view.camera, (320, 180))
+    building, ground = check_picture(img, min_building_share=0.05)
+    # streets on the ground: dark, neutral grey asphalt in the lower half
+    full = img["full"]
+    low = np.zeros_like(ground)
+    low[full.shape[0] // 2 :] = True
+    px = full[ground & low]
+    asphalt = (px.max(axis=1) - px.min(axis=1) < 15) & (px.mean(axis=1) < 115)
+    assert asphalt.mean() > 0.05
+    # and lighter pavement or markings beside it
+    light = (px.max(axis=1) - px.min(axis=1) < 25) & (px.mean(axis=1) > 150)
+    assert light.mean() > 0.01
+
+
+def test_named_views_are_valid_and_parse():
+    views = {v.name: v for v in list_views()}
+    assert {"ostwall", "rheinhafen"} <= set(views)
+    v = views["ostwall"]
+    assert 51.2 < v.camera.lat < 51.4 and 6.5 < v.camera.lon < 6.7 and v.camera.pitch < 0
+    assert parse_view("ostwall") == v
+    custom = parse_view("51.33, 6.57, 80, 90, -20")
+    assert (custom.camera.lat, custom.camera.lon, custom.camera.heading) == (51.33, 6.57, 90.0)
+    with pytest.raises(ConfigError, match="not a view"):
+        parse_view("nowhere")
+
+
+def test_bad_view_file_names_file_and_key(tmp_path: Path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[view]\nlat = 51.3\nlon = 6.5\nheight = 50\nheading = 0\npitch = 120\n")
+    with pytest.raises(ConfigError, match=r"bad\.toml.*'view\.pitch'.*-90 to 90"):
+        load_view(bad)
+
+
+def test_scene_render_command(mini_tiles: Path, tmp_path: Path, capsys: pytest.CaptureFixture):
+    cam = mini_camera()
+    spec = f"{cam.lat},{cam.lon},{cam.height},{cam.heading},{cam.pitch}"
+    out = tmp_path / "out.png"
+    rc = main(
+        [
+            "scene",
+            "render",
+            "--view",
+            spec,
+            "--tileset",
+            str(mini_tiles),
+            "-o",
+            str(out),
+            "--size",
+            "160x90",
+        ]
+    )
+    assert rc == 0
+    assert Image.open(out).size == (160, 90)
+    assert "160x90" in capsys.readouterr().out
+    rc = main(
+        ["scene", "render", "--view", "nowhere", "--tileset", str(mini_tiles), "-o", str(out)]
+    )
+    assert rc == 1 and "twin: error: view 'nowhere'" in capsys.readouterr().err
+    missing = tmp_path / "none" / "tileset.json"
+    rc = main(["scene", "render", "--view", spec, "--tileset", str(missing), "-o", str(out)])
+    assert rc == 1 and "twin data build" in capsys.readouterr().err

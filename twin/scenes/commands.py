@@ -1,0 +1,113 @@
+"""`twin scene ...`: render the textured city offscreen from named or ad-hoc views, list the views."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+from twin.config import load_toml
+from twin.errors import ConfigError, DataError
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"size {text!r}: expected WIDTHxHEIGHT, e.g. 1280x720"
+        ) from None
+    if not (8 <= w <= 8192 and 8 <= h <= 8192):
+        raise argparse.ArgumentTypeError(f"size {text!r}: each side must be 8..8192 pixels")
+    return w, h
+
+
+def _pack_name(pack: Path) -> str:
+    if pack.is_dir():
+        pack = pack / "pack.toml"
+    name = load_toml(pack).get("pack", {}).get("name")
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"{pack}: missing key 'pack.name'")
+    return name
+
+
+def resolve_tileset(args: argparse.Namespace, view_pack: Path | None, tileset: str) -> Path:
+    """The tileset to render: --tileset, else <build-dir>/<pack name>/<view's tileset>."""
+    if args.tileset is not None:
+        return Path(args.tileset)
+    from twin.cli import DEFAULT_PACK
+
+    pack = args.pack or view_pack or Path(os.environ.get("TWIN_PACK", DEFAULT_PACK))
+    return args.build_dir / _pack_name(Path(pack)) / tileset
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    """Render a view of the textured city to a PNG."""
+    from twin.scenes.render import render_tileset
+    from twin.scenes.views import parse_view
+
+    view = parse_view(args.view)
+    tileset = resolve_tileset(args, view.pack, view.tileset)
+    if tileset.is_dir():
+        tileset = tileset / "tileset.json"
+    if not tileset.exists():
+        raise DataError(f"{tileset}: no tileset there; build it with `twin data build`")
+    size = args.size or view.size
+    layers = tuple(args.layers) if args.layers else view.layers
+    t0 = time.perf_counter()
+    img = render_tileset(
+        tileset,
+        view.camera,
+        size,
+        max_sse=args.sse if args.sse is not None else view.max_sse,
+        show=layers,
+        out=args.output,
+    )
+    took = time.perf_counter() - t0
+    print(f"{args.output}: {img.shape[1]}x{img.shape[0]} view {view.name!r} in {took:.1f} s")
+    return 0
+
+
+def cmd_views(args: argparse.Namespace) -> int:
+    """List the named views in scenes/."""
+    from twin.scenes.views import list_views
+
+    for v in list_views():
+        c = v.camera
+        print(
+            f"{v.name:16s} lat {c.lat:.5f} lon {c.lon:.5f} h {c.height:6.1f} m "
+            f"heading {c.heading:6.1f} pitch {c.pitch:6.1f}  {v.title}"
+        )
+    return 0
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Add `twin scene` and its actions to the main parser."""
+    scene = subparsers.add_parser(
+        "scene",
+        help="scene composition, export and offscreen rendering",
+        description="Render the textured 3D Tiles city offscreen from named or ad-hoc views.",
+    )
+    sub = scene.add_subparsers(dest="action", metavar="ACTION", required=True)
+    p = sub.add_parser("render", help="render a view of the textured city to a PNG")
+    p.add_argument(
+        "--view",
+        required=True,
+        help="a view name in scenes/ (e.g. ostwall), a view .toml file, or "
+        "'lat,lon,height,heading,pitch' (degrees; height m above sea level)",
+    )
+    p.add_argument("-o", "--output", type=Path, required=True, help="PNG file to write")
+    p.add_argument("--size", type=_size, default=None, help="WIDTHxHEIGHT (default from the view)")
+    p.add_argument("--tileset", type=Path, default=None, help="tileset.json (or its folder)")
+    p.add_argument(
+        "--pack", type=Path, default=None, help="data pack whose build holds the tileset"
+    )
+    p.add_argument("--build-dir", type=Path, default=Path("build"), help="build folder (build/)")
+    p.add_argument("--sse", type=float, default=None, help="max screen-space error in px (16)")
+    p.add_argument(
+        "--layers", nargs="+", choices=("ground", "buildings"), help="what to draw (default: all)"
+    )
+    p.set_defaults(func=cmd_render)
+    p = sub.add_parser("views", help="list the named views in scenes/")
+    p.set_defaults(func=cmd_views)

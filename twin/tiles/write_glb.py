@@ -1,0 +1,328 @@
+"""Binary glTF 2.0 (GLB) and 3D Tiles 1.0 b3dm encoding from numpy arrays.
+
+Written by hand rather than through pygltflib: the buffers are numpy arrays laid end to end, and the JSON
+is a few dicts, so this keeps every byte (alignment, accessor bounds, extension layout) explicit and costs
+no per-object Python work. Feature ids go out either as `EXT_mesh_features` + `EXT_structural_metadata`
+(3D Tiles 1.1) or as `_BATCHID` with a batch table (b3dm, 3D Tiles 1.0).
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+ARRAY_BUFFER, ELEMENT_ARRAY_BUFFER = 34962, 34963
+FLOAT, UNSIGNED_BYTE, UNSIGNED_SHORT, UNSIGNED_INT = 5126, 5121, 5123, 5125
+REPEAT, CLAMP_TO_EDGE = 10497, 33071
+LINEAR, LINEAR_MIPMAP_LINEAR = 9729, 9987
+GLB_MAGIC, JSON_CHUNK, BIN_CHUNK = 0x46546C67, 0x4E4F534A, 0x004E4942
+
+# glTF is y-up: (east, north, up) -> (east, up, -north); 3D Tiles runtimes turn it back to z-up
+ENU_TO_GLTF = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
+
+
+def enu_to_gltf(p: np.ndarray) -> np.ndarray:
+    """Rotate (N, 3) east-north-up vectors into glTF's y-up axes."""
+    return np.asarray(p) @ ENU_TO_GLTF.T
+
+
+@dataclass
+class Material:
+    """A metallic-roughness material with an optional base-colour texture (image index)."""
+
+    name: str
+    image: int | None = None
+    wrap_s: int = CLAMP_TO_EDGE
+    wrap_t: int = CLAMP_TO_EDGE
+    base_color: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 1.0)
+    roughness: float = 0.9
+
+
+@dataclass
+class Primitive:
+    """Indexed triangles with optional normals, texture coordinates, colours and feature ids."""
+
+    positions: np.ndarray  # (N, 3) float32, glTF axes
+    indices: np.ndarray  # (M, 3) integer
+    material: int | None = None
+    normals: np.ndarray | None = None  # (N, 3) float32
+    uv: np.ndarray | None = None  # (N, 2) float32
+    colors: np.ndarray | None = None  # (N, 4) uint8
+    feature_ids: np.ndarray | None = None  # (N,) ints into the property table
+    name: str = ""
+
+
+@dataclass
+class PropertyTable:
+    """Per-feature properties: numeric columns (float64) and string columns (lists of str)."""
+
+    class_name: str
+    count: int
+    columns: dict[str, Any] = field(default_factory=dict)
+    descriptions: dict[str, str] = field(default_factory=dict)
+
+
+class _Builder:
+    """Collects aligned buffer views into one binary chunk."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+        self.length = 0
+        self.views: list[dict[str, Any]] = []
+        self.accessors: list[dict[str, Any]] = []
+
+    def view(self, data: bytes, target: int | None = None, align: int = 8) -> int:
+        pad = (-self.length) % align
+        if pad:
+            self.parts.append(b"\0" * pad)
+            self.length += pad
+        v: dict[str, Any] = {"buffer": 0, "byteOffset": self.length, "byteLength": len(data)}
+        if target is not None:
+            v["target"] = target
+        self.parts.append(data)
+        self.length += len(data)
+        self.views.append(v)
+        return len(self.views) - 1
+
+    def accessor(
+        self,
+        array: np.ndarray,
+        gl_type: str,
+        component: int,
+        target: int | None,
+        *,
+        normalized: bool = False,
+        bounds: bool = False,
+    ) -> int:
+        dtype = {FLOAT: "<f4", UNSIGNED_BYTE: "u1", UNSIGNED_SHORT: "<u2", UNSIGNED_INT: "<u4"}
+        a = np.ascontiguousarray(array, dtype=dtype[component])
+        count = a.shape[0] if gl_type != "SCALAR" or a.ndim == 1 else a.size
+        acc: dict[str, Any] = {
+            "bufferView": self.view(a.tobytes(), target),
+            "componentType": component,
+            "count": int(count),
+            "type": gl_type,
+        }
+        if normalized:
+            acc["normalized"] = True
+        if bounds and len(a):
+            flat = a.reshape(int(count), -1)
+            acc["min"] = [_num(v) for v in flat.min(axis=0)]
+            acc["max"] = [_num(v) for v in flat.max(axis=0)]
+        self.accessors.append(acc)
+        return len(self.accessors) - 1
+
+    def blob(self) -> bytes:
+        pad = (-self.length) % 8
+        return b"".join(self.parts) + b"\0" * pad
+
+
+def _num(v: Any) -> float | int:
+    return int(v) if isinstance(v, np.integer) else float(v)
+
+
+def encode_glb(
+    primitives: list[Primitive],
+    materials: list[Material],
+    images: list[bytes],
+    *,
+    properties: PropertyTable | None = None,
+    feature_mode: str = "ext",
+    translation: tuple[float, float, float] | None = None,
+    extras: dict[str, Any] | None = None,
+) -> bytes:
+    """One GLB with a single node and mesh holding `primitives`.
+
+    feature_mode "ext": feature ids as `_FEATURE_ID_0` + `EXT_mesh_features`, properties as an
+    `EXT_structural_metadata` property table; "batchid": feature ids as `_BATCHID` (for b3dm), no
+    metadata extensions (the properties then belong in the b3dm batch table).
+    """
+    if feature_mode not in ("ext", "batchid"):
+        raise ValueError(f"feature_mode must be 'ext' or 'batchid', got {feature_mode!r}")
+    b = _Builder()
+    gl_prims = []
+    uses_features = False
+    for p in primitives:
+        n = len(p.positions)
+        attrs = {"POSITION": b.accessor(p.positions, "VEC3", FLOAT, ARRAY_BUFFER, bounds=True)}
+        if p.normals is not None:
+            attrs["NORMAL"] = b.accessor(p.normals, "VEC3", FLOAT, ARRAY_BUFFER)
+        if p.uv is not None:
+            attrs["TEXCOORD_0"] = b.accessor(p.uv, "VEC2", FLOAT, ARRAY_BUFFER)
+        if p.colors is not None:
+            attrs["COLOR_0"] = b.accessor(
+                p.colors, "VEC4", UNSIGNED_BYTE, ARRAY_BUFFER, normalized=True
+            )
+        prim: dict[str, Any] = {"attributes": attrs, "mode": 4}
+        if p.feature_ids is not None and properties is not None:
+            uses_features = True
+            fid = np.asarray(p.feature_ids, dtype=np.float32)  # exact for ids below 2**24
+            name = "_FEATURE_ID_0" if feature_mode == "ext" else "_BATCHID"
+            attrs[name] = b.accessor(fid, "SCALAR", FLOAT, ARRAY_BUFFER)
+            if feature_mode == "ext":
+                prim["extensions"] = {
+                    "EXT_mesh_features": {
+                        "featureIds": [
+                            {
+                                "featureCount": int(properties.count),
+                                "attribute": 0,
+                                "propertyTable": 0,
+                            }
+                        ]
+                    }
+                }
+        idx = np.asarray(p.indices).reshape(-1)
+        if n <= 65535:
+            prim["indices"] = b.accessor(idx, "SCALAR", UNSIGNED_SHORT, ELEMENT_ARRAY_BUFFER)
+        else:
+            prim["indices"] = b.accessor(idx, "SCALAR", UNSIGNED_INT, ELEMENT_ARRAY_BUFFER)
+        if p.material is not None:
+            prim["material"] = p.material
+        gl_prims.append(prim)
+
+    gltf: dict[str, Any] = {
+        "asset": {"version": "2.0", "generator": "krefeld-twin tiles writer"},
+        "scene": 0,
+        "scenes": [{"nodes": [0]}],
+        "nodes": [{"mesh": 0}],
+        "meshes": [{"primitives": gl_prims}],
+    }
+    if translation is not None:
+        gltf["nodes"][0]["translation"] = [float(v) for v in translation]
+    if materials:
+        gltf["materials"], gltf["textures"], gltf["samplers"] = _materials(materials)
+    if images:
+        gltf["images"] = [
+            {"bufferView": b.view(img, None), "mimeType": _mime(img)} for img in images
+        ]
+    used = []
+    if uses_features and feature_mode == "ext" and properties is not None:
+        gltf["extensions"] = {"EXT_structural_metadata": _metadata(b, properties)}
+        used = ["EXT_mesh_features", "EXT_structural_metadata"]
+    if used:
+        gltf["extensionsUsed"] = used
+    if extras:
+        gltf["extras"] = extras
+    gltf["accessors"] = b.accessors
+    gltf["bufferViews"] = b.views
+    blob = b.blob()
+    gltf["buffers"] = [{"byteLength": len(blob)}]
+    return _glb(gltf, blob)
+
+
+def _mime(image: bytes) -> str:
+    if image[:8] == b"\x89PNG\r\n\x1a\n":
+        return "image/png"
+    if image[:3] == b"\xff\xd8\xff":
+        return "image/jpeg"
+    raise ValueError("images must be PNG or JPEG bytes")
+
+
+def _materials(
+    materials: list[Material],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """glTF materials, one texture and one sampler per textured material."""
+    mats, textures, samplers = [], [], []
+    for m in materials:
+        pbr: dict[str, Any] = {"metallicFactor": 0.0, "roughnessFactor": m.roughness}
+        if tuple(m.base_color) != (1.0, 1.0, 1.0, 1.0):
+            pbr["baseColorFactor"] = [float(c) for c in m.base_color]
+        if m.image is not None:
+            samplers.append(
+                {
+                    "magFilter": LINEAR,
+                    "minFilter": LINEAR_MIPMAP_LINEAR,
+                    "wrapS": m.wrap_s,
+                    "wrapT": m.wrap_t,
+                }
+            )
+            textures.append({"sampler": len(samplers) - 1, "source": m.image})
+            pbr["baseColorTexture"] = {"index": len(textures) - 1}
+        mats.append({"name": m.name, "pbrMetallicRoughness": pbr})
+    return mats, textures, samplers
+
+
+def _metadata(b: _Builder, table: PropertyTable) -> dict[str, Any]:
+    """EXT_structural_metadata: an embedded schema with one class and its property table."""
+    props_schema: dict[str, Any] = {}
+    props_table: dict[str, Any] = {}
+    for name, values in table.columns.items():
+        desc = table.descriptions.get(name)
+        if isinstance(values, np.ndarray) and values.dtype.kind in "fiu":
+            if len(values) != table.count:
+                raise ValueError(f"property {name!r} has {len(values)} values, not {table.count}")
+            props_schema[name] = {"type": "SCALAR", "componentType": "FLOAT64"}
+            view = b.view(np.ascontiguousarray(values, dtype="<f8").tobytes())
+            props_table[name] = {"values": view}
+        else:
+            strings = [str(v).encode("utf-8") for v in values]
+            if len(strings) != table.count:
+                raise ValueError(f"property {name!r} has {len(strings)} values, not {table.count}")
+            offsets = np.zeros(len(strings) + 1, dtype="<u4")
+            offsets[1:] = np.cumsum([len(s) for s in strings])
+            props_schema[name] = {"type": "STRING"}
+            props_table[name] = {
+                "values": b.view(b"".join(strings)),
+                "stringOffsets": b.view(offsets.tobytes()),
+                "stringOffsetType": "UINT32",
+            }
+        if desc:
+            props_schema[name]["description"] = desc
+    return {
+        "schema": {
+            "id": "krefeld_twin",
+            "classes": {table.class_name: {"properties": props_schema}},
+        },
+        "propertyTables": [
+            {"class": table.class_name, "count": int(table.count), "properties": props_table}
+        ],
+    }
+
+
+def _glb(gltf: dict[str, Any], blob: bytes) -> bytes:
+    """GLB container: 12-byte header, JSON chunk (space-padded), BIN chunk (zero-padded).
+
+    The JSON chunk is padded to 4 more than a multiple of 8 and the BIN chunk to a multiple of 8, so
+    the BIN data starts on an 8-byte boundary (float64 metadata) and the whole GLB is a multiple of 8
+    bytes long, as a b3dm requires of the GLB it embeds.
+    """
+    js = json.dumps(gltf, separators=(",", ":")).encode("utf-8")
+    js += b" " * ((4 - len(js)) % 8)
+    if len(blob) % 8:
+        raise ValueError("the binary chunk must be padded to 8 bytes")
+    total = 12 + 8 + len(js) + 8 + len(blob)
+    return b"".join(
+        [
+            struct.pack("<III", GLB_MAGIC, 2, total),
+            struct.pack("<II", len(js), JSON_CHUNK),
+            js,
+            struct.pack("<II", len(blob), BIN_CHUNK),
+            blob,
+        ]
+    )
+
+
+def encode_b3dm(glb: bytes, batch_table: dict[str, list[Any]], batch_length: int) -> bytes:
+    """A 3D Tiles 1.0 Batched 3D Model: header, feature table (BATCH_LENGTH), JSON batch table, GLB.
+
+    Each section starts on an 8-byte boundary of the file, as the b3dm specification requires.
+    """
+    ft = _padded_json({"BATCH_LENGTH": int(batch_length)}, start=28)
+    bt = _padded_json(batch_table, start=28 + len(ft)) if batch_table else b""
+    body = ft + bt
+    if len(glb) % 8:
+        raise ValueError(
+            "a GLB in a b3dm must be a multiple of 8 bytes long (encode_glb makes it so)"
+        )
+    total = 28 + len(body) + len(glb)
+    header = struct.pack("<4sIIIIII", b"b3dm", 1, total, len(ft), 0, len(bt), 0)
+    return header + body + glb
+
+
+def _padded_json(data: dict[str, Any], start: int) -> bytes:
+    raw = json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return raw + b" " * ((-(start + len(raw))) % 8)

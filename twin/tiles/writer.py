@@ -1,0 +1,685 @@
+"""Write the textured city (terrain + buildings) as an OGC 3D Tiles 1.1 tileset with GLB content.
+
+A quadtree over the pack extent, subdivided where there is something to see: down to the leaf size
+where buildings are, `street_leaf_factor` leaf sizes where only streets are, `open_leaf_factor` over
+open land. A leaf holds the full terrain grid, its ground image and every building whose footprint
+lies (by a point on its surface) in it. Each parent holds a terrain grid at half the resolution, the
+mosaic of its children's ground images at half the pixel density, and its most significant buildings
+(tallest and largest first) with simplified footprints, within a triangle budget: at most its
+children's building triangles, and at most `parent_triangles` unless `lod_ratio` of its children's is
+more. With terrain at a quarter, a parent always has fewer triangles than its children together.
+Refinement is REPLACE; the geometric error of a tile is what it leaves out (dropped buildings, terrain
+deviation, footprint simplification, ground texel size), and at least twice that of its children.
+
+Vertex positions are float32 metres relative to each tile's centre in an east-north-up frame at the
+pack's centre; each tile's `transform` carries its centre (the root's also the ENU->ECEF rotation), so no
+float32 ever holds an ECEF coordinate (SUMO2Unity #24 shows what happens otherwise). Bounding volumes are
+`region`s in radians with ellipsoidal heights (DHHN2016 + twin.geo.GEOID_HEIGHT_M).
+
+Buildings carry per-vertex feature ids (`EXT_mesh_features`, `_FEATURE_ID_0`) into a property table
+(`EXT_structural_metadata`) of id, height, use and base. Optionally a 3D Tiles 1.0 variant with b3dm
+content and batch tables is written beside it for older viewers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import shapely
+
+from twin.city.buildings import read_buildings
+from twin.city.textures import (
+    ATLAS_BAYS,
+    USES,
+    FacadeAtlas,
+    GroundPainter,
+    RoofAtlas,
+    building_hashes,
+    building_tints,
+    downsample,
+    facade_atlas,
+    ground_painter_from_build,
+    jpeg_bytes,
+    png_bytes,
+    quantize,
+    roof_atlas,
+    use_index,
+)
+from twin.errors import DataError
+from twin.geo import GEOID_HEIGHT_M, LocalFrame, utm_to_wgs84, wgs84_to_ecef
+from twin.tiles.write_glb import (
+    CLAMP_TO_EDGE,
+    REPEAT,
+    Material,
+    Primitive,
+    PropertyTable,
+    encode_b3dm,
+    encode_glb,
+    enu_to_gltf,
+)
+from twin.tiles.write_meshes import (
+    Mesh,
+    TerrainSampler,
+    footprint_polygons,
+    roof_mesh,
+    terrain_mesh,
+    triangles_per_building,
+    vertex_normals,
+    wall_mesh,
+)
+
+TILESET_JSON = "tileset.json"
+TILESET_B3DM_JSON = "tileset_b3dm.json"
+REGION_PAD_RAD = 1e-8  # about 6 cm: covers float32 rounding of positions relative to tile centres
+REGION_PAD_M = 0.05
+# A parent's ground texels count as this much geometric error each: with the usual 16 px maximum
+# screen-space error, its children are drawn before one of its texels covers more than 2 pixels.
+TEXEL_ERROR = 8.0
+
+
+@dataclass(frozen=True)
+class TilesetOptions:
+    """How the tileset is cut and drawn."""
+
+    leaf_size_m: float = 256.0  # leaf tiles are at most this wide (the quadtree's root is square)
+    terrain_step_m: float | None = None  # terrain grid step in leaves; None: pack resolution
+    ground_px: int = 512  # ground image side per tile (power of two)
+    facade_width_px: int = 512  # facade atlas width in leaves (parents get halved atlases)
+    roof_px: int = 256  # roof atlas side in leaves
+    parent_triangles: int = 50_000  # building triangles a parent may keep (at most its children's)
+    lod_ratio: float = 0.3  # ... or this share of its children's building triangles, if more
+    street_leaf_factor: int = 1  # leaves with streets only are this many leaf sizes wide
+    open_leaf_factor: int = 4  # leaves over open land are this many leaf sizes wide
+    ground_format: str = "jpeg"  # "jpeg" (like real orthophotos, ~5x smaller) or "png" (lossless)
+    ground_quality: int = 85  # JPEG quality
+    skirt: bool = True  # vertical skirts around terrain tiles hide cracks between levels of detail
+    b3dm: bool = False  # also write tileset_b3dm.json with b3dm contents (3D Tiles 1.0)
+    content_dir: str = "content"
+    seed: int = 0
+    keep_contents: bool = False  # keep what was written in memory (for read-back checks)
+
+    def __post_init__(self) -> None:
+        for name in ("ground_px", "facade_width_px", "roof_px"):
+            v = getattr(self, name)
+            if v < 8 or v & (v - 1):
+                raise ValueError(f"TilesetOptions.{name} must be a power of two >= 8, got {v}")
+        if self.ground_format not in ("png", "jpeg"):
+            raise ValueError(
+                f"TilesetOptions.ground_format must be 'png' or 'jpeg', got {self.ground_format!r}"
+            )
+        for name in ("street_leaf_factor", "open_leaf_factor"):
+            v = getattr(self, name)
+            if v < 1 or v & (v - 1):
+                raise ValueError(f"TilesetOptions.{name} must be a power of two >= 1, got {v}")
+        if self.leaf_size_m <= 0:
+            raise ValueError("TilesetOptions.leaf_size_m must be > 0")
+        if not 0 < self.lod_ratio < 1:
+            raise ValueError("TilesetOptions.lod_ratio must be between 0 and 1")
+
+
+@dataclass
+class CityModel:
+    """What the tileset is made of, read from the build products."""
+
+    extent: tuple[float, float, float, float]
+    resolution: float
+    terrain: TerrainSampler
+    buildings: dict[str, Any]  # geometry, id, height, use, base (buildings.gpkg columns)
+    painter: GroundPainter
+
+
+def load_city(
+    build_dir: Path,
+    extent: tuple[float, float, float, float],
+    resolution: float,
+    classes: list[dict[str, Any]],
+    seed: int = 0,
+) -> CityModel:
+    """Read terrain.tif, landcover.tif, streets.gpkg and buildings.gpkg from a build folder."""
+    build_dir = Path(build_dir)
+    for name in ("terrain.tif", "landcover.tif", "buildings.gpkg"):
+        if not (build_dir / name).exists():
+            raise DataError(f"{build_dir}: product {name} is missing; run `twin data build` first")
+    b = read_buildings(build_dir / "buildings.gpkg")
+    return CityModel(
+        extent=tuple(float(v) for v in extent),
+        resolution=float(resolution),
+        terrain=TerrainSampler.from_geotiff(build_dir / "terrain.tif"),
+        buildings=b,
+        painter=ground_painter_from_build(build_dir, classes, seed),
+    )
+
+
+@dataclass
+class KeptContent:
+    """One written content as the writer made it (float64 EPSG:25832 + DHHN2016), for read-back tests."""
+
+    uri: str
+    level: int
+    meshes: dict[str, Mesh]  # "terrain", "walls", "roofs"
+    images: dict[str, np.ndarray]  # "ground", "facade", "roof"
+    table: dict[str, list[Any]]  # "id", "height", "use", "base" per local feature id
+
+
+@dataclass
+class TilesetReport:
+    """What was written: counts, sizes and timings."""
+
+    path: Path
+    tiles: int = 0
+    depth: int = 0
+    contents: int = 0
+    triangles: int = 0
+    triangles_by_level: list[int] = field(default_factory=list)
+    buildings_by_level: list[int] = field(default_factory=list)
+    bytes: int = 0
+    texture_sizes: dict[str, list[int]] = field(default_factory=dict)
+    seconds: float = 0.0
+    kept: dict[str, KeptContent] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        """One line for logs."""
+        return (
+            f"{self.tiles} tiles, depth {self.depth}, {self.triangles:,} triangles, "
+            f"{self.bytes / 1e6:.1f} MB in {self.seconds:.1f} s"
+        )
+
+
+@dataclass
+class _Node:
+    """A tile under construction (what the parent needs from it)."""
+
+    json: dict[str, Any]
+    centre: np.ndarray  # ENU of the content centre
+    region: np.ndarray  # west, south, east, north, min h, max h
+    error: float
+    candidates: np.ndarray  # building rows in the subtree
+    building_triangles: int
+    triangles: int
+    ground: np.ndarray
+
+
+class _Writer:
+    """One tileset being written: the quadtree walk (children before parents) and the contents."""
+
+    def __init__(
+        self, city: CityModel, out: Path, options: TilesetOptions, progress: Callable[[str], None]
+    ) -> None:
+        self.city, self.out, self.opt, self.progress = city, out, options, progress
+        xmin, ymin, xmax, ymax = city.extent
+        self.side = max(xmax - xmin, ymax - ymin)
+        self.depth = max(0, math.ceil(math.log2(self.side / options.leaf_size_m) - 1e-9))
+        self.leaf_side = self.side / 2**self.depth
+        step = options.terrain_step_m or city.resolution
+        self.n_cells = max(1, math.ceil(self.leaf_side / step - 1e-9))
+        cx, cy = (xmin + xmax) / 2, (ymin + ymax) / 2
+        h0 = float(np.median(city.terrain.z))
+        self.frame = LocalFrame.from_utm(cx, cy, h0)
+        b = city.buildings
+        self.n_b = len(b["geometry"])
+        self.height = np.asarray(b["height"], dtype=np.float64)
+        self.base = np.asarray(b["base"], dtype=np.float64)
+        self.ids = np.asarray(b["id"], dtype=object).astype(str)
+        self.uses = np.asarray(b["use"], dtype=object).astype(str)
+        self.use_idx = use_index(self.uses)
+        self.tints = building_tints(self.ids, self.use_idx, options.seed)
+        variant = building_hashes(self.ids, options.seed + 1)
+        self.bay_offset = (variant % np.uint64(ATLAS_BAYS)).astype(np.float64)
+        area = shapely.area(b["geometry"]) if self.n_b else np.zeros(0)
+        self.significance = self.height * np.sqrt(np.maximum(area, 1.0))
+        self.facade = facade_atlas(
+            options.seed, options.facade_width_px, options.facade_width_px // 4
+        )
+        self.roof = roof_atlas(options.seed, options.roof_px)
+        self._png_cache: dict[tuple[str, int], tuple[bytes, np.ndarray]] = {}
+        self.report = TilesetReport(path=out)
+        self.report.triangles_by_level = [0] * (self.depth + 1)
+        self.report.buildings_by_level = [0] * (self.depth + 1)
+        self.report.texture_sizes = {
+            "ground": [options.ground_px, options.ground_px],
+            "facade": list(self.facade.image.shape[1::-1]),
+            "roof": list(self.roof.image.shape[1::-1]),
+        }
+        self._leaf_buildings = self._assign_leaves()
+        n = 2**self.depth
+        counts = np.zeros((n, n), dtype=np.int64)
+        for (i, j), rows in self._leaf_buildings.items():
+            counts[i, j] = len(rows)
+        self._count_sat = np.zeros((n + 1, n + 1), dtype=np.int64)
+        self._count_sat[1:, 1:] = counts.cumsum(0).cumsum(1)
+
+    # -- quadtree ------------------------------------------------------------------------------
+
+    def _assign_leaves(self) -> dict[tuple[int, int], np.ndarray]:
+        """Each building goes to the leaf holding a point on its footprint."""
+        if self.n_b == 0:
+            return {}
+        pts = shapely.get_coordinates(shapely.point_on_surface(self.city.buildings["geometry"]))
+        n = 2**self.depth
+        x0, y0, x1, y1 = self.city.extent
+        # a building reaching over the extent's edge belongs to the leaf inside, at that edge
+        eps = 1e-6 * self.side
+        pts = np.column_stack([np.clip(pts[:, 0], x0, x1 - eps), np.clip(pts[:, 1], y0, y1 - eps)])
+        ix = np.clip(np.floor((pts[:, 0] - x0) / self.leaf_side), 0, n - 1).astype(np.int64)
+        iy = np.clip(np.floor((pts[:, 1] - y0) / self.leaf_side), 0, n - 1).astype(np.int64)
+        key = ix * n + iy
+        order = np.argsort(key, kind="stable")
+        keys, starts = np.unique(key[order], return_index=True)
+        groups = np.split(order, starts[1:])
+        return {(int(k // n), int(k % n)): np.sort(g) for k, g in zip(keys, groups, strict=True)}
+
+    def rect(self, level: int, ix: int, iy: int) -> tuple[float, float, float, float]:
+        s = self.side / 2**level
+        x0, y0 = self.city.extent[:2]
+        return (x0 + ix * s, y0 + iy * s, x0 + (ix + 1) * s, y0 + (iy + 1) * s)
+
+    def clip(
+        self, r: tuple[float, float, float, float]
+    ) -> tuple[float, float, float, float] | None:
+        xmin, ymin, xmax, ymax = self.city.extent
+        c = (max(r[0], xmin), max(r[1], ymin), min(r[2], xmax), min(r[3], ymax))
+        if c[2] - c[0] <= 1e-6 * self.side or c[3] - c[1] <= 1e-6 * self.side:
+            return None
+        return c
+
+    def run(self) -> TilesetReport:
+        t0 = time.perf_counter()
+        root = self.node(0, 0, 0)
+        if root is None:
+            raise DataError("the pack extent is empty; nothing to tile")
+        m = self.frame.enu_to_ecef_matrix()
+        t = np.eye(4)
+        t[:3, 3] = root.centre
+        root.json["transform"] = [float(v) for v in (m @ t).flatten(order="F")]
+        root.json["refine"] = "REPLACE"
+        tileset = self._tileset_json(root, "1.1")
+        _write_json(self.out / TILESET_JSON, tileset)
+        if self.opt.b3dm:
+            b3 = json.loads(json.dumps(tileset))
+            b3["asset"]["version"] = "1.0"
+            _swap_uris(b3["root"], ".glb", ".b3dm")
+            _write_json(self.out / TILESET_B3DM_JSON, b3)
+        self.report.seconds = time.perf_counter() - t0
+        self.report.bytes = sum(p.stat().st_size for p in self.out.rglob("*") if p.is_file())
+        return self.report
+
+    def _tileset_json(self, root: _Node, version: str) -> dict[str, Any]:
+        lon, lat = self.frame.lon, self.frame.lat
+        return {
+            "asset": {"version": version, "generator": "krefeld-twin tiles writer"},
+            "geometricError": 2.0 * root.error,
+            "root": root.json,
+            "extras": {
+                "crs": "EPSG:25832",
+                "heights": "ellipsoidal = DHHN2016 + GEOID_HEIGHT_M",
+                "geoid_height_m": GEOID_HEIGHT_M,
+                "anchor": {"lon": lon, "lat": lat, "h": self.frame.h},
+                "extent": list(self.city.extent),
+            },
+        }
+
+    def node(self, level: int, ix: int, iy: int) -> _Node | None:
+        r = self.rect(level, ix, iy)
+        clip = self.clip(r)
+        if clip is None:
+            return None
+        if not self._split(level, ix, iy, r):
+            return self._leaf(level, ix, iy, r, clip)
+        children = {}
+        for dx in (0, 1):
+            for dy in (0, 1):
+                child = self.node(level + 1, 2 * ix + dx, 2 * iy + dy)
+                if child is not None:
+                    children[(dx, dy)] = child
+        if level <= 1:
+            self.progress(f"tiles: level {level} tile {ix},{iy} done")
+        return self._parent(level, ix, iy, r, clip, children)
+
+    def _split(self, level: int, ix: int, iy: int, r: tuple) -> bool:
+        """Subdivide down to the leaf size where buildings are, to `street_leaf_factor` leaves where
+        streets or rails are, and to `open_leaf_factor` leaves over open land."""
+        if level >= self.depth:
+            return False
+        k = 2 ** (self.depth - level)
+        c = self._count_sat
+        i0, j0 = ix * k, iy * k
+        i1, j1 = min(i0 + k, c.shape[0] - 1), min(j0 + k, c.shape[1] - 1)
+        if c[i1, j1] - c[i0, j1] - c[i1, j0] + c[i0, j0] > 0:
+            return True
+        side = self.side / 2**level
+        if self.city.painter.has_streets(r):
+            return side > self.leaf_side * self.opt.street_leaf_factor * (1 + 1e-9)
+        return side > self.leaf_side * self.opt.open_leaf_factor * (1 + 1e-9)
+
+    # -- contents ------------------------------------------------------------------------------
+
+    def _leaf(self, level: int, ix: int, iy: int, r: tuple, clip: tuple) -> _Node:
+        rows = np.zeros(0, dtype=np.int64)
+        if level == self.depth:  # buildings always make their tile split down to the leaf size
+            rows = self._leaf_buildings.get((ix, iy), rows)
+        walls, roofs = self._building_meshes(rows, 0.0)
+        ground = self.city.painter.render(r, self.opt.ground_px, self.opt.ground_px)
+        terrain = terrain_mesh(self.city.terrain, r, clip, self.n_cells, self._skirt(level))
+        node = self._content(level, ix, iy, terrain, walls, roofs, rows, ground)
+        node.error = 0.0
+        node.candidates = rows
+        return node
+
+    def _parent(
+        self,
+        level: int,
+        ix: int,
+        iy: int,
+        r: tuple,
+        clip: tuple,
+        children: dict[tuple[int, int], _Node],
+    ) -> _Node:
+        kids = list(children.values())
+        cand = np.sort(np.concatenate([k.candidates for k in kids]))
+        simplify = 0.5 * 2 ** (self.depth - level)
+        walls, roofs = self._building_meshes(cand, simplify)
+        per_b = triangles_per_building(walls, self.n_b) + triangles_per_building(roofs, self.n_b)
+        below = sum(k.building_triangles for k in kids)
+        budget = min(below, max(self.opt.lod_ratio * below, self.opt.parent_triangles))
+        order = cand[np.argsort(-self.significance[cand], kind="stable")]
+        order = order[per_b[order] > 0]
+        fits = np.cumsum(per_b[order]) <= budget
+        keep = np.sort(order[fits])
+        dropped = np.setdiff1d(cand, keep)
+        kept_mask = np.zeros(self.n_b, dtype=bool)
+        kept_mask[keep] = True
+        walls = walls.select(kept_mask[walls.feature])
+        roofs = roofs.select(kept_mask[roofs.feature])
+        terrain = terrain_mesh(self.city.terrain, r, clip, self.n_cells, self._skirt(level))
+        ground = self._mosaic(children)
+        node = self._content(level, ix, iy, terrain, walls, roofs, keep, ground)
+        texel = (r[2] - r[0]) / self.opt.ground_px
+        measured = max(
+            float(self.height[dropped].max()) if len(dropped) else 0.0,
+            self._terrain_error(r, clip),
+            simplify,
+            TEXEL_ERROR * texel,  # the ground image is coarser than the children's
+        )
+        node.error = max(measured, 2.0 * max(k.error for k in kids))
+        node.candidates = cand
+        node.region = _union_regions([node.region] + [k.region for k in kids])
+        node.json["boundingVolume"] = {"region": [float(v) for v in node.region]}
+        node.json["geometricError"] = node.error
+        node.json["children"] = []
+        for k in kids:
+            k.json["transform"] = _translation(k.centre - node.centre)
+            node.json["children"].append(k.json)
+        return node
+
+    def _skirt(self, level: int) -> float:
+        """Skirt depth: a twentieth of the grid step, 1 to 5 m (Krefeld's terrain is gentle)."""
+        if not self.opt.skirt:
+            return 0.0
+        step = self.leaf_side / self.n_cells * 2 ** (self.depth - level)
+        return float(np.clip(0.05 * step, 1.0, 5.0))
+
+    def _building_meshes(self, rows: np.ndarray, simplify: float) -> tuple[Mesh, Mesh]:
+        if len(rows) == 0:
+            return Mesh.empty(), Mesh.empty()
+        polys, owner = footprint_polygons(self.city.buildings["geometry"][rows], simplify)
+        owner = rows[owner]
+        args = (polys, owner, self.height, self.base, self.use_idx)
+        return wall_mesh(*args, self.bay_offset, self.facade), roof_mesh(*args, self.roof)
+
+    def _terrain_error(self, r: tuple, clip: tuple) -> float:
+        """Largest height difference between this tile's terrain grid and its children's."""
+        fine = terrain_mesh(self.city.terrain, r, clip, 2 * self.n_cells)
+        coarse = terrain_mesh(self.city.terrain, r, clip, self.n_cells)
+        xs = np.unique(coarse.xyz[:, 0])
+        ys = np.unique(coarse.xyz[:, 1])
+        zc = coarse.xyz[:, 2].reshape(len(ys), len(xs))
+        fx, fy = fine.xyz[:, 0], fine.xyz[:, 1]
+        i = np.clip(np.searchsorted(xs, fx) - 1, 0, len(xs) - 2)
+        j = np.clip(np.searchsorted(ys, fy) - 1, 0, len(ys) - 2)
+        wx = (fx - xs[i]) / np.maximum(xs[i + 1] - xs[i], 1e-9)
+        wy = (fy - ys[j]) / np.maximum(ys[j + 1] - ys[j], 1e-9)
+        z = (zc[j, i] * (1 - wx) + zc[j, i + 1] * wx) * (1 - wy) + (
+            zc[j + 1, i] * (1 - wx) + zc[j + 1, i + 1] * wx
+        ) * wy
+        return float(np.abs(z - fine.xyz[:, 2]).max())
+
+    def _mosaic(self, children: dict[tuple[int, int], _Node]) -> np.ndarray:
+        g = self.opt.ground_px
+        big = np.full((2 * g, 2 * g, 3), 128, dtype=np.uint8)
+        for (dx, dy), k in children.items():
+            r0 = 0 if dy == 1 else g  # north at the top
+            big[r0 : r0 + g, dx * g : dx * g + g] = k.ground
+        return downsample(big, 2)
+
+    def _atlas_png(self, kind: str, level: int) -> tuple[bytes, np.ndarray]:
+        atlas: FacadeAtlas | RoofAtlas = self.facade if kind == "facade" else self.roof
+        width = atlas.image.shape[1]
+        factor = min(2 ** (self.depth - level), max(1, width // 64))
+        key = (kind, factor)
+        if key not in self._png_cache:
+            img = atlas.image if factor == 1 else quantize(downsample(atlas.image, factor))
+            self._png_cache[key] = (png_bytes(img), img)
+        return self._png_cache[key]
+
+    def _content(
+        self,
+        level: int,
+        ix: int,
+        iy: int,
+        terrain: Mesh,
+        walls: Mesh,
+        roofs: Mesh,
+        rows: np.ndarray,
+        ground: np.ndarray,
+    ) -> _Node:
+        parts = {"terrain": terrain, "walls": walls, "roofs": roofs}
+        parts = {k: m for k, m in parts.items() if m.n_triangles}
+        all_xyz = np.concatenate([m.xyz for m in parts.values()])
+        lon, lat = utm_to_wgs84(all_xyz[:, 0], all_xyz[:, 1])
+        h = all_xyz[:, 2] + GEOID_HEIGHT_M
+        ecef = np.column_stack(wgs84_to_ecef(lon, lat, h))
+        enu = self.frame.ecef_to_enu(ecef)
+        centre = (enu.min(axis=0) + enu.max(axis=0)) / 2
+        region = np.array(
+            [
+                np.radians(lon.min()) - REGION_PAD_RAD,
+                np.radians(lat.min()) - REGION_PAD_RAD,
+                np.radians(lon.max()) + REGION_PAD_RAD,
+                np.radians(lat.max()) + REGION_PAD_RAD,
+                h.min() - REGION_PAD_M,
+                h.max() + REGION_PAD_M,
+            ]
+        )
+        local_of = np.full(self.n_b, -1, dtype=np.int64)
+        local_of[rows] = np.arange(len(rows))
+        materials: list[Material] = []
+        images: list[bytes] = []
+        kept_images: dict[str, np.ndarray] = {}
+        prims: list[Primitive] = []
+        offset = 0
+        for name, mesh in parts.items():
+            n = len(mesh.xyz)
+            p_enu = enu[offset : offset + n]
+            offset += n
+            normals = vertex_normals(p_enu, mesh.tris)
+            if name == "terrain":
+                img = ground
+                if self.opt.ground_format == "png":
+                    img_bytes = png_bytes(ground)
+                else:
+                    img_bytes = jpeg_bytes(ground, self.opt.ground_quality)
+                mat = Material("ground", image=len(images))
+                kind = "ground"
+            else:
+                kind = "facade" if name == "walls" else "roof"
+                img_bytes, img = self._atlas_png(kind, level)
+                wrap = REPEAT if name == "walls" else CLAMP_TO_EDGE
+                mat = Material(kind, image=len(images), wrap_s=wrap)
+            images.append(img_bytes)
+            kept_images[kind] = img
+            materials.append(mat)
+            prim = Primitive(
+                positions=enu_to_gltf(p_enu - centre).astype(np.float32),
+                indices=mesh.tris,
+                material=len(materials) - 1,
+                normals=enu_to_gltf(normals).astype(np.float32),
+                uv=mesh.uv.astype(np.float32),
+                name=name,
+            )
+            if mesh.feature is not None and name != "terrain":
+                prim.feature_ids = local_of[mesh.feature]
+                prim.colors = self.tints[mesh.feature]
+            prims.append(prim)
+        table = PropertyTable(
+            "building",
+            len(rows),
+            {
+                "id": list(self.ids[rows]),
+                "height": self.height[rows],
+                "use": list(self.uses[rows]),
+                "base": self.base[rows],
+            },
+            {
+                "id": "building id in buildings.gpkg",
+                "height": "height above ground, m",
+                "use": "building use",
+                "base": "ground height, m above sea level (DHHN2016)",
+            },
+        )
+        uri = f"{self.opt.content_dir}/{level}/{ix}_{iy}.glb"
+        path = self.out / uri
+        path.parent.mkdir(parents=True, exist_ok=True)
+        has_table = len(rows) > 0
+        glb = encode_glb(prims, materials, images, properties=table if has_table else None)
+        path.write_bytes(glb)
+        if self.opt.b3dm:
+            glb10 = encode_glb(
+                prims,
+                materials,
+                images,
+                properties=table if has_table else None,
+                feature_mode="batchid",
+            )
+            batch = {
+                "id": table.columns["id"],
+                "height": [float(v) for v in table.columns["height"]],
+                "use": table.columns["use"],
+                "base": [float(v) for v in table.columns["base"]],
+            }
+            path.with_suffix(".b3dm").write_bytes(
+                encode_b3dm(glb10, batch if has_table else {}, len(rows))
+            )
+        tri = sum(m.n_triangles for m in parts.values())
+        btri = walls.n_triangles + roofs.n_triangles
+        self.report.tiles += 1
+        self.report.contents += 1
+        self.report.triangles += tri
+        self.report.triangles_by_level[level] += tri
+        self.report.buildings_by_level[level] += len(rows)
+        self.report.depth = max(self.report.depth, level)
+        if self.opt.keep_contents:
+            self.report.kept[uri] = KeptContent(
+                uri,
+                level,
+                parts,
+                kept_images,
+                {k: list(v) for k, v in table.columns.items()},
+            )
+        tile = {
+            "boundingVolume": {"region": [float(v) for v in region]},
+            "geometricError": 0.0,
+            "content": {"uri": uri},
+        }
+        return _Node(tile, centre, region, 0.0, rows, btri, tri, ground)
+
+
+def _translation(t: np.ndarray) -> list[float]:
+    m = np.eye(4)
+    m[:3, 3] = t
+    return [float(v) for v in m.flatten(order="F")]
+
+
+def _union_regions(regions: list[np.ndarray]) -> np.ndarray:
+    r = np.array(regions)
+    return np.concatenate(
+        [r[:, :2].min(axis=0), r[:, 2:4].max(axis=0), [r[:, 4].min(), r[:, 5].max()]]
+    )
+
+
+def _swap_uris(tile: dict[str, Any], old: str, new: str) -> None:
+    if "content" in tile:
+        tile["content"]["uri"] = tile["content"]["uri"].removesuffix(old) + new
+    for c in tile.get("children", []):
+        _swap_uris(c, old, new)
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    path.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+
+
+def write_city_tileset(
+    city: CityModel,
+    out_dir: str | Path,
+    options: TilesetOptions | None = None,
+    progress: Callable[[str], None] = lambda msg: None,
+) -> TilesetReport:
+    """Write the city as a 3D Tiles 1.1 tileset folder (tileset.json + content/*.glb), atomically.
+
+    The folder is written under a temporary name beside `out_dir` and renamed into place when complete,
+    so readers see the old tileset or the new one, never half of one; a failure leaves no trace.
+    """
+    options = options or TilesetOptions()
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        report = _Writer(city, tmp, options, progress).run()
+        old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
+        if out_dir.exists():
+            os.replace(out_dir, old)
+        os.replace(tmp, out_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    report.path = out_dir
+    return report
+
+
+def write_tileset_from_build(
+    pack: Any,
+    build_dir: str | Path,
+    out_dir: str | Path,
+    options: TilesetOptions | None = None,
+    progress: Callable[[str], None] = lambda msg: None,
+) -> TilesetReport:
+    """Read a pack's build products and write its textured tileset to `out_dir`."""
+    options = options or TilesetOptions()
+    classes = pack.layers["landcover"].options.get("classes", [])
+    city = load_city(Path(build_dir), pack.extent, pack.resolution, classes, options.seed)
+    return write_city_tileset(city, out_dir, options, progress)
+
+
+__all__ = [
+    "TILESET_B3DM_JSON",
+    "TILESET_JSON",
+    "USES",
+    "CityModel",
+    "KeptContent",
+    "TilesetOptions",
+    "TilesetReport",
+    "load_city",
+    "write_city_tileset",
+    "write_tileset_from_build",
+]
