@@ -1,0 +1,262 @@
+"""Benchmark: the ground-water solver against SciPy on the same discretised system.
+
+A heterogeneous confined aquifer of N x N cells (log-normal K over about two decades, fixed heads
+west and east, a river, pumping wells, recharge) is solved
+
+* in steady state by our multigrid-preconditioned CG (numba) and by SciPy: the sparse direct
+  solver (``spsolve``, SuperLU), CG with a Jacobi preconditioner, and CG with an incomplete-LU
+  preconditioner (``spilu``); the fastest SciPy solve with the same answer is the anchor;
+* for 100 implicit daily steps by our model and by SciPy's best for a fixed matrix: one SuperLU
+  factorisation (``splu``) reused for every step.
+
+It prints cells/s, iterations, the ratios and the largest head difference. MODFLOW 6 is run
+through FloPy when both ``flopy`` and an ``mf6`` executable are installed.
+
+    python benchmarks/bench_groundwater.py            # 1000 x 1000 cells, 100 steps
+    python benchmarks/bench_groundwater.py --size 300 --steps 20
+"""
+
+from __future__ import annotations
+
+import os
+
+# SciPy's best on this machine: one BLAS thread. Threaded BLAS on the solvers' short vectors made
+# SciPy's CG 40x slower on a busy 2-core machine (measured), which would flatter our ratios.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import shutil  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+import scipy.sparse.linalg as spla  # noqa: E402
+
+from twin.groundwater import Grid, Model  # noqa: E402
+from twin.groundwater.reference import assemble_csr  # noqa: E402
+from twin.groundwater.scenario import lognormal_field  # noqa: E402
+from twin.groundwater.solver import MultigridPCG  # noqa: E402
+
+
+def build(n: int) -> Model:
+    """The benchmark aquifer on an n x n grid of 10 m cells."""
+    grid = Grid(nx=n, ny=n, cell=10.0, origin=(330000.0, 5687000.0))
+    k = lognormal_field(grid, 1e-3, 0.5, 30.0 * grid.cell, seed=1)
+    m = Model(grid, k=k, top=25.0, bottom=5.0, ss=1e-4, confined=True)
+    edges = np.zeros(grid.shape, dtype=bool)
+    edges[:, 0] = True
+    m.set_fixed_head(edges, 33.0)
+    east = np.zeros(grid.shape, dtype=bool)
+    east[:, -1] = True
+    m.set_fixed_head(east, 30.0)
+    river = np.zeros(grid.shape, dtype=bool)
+    river[:, int(0.8 * n)] = True
+    m.add_river(river, 29.0, 0.01, 20.0, name="river")
+    rng = np.random.default_rng(2)
+    x0, y0, x1, y1 = grid.extent
+    for w in range(8):
+        m.add_well(rng.uniform(x0 + 0.1 * (x1 - x0), x0 + 0.7 * (x1 - x0)),
+                   rng.uniform(y0 + 0.1 * (y1 - y0), y0 + 0.9 * (y1 - y0)),
+                   -0.002 * n / 100.0, name=f"w{w}")  # fmt: skip
+    m.set_recharge(7e-9)
+    return m
+
+
+def timed(fn, *args, **kwargs):
+    t0 = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - t0
+
+
+def linear_system(m: Model, h0: np.ndarray, dt: float | None, h_old: np.ndarray | None = None):
+    """The model's linear system in head-change form: A dh = r at h0 (linear when confined)."""
+    d, cx, cy = m._matrix(h0, h_old, dt)
+    r = m._evaluate(h0, h_old, dt, 0.0).residual
+    return d, cx, cy, r
+
+
+class OutOfTime(Exception):
+    """A SciPy iteration ran past its time budget."""
+
+
+def scipy_steady(d, cx, cy, r, h0, ours, tol, budget):
+    """Every SciPy solver we try on the steady system; returns rows (name, seconds, iters, diff).
+
+    Iterative solvers stop at ``budget`` seconds (their row then says so and counts as slower).
+    """
+    a, t_asm = timed(lambda: assemble_csr(d, cx, cy).tocsr())
+    print(f"  SciPy CSR assembly                          {t_asm:8.3f} s")
+    rows = []
+    x, t = timed(spla.spsolve, a.tocsc(), r.ravel())
+    rows.append(("spsolve (SuperLU, direct)", t, 1, np.abs(h0 + x.reshape(h0.shape) - ours).max()))
+    print(f"    ({rows[-1][0]}: {t:.2f} s)")
+
+    def iterate(name, setup, method):
+        count = [0]
+        t0 = time.perf_counter()
+
+        def cb(_):
+            count[0] += 1
+            if time.perf_counter() - t0 > budget:
+                raise OutOfTime
+
+        try:
+            m = setup()
+            x, _ = method(a, r.ravel(), rtol=tol, maxiter=100000, M=m, callback=cb)
+            diff = np.abs(h0 + x.reshape(h0.shape) - ours).max()
+        except OutOfTime:
+            diff = np.inf
+        rows.append((name, time.perf_counter() - t0, count[0], diff))
+        print(f"    ({name}: {rows[-1][1]:.2f} s)")
+
+    inv_d = 1.0 / a.diagonal()
+    iterate("cg + Jacobi", lambda: spla.LinearOperator(a.shape, matvec=lambda v: inv_d * v),
+            spla.cg)  # fmt: skip
+
+    def ilu():
+        f = spla.spilu(a.tocsc(), drop_tol=1e-4, fill_factor=10)
+        return spla.LinearOperator(a.shape, matvec=f.solve)
+
+    # the incomplete factors are not symmetric, so BiCGSTAB rather than CG
+    iterate("bicgstab + spilu (incl. factor)", ilu, spla.bicgstab)
+    return rows
+
+
+def modflow6_steady(m: Model) -> float | None:
+    """Seconds MODFLOW 6 takes for the steady problem through FloPy, or None if unavailable."""
+    exe = shutil.which("mf6")
+    try:
+        import flopy  # noqa: F401
+    except ImportError:
+        return None
+    if exe is None:
+        return None
+    import flopy
+
+    g = m.grid
+    with tempfile.TemporaryDirectory() as ws:
+        sim = flopy.mf6.MFSimulation(sim_ws=ws, exe_name=exe)
+        flopy.mf6.ModflowTdis(sim)
+        flopy.mf6.ModflowIms(sim, inner_dvclose=1e-8, outer_dvclose=1e-8, linear_acceleration="CG")
+        gwf = flopy.mf6.ModflowGwf(sim, modelname="bench")
+        flopy.mf6.ModflowGwfdis(gwf, nrow=g.ny, ncol=g.nx, delr=g.cell, delc=g.cell,
+                                top=m.top[::-1], botm=[m.bottom[::-1]])  # fmt: skip
+        flopy.mf6.ModflowGwfnpf(gwf, k=m.k[::-1], icelltype=0)
+        flopy.mf6.ModflowGwfic(gwf, strt=30.0)
+        fixed = np.argwhere(m.kind[::-1] == 2)
+        flopy.mf6.ModflowGwfchd(gwf, stress_period_data=[
+            ((0, int(i), int(j)), float(m.fixed_head[::-1][i, j])) for i, j in fixed])  # fmt: skip
+        flopy.mf6.ModflowGwfrcha(gwf, recharge=m.recharge[::-1])
+        sim.write_simulation(silent=True)
+        t0 = time.perf_counter()
+        ok, _ = sim.run_simulation(silent=True)
+        return time.perf_counter() - t0 if ok else None
+
+
+def bandwidth(d, cx, cy, reps: int = 10) -> str:
+    """Memory bandwidth of the operator kernel (5 arrays read, 1 written), serial and threaded."""
+    from twin.groundwater import kernels
+
+    x = np.ones_like(d)
+    out = np.empty_like(d)
+    nbytes = 8 * (d.size * 4 + cx.size + cy.size)
+    parts = []
+    for par in (False, True):
+        kernels.apply_operator(d, cx, cy, x, out, par)
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            kernels.apply_operator(d, cx, cy, x, out, par)
+        dt = (time.perf_counter() - t0) / reps
+        parts.append(f"{'threads' if par else '1 thread'} {nbytes / dt / 1e9:.1f} GB/s")
+    return ", ".join(parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--size", type=int, default=1000, help="cells per side (default 1000)")
+    p.add_argument("--steps", type=int, default=100, help="transient steps (default 100)")
+    p.add_argument(
+        "--scipy-budget",
+        type=float,
+        default=300.0,
+        help="seconds after which a SciPy iterative solve is stopped (default 300)",
+    )
+    args = p.parse_args(argv)
+    sys.stdout.reconfigure(line_buffering=True)  # progress shows even when piped to a file
+    import numba
+
+    n = args.size
+    print(f"ground-water benchmark: {n} x {n} = {n * n:,} cells, heterogeneous confined aquifer, "
+          f"numba threads {numba.get_num_threads()}, BLAS threads "
+          f"{os.environ['OPENBLAS_NUM_THREADS']}, {os.cpu_count()} CPUs")  # fmt: skip
+    m, t_build = timed(build, n)
+    h0 = m.initial_head(30.0)
+    # warm-up on a small problem so that compilation (cached) is not timed
+    build(40).solve_steady()
+
+    print("steady state")
+    h, t_model = timed(m.solve_steady, 30.0)
+    d, cx, cy, r = linear_system(m, h0, None)
+    free = (m.kind == 1).astype(np.uint8)
+    print(f"  ours: model.solve_steady (assembly + solve)  {t_model:8.3f} s")
+    print(f"  operator kernel bandwidth: {bandwidth(d, cx, cy)}")
+    t_solve, ours = np.inf, None
+    for parallel in (False, True):
+        solver, t_setup = timed(MultigridPCG, d, cx, cy, free, parallel=parallel)
+        (dh, info), t = timed(solver.solve, r, rtol=1e-10)
+        label = f"{numba.get_num_threads()} threads" if parallel else "1 thread"
+        print(f"  ours ({label}): multigrid set-up {t_setup:.3f} s + MG-PCG solve {t:.3f} s, "
+              f"{info.iterations} iterations, {solver.levels} levels, "
+              f"{n * n / t / 1e6:.2f} M cells/s")  # fmt: skip
+        if t < t_solve:
+            t_solve, ours = t, h0 + dh
+    rows = scipy_steady(d, cx, cy, r, h0, ours, 1e-10, args.scipy_budget)
+    best = None
+    for name, t, iters, diff in rows:
+        note = "  (stopped: over the time budget)" if not np.isfinite(diff) else ""
+        print(f"  SciPy {name:34s} {t:8.3f} s  {iters:6d} it  max |dh| vs ours {diff:.2e} m  "
+              f"ratio {t / t_solve:6.1f}x{note}")  # fmt: skip
+        if diff <= 1e-4 and (best is None or t < best[1]):
+            best = (name, t)
+    if best is not None:
+        print(f"  => ours vs SciPy's best with the same answer ({best[0]}): "
+              f"{best[1] / t_solve:.1f}x faster (goal >= 5x)")  # fmt: skip
+    print(f"  model and solver agree: max |h_model - h_solver| = {np.abs(h - ours).max():.2e} m")
+
+    print(f"transient: {args.steps} implicit daily steps after the wells triple their rates")
+    for w in list(m.wells):
+        m.set_well_rate(w.name, 3.0 * w.rate)
+    times = np.arange(1, args.steps + 1) * 86400.0
+    t0 = time.perf_counter()
+    h_t = h
+    for _, h_t in m.run(times, h):  # noqa: B007 - the last heads are compared below
+        pass
+    t_ours = time.perf_counter() - t0
+    print(f"  ours: model.run                          {t_ours:8.3f} s  "
+          f"({n * n * args.steps / t_ours / 1e6:.2f} M cell-steps/s)")  # fmt: skip
+    # SciPy: the matrix is the same every step (confined, fixed dt): factorise once
+    h_prev = h.copy()
+    d, cx, cy, _ = linear_system(m, h_prev, 86400.0, h_prev)
+    t0 = time.perf_counter()
+    lu = spla.splu(assemble_csr(d, cx, cy).tocsc())
+    for _ in range(args.steps):
+        r = m._evaluate(h_prev, h_prev, 86400.0, 0.0).residual
+        h_prev = h_prev + lu.solve(r.ravel()).reshape(h.shape)
+    t_scipy = time.perf_counter() - t0
+    print(
+        f"  SciPy splu once + {args.steps} solves         {t_scipy:8.3f} s  "
+        f"max |dh| vs ours {np.abs(h_prev - h_t).max():.2e} m  ratio {t_scipy / t_ours:.1f}x"
+    )
+    mf6 = modflow6_steady(m)
+    if mf6 is None:
+        print("MODFLOW 6: not available (no mf6 executable; flopy's get-modflow needs GitHub)")
+    else:
+        print(f"MODFLOW 6 via FloPy steady: {mf6:.3f} s, ratio {mf6 / t_solve:.1f}x")
+    print(f"(model set-up {t_build:.2f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

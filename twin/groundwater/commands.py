@@ -1,0 +1,102 @@
+"""The `twin groundwater` sub-commands: run a scenario (with a progress bar) or check its file.
+
+Kept light at import time: the model and numba load only when a sub-command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run a scenario and print where its outputs went."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from twin.groundwater.run import run_scenario
+    from twin.groundwater.scenario import load_scenario
+
+    load_scenario(args.scenario)  # a bad file fails here, in one line, before any progress output
+    console = Console(stderr=True)
+    with Progress(
+        TextColumn("[bold]ground water[/] {task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} steps"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    ) as bar:
+        task = bar.add_task("preparing", total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total, description="stepping")
+
+        def say(message: str) -> None:
+            bar.update(task, description=message)
+
+        result = run_scenario(
+            args.scenario,
+            end=args.end,
+            runs_dir=args.runs_dir,
+            pack=args.pack,
+            build_dir=args.build_dir,
+            progress=progress,
+            say=say,
+        )
+    m = result.metrics
+    print(f"finished {result.steps} steps in {result.seconds:.1f} s -> {result.folder}")
+    print(f"largest relative budget error {m['max_relative_budget_error']:.1e}")
+    if "assimilation" in m:
+        a = m["assimilation"]
+        print(
+            f"readings RMSE before/after analysis {a['rmse_before_m']:.3f}/{a['rmse_after_m']:.3f}"
+            f" m, leave-one-out {a['rmse_leave_one_out_m']:.3f} m, withheld wells free/assimilated"
+            f" {a['rmse_withheld_free_m']:.3f}/{a['rmse_withheld_assimilated_m']:.3f} m"
+        )
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Validate a scenario file and summarise it."""
+    from twin.groundwater.scenario import load_scenario
+
+    sc = load_scenario(args.scenario)
+    c = sc.config
+    print(
+        f"{sc.path}: scenario '{sc.name}' is valid: {c['scenario']['start']} to "
+        f"{c['scenario']['end']}, {c['grid']['cell']:g} m cells, readings: "
+        f"{c['readings']['source']}"
+    )
+    return 0
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Add `twin groundwater ...` to the main parser's sub-commands."""
+    gw = subparsers.add_parser(
+        "groundwater",
+        help="the ground-water flow model and its scenarios",
+        description="Ground-water flow of the Lower Rhine aquifer under Krefeld: steady state, "
+        "transient runs with the loggers' readings assimilated, drought scenarios.",
+    )
+    sub = gw.add_subparsers(dest="action", metavar="ACTION", required=True)
+    p = sub.add_parser("run", help="run a scenario (simulations/groundwater-*.toml)")
+    p.add_argument("scenario", type=Path, help="the scenario TOML file")
+    p.add_argument("--end", help="stop at this ISO 8601 UTC time instead of the scenario's end")
+    p.add_argument("--runs-dir", type=Path, default=Path("runs"), help="default: runs/")
+    p.add_argument("--pack", type=Path, default=None, help="another data pack (pack.toml)")
+    p.add_argument(
+        "--build-dir", type=Path, default=None, help="where the data products are (per pack)"
+    )
+    p.set_defaults(func=cmd_run)
+    p = sub.add_parser("check", help="validate a scenario file")
+    p.add_argument("scenario", type=Path, help="the scenario TOML file")
+    p.set_defaults(func=cmd_check)
+
+
+if __name__ == "__main__":  # pragma: no cover - convenience for `python -m`
+    parser = argparse.ArgumentParser(prog="twin")
+    add_commands(parser.add_subparsers(dest="command", required=True))
+    ns = parser.parse_args()
+    sys.exit(ns.func(ns))
