@@ -184,3 +184,30 @@ def krefeld_build() -> Path:
     out = REPO / "build" / pack.name
     run_build(pack, city_steps(), out)
     return out
+
+
+def _shared_listing() -> dict[str, tuple[int, int]]:
+    if not SHARED_DATA.is_dir():
+        return {}
+    return {
+        str(p.relative_to(SHARED_DATA)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in SHARED_DATA.rglob("*")
+        if p.is_file()
+    }
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Remember the shared reference data as it is: tests must only read it."""
+    session.config._shared_before = _shared_listing()  # type: ignore[attr-defined]
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run if any test wrote into the read-only shared reference data."""
+    before = getattr(session.config, "_shared_before", None)
+    if before is None:
+        return
+    after = _shared_listing()
+    changed = sorted(k for k in after.keys() | before.keys() if after.get(k) != before.get(k))
+    if changed:
+        print(f"\nthe tests changed files in the shared reference data {SHARED_DATA}: {changed}")
+        session.exitstatus = 1

@@ -12,6 +12,7 @@ from twin.city.surface import build_landcover, build_terrain
 from twin.city.tileset_step import tiles_step
 from twin.city.vector import write_gpkg
 from twin.sensors.catalogue import read_stations, read_wells
+from twin.traffic.network import network_step
 
 
 def build_sensor_catalogue(ctx: StepContext) -> None:
@@ -80,4 +81,5 @@ def city_steps() -> list[Step]:
             doc="sensor catalogue as point layers",
         ),
         tiles_step(),
+        network_step(),
     ]

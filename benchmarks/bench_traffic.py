@@ -1,0 +1,336 @@
+"""Benchmark of the SUMO runner: plain `sumo` vs the libsumo runner (controllers off/on) vs TraCI.
+
+Every run is the same scenario, seed and end time, each in its own process (libsumo holds one
+simulation per process), repeated and interleaved; the fastest repeat counts. Prints vehicle-steps
+per second and the ratios against plain `sumo` measured in the same run. Goals: controllers off
+within 10 % of plain sumo, controllers on within 25 %, libsumo at least 3x TraCI.
+
+    python benchmarks/bench_traffic.py                       # Bologna (+ build/krefeld if built)
+    python benchmarks/bench_traffic.py --sumocfg my.sumocfg --end 1800 --repeat 5
+    python benchmarks/bench_traffic.py --instructions --end 300   # valgrind: load-independent
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+BOLOGNA = SHARED_DATA / "sumo-scenarios" / "bologna-acosta" / "run.sumocfg"
+# a few residential edges around node 62 of the Bologna net: a small no-entry zone
+BOLOGNA_ZONE = ["m90", "m91", "89[0]", "90"]
+MODES = ("sumo", "off", "on", "traci_off", "traci_on")
+
+
+def _sumo_args(cfg: Path, seed: int, end: float, out: Path) -> list[str]:
+    return [
+        "-c", str(cfg), "--seed", str(seed), "--end", f"{end:g}", "--no-step-log",
+        "--tripinfo-output", str(out / "tripinfo.xml"), "--log", str(out / "sumo.log"),
+    ]  # fmt: skip
+
+
+def _krefeld_config(folder: Path, tmp: Path) -> Path | None:
+    """A SUMO config for the built Krefeld net and the route files beside it, if there are any."""
+    cfgs = sorted(folder.glob("*.sumocfg"))
+    if cfgs:
+        return cfgs[0]
+    nets = sorted(folder.glob("*.net.xml*"))
+    routes = sorted(folder.glob("*.rou.xml*")) + sorted(folder.glob("*.trips.xml*"))
+    if not nets or not routes:
+        return None
+    adds = sorted(folder.glob("*.ptstops.xml"))
+    cfg = tmp / "krefeld-bench.sumocfg"
+    cfg.write_text(
+        "<configuration><input>"
+        f'<net-file value="{nets[0].resolve()}"/>'
+        f'<route-files value="{",".join(str(r.resolve()) for r in routes)}"/>'
+        + (
+            f'<additional-files value="{",".join(str(a.resolve()) for a in adds)}"/>'
+            if adds
+            else ""
+        )
+        + "</input></configuration>\n",
+        encoding="utf-8",
+    )
+    return cfg
+
+
+def _controller_spec(zone: list[str]) -> list[dict]:
+    spec: list[dict] = [{"type": "transit_priority"}, {"type": "safety_monitor"}]
+    if zone:
+        spec.append({"type": "virtual_barrier", "zone_edges": zone, "compliance": 0.8})
+    return spec
+
+
+def _net_file(cfg: Path) -> Path:
+    import xml.etree.ElementTree as ET
+
+    root = ET.parse(cfg).getroot()
+    for el in root.iter("net-file"):
+        return (cfg.parent / el.get("value", "")).resolve()
+    raise SystemExit(f"{cfg}: no net-file in the configuration")
+
+
+def _cpu() -> float:
+    """CPU seconds used so far by this process and its waited-for children (SUMO for TraCI)."""
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def worker(mode: str, cfg: Path, seed: int, end: float, zone: list[str], out: Path) -> dict:
+    """One timed run in this process; returns wall and CPU time and counts.
+
+    CPU time (this process plus SUMO's process for TraCI and plain sumo) is reported next to wall
+    time because it is far less disturbed by other load on a shared machine.
+    """
+    args = _sumo_args(cfg, seed, end, out)
+    if mode == "sumo":
+        from twin.traffic.install import sumo_env, sumo_home
+
+        binary = sumo_home() / "bin" / "sumo"  # the program itself, not a Python launcher
+        env = sumo_env()
+        c0, t0 = _cpu(), time.perf_counter()
+        # stderr passes through: under valgrind it carries the child's instruction count
+        subprocess.run([binary, *args], check=True, stdout=subprocess.DEVNULL, env=env)
+        return {"wall_s": time.perf_counter() - t0, "cpu_s": _cpu() - c0}
+    from twin.traffic.controllers import build_controllers
+    from twin.traffic.install import import_sumo_module
+
+    # imported before the clock starts, like the libraries of the sumo binary
+    import_sumo_module("libsumo")
+    import_sumo_module("traci")
+    from twin.traffic.sim import Simulation
+
+    backend = "traci" if mode.startswith("traci") else "libsumo"
+    spec = _controller_spec(zone) if mode.endswith("on") else []
+    controllers = build_controllers(spec, net_file=_net_file(cfg))
+    c0, t0 = _cpu(), time.perf_counter()
+    with Simulation(args, backend=backend) as sim:
+        result = sim.run(end, controllers)
+        in_sumo = sim.step_wall_s
+    wall = time.perf_counter() - t0
+    return {
+        "wall_s": wall,
+        "cpu_s": _cpu() - c0,
+        # the runner's own share: loop + controllers, relative to the time inside SUMO's steps
+        "overhead": (result.wall_s - in_sumo) / in_sumo if in_sumo > 0 else None,
+        "vehicle_steps": result.vehicle_steps,
+        "steps": result.steps,
+        "kpis": {k: v[0] for k, v in result.controller_results.items()},
+    }
+
+
+_VALGRIND = [
+    "valgrind",
+    "--tool=callgrind",
+    "--callgrind-out-file=/dev/null",
+    "--trace-children=yes",
+]
+
+
+def _run_worker(
+    mode: str, cfg: Path, seed: int, end: float, zone: list[str], count: bool = False
+) -> dict:
+    """One worker process; with ``count`` under valgrind, adding ``instructions`` ."""
+    with tempfile.TemporaryDirectory(prefix=f"bench-{mode}-") as tmp:
+        cmd = [*(_VALGRIND if count else []), sys.executable, __file__, "--worker", mode]
+        cmd += ["--sumocfg", str(cfg)]
+        cmd += ["--seed", str(seed), "--end", f"{end:g}", "--out", tmp]
+        if zone:
+            cmd += ["--zone", ",".join(zone)]
+        env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        if proc.returncode != 0:
+            raise SystemExit(f"{mode} run failed:\n{proc.stderr[-3000:]}")
+        info = json.loads(proc.stdout.strip().splitlines()[-1])
+        if count:
+            info["instructions"] = sum(
+                int(line.rsplit(":", 1)[1].replace(",", ""))
+                for line in proc.stderr.splitlines()
+                if "Collected :" in line
+            )
+        tripinfo = Path(tmp) / "tripinfo.xml"
+        text = tripinfo.read_text(encoding="utf-8") if tripinfo.exists() else ""
+        info["tripinfo_body"] = text[text.find("<tripinfos") :] if text else ""
+        return info
+
+
+def bench(cfg: Path, seed: int, end: float, repeat: int, zone: list[str], modes: list[str]) -> dict:
+    """Run all modes ``repeat`` times, interleaved; return the fastest wall time per mode."""
+    walls: dict[str, list[float]] = {m: [] for m in modes}
+    cpus: dict[str, list[float]] = {m: [] for m in modes}
+    overheads: dict[str, list[float]] = {m: [] for m in modes}
+    info: dict[str, dict] = {}
+    for r in range(repeat):
+        for mode in modes:
+            res = _run_worker(mode, cfg, seed, end, zone)
+            walls[mode].append(res["wall_s"])
+            cpus[mode].append(res["cpu_s"])
+            if res.get("overhead") is not None:
+                overheads[mode].append(res["overhead"])
+            info.setdefault(mode, res)
+            extra = f" runner overhead {res['overhead']:6.1%}" if res.get("overhead") else ""
+            print(
+                f"  repeat {r + 1}/{repeat} {mode:10s} wall {res['wall_s']:7.2f} s "
+                f"cpu {res['cpu_s']:7.2f} s{extra}",
+                flush=True,
+            )
+    vsteps_off = info.get("off", {}).get("vehicle_steps")
+    if "sumo" in info and "off" in info:
+        same = info["sumo"]["tripinfo_body"] == info["off"]["tripinfo_body"]
+        print(f"  tripinfo of plain sumo and libsumo (controllers off) identical: {same}")
+    table = {}
+    for mode in modes:
+        vsteps = info[mode].get("vehicle_steps", vsteps_off)
+        best, cpu = min(walls[mode]), min(cpus[mode])
+        table[mode] = {
+            "wall_s_min": best,
+            "wall_s_median": statistics.median(walls[mode]),
+            "cpu_s_min": cpu,
+            "vehicle_steps": vsteps,
+            "vehicle_steps_per_s": (vsteps / best) if vsteps else None,
+            "vehicle_steps_per_cpu_s": (vsteps / cpu) if vsteps else None,
+            "runner_overhead": min(overheads[mode]) if overheads[mode] else None,
+        }
+    return table
+
+
+def count_instructions(cfg: Path, seed: int, end: float, zone: list[str], modes: list[str]) -> dict:
+    """Instructions each mode executes for ``end`` simulated seconds (valgrind; load-independent).
+
+    A run to t=0 (start-up, imports, network loading) is subtracted, so what is left is the
+    stepping, the controllers and writing the outputs. Slow (about 50x): use a short ``end``.
+    """
+    out = {}
+    for mode in modes:
+        zero = _run_worker(mode, cfg, seed, 0.0, zone, count=True)["instructions"]
+        res = _run_worker(mode, cfg, seed, end, zone, count=True)
+        out[mode] = {
+            "instructions": res["instructions"] - zero,
+            "vehicle_steps": res.get("vehicle_steps"),
+        }
+        print(f"  {mode:10s} {out[mode]['instructions'] / 1e9:8.3f} G instructions", flush=True)
+    vsteps = out.get("off", {}).get("vehicle_steps")
+    for row in out.values():
+        row["vehicle_steps"] = row["vehicle_steps"] or vsteps
+        row["per_vehicle_step"] = (
+            row["instructions"] / row["vehicle_steps"] if row["vehicle_steps"] else None
+        )
+    print(f"  {'mode':10s} {'instr/veh-step':>15s} {'vs plain sumo':>14s}")
+    base = out.get("sumo", {}).get("per_vehicle_step")
+    for mode, row in out.items():
+        rel = f"{row['per_vehicle_step'] / base:13.3f}x" if base and row["per_vehicle_step"] else ""
+        per = row["per_vehicle_step"]
+        per_text = f"{per:15.0f}" if per else "-".rjust(15)
+        print(f"  {mode:10s} {per_text} {rel:>14s}")
+    return out
+
+
+def report(name: str, table: dict) -> dict:
+    """Print the table and the ratios against the goals; return the ratios."""
+    print(f"\n{name}")
+    print(
+        f"  {'mode':10s} {'wall min':>9s} {'median':>8s} {'cpu min':>8s} {'veh-steps':>10s} "
+        f"{'veh-steps/s':>12s} {'per cpu-s':>10s} {'runner overhead':>16s}"
+    )
+    for mode, row in table.items():
+        over = row["runner_overhead"]
+        print(
+            f"  {mode:10s} {row['wall_s_min']:8.2f}s {row['wall_s_median']:7.2f}s "
+            f"{row['cpu_s_min']:7.2f}s {row['vehicle_steps'] or 0:10d} "
+            f"{row['vehicle_steps_per_s'] or 0:12.0f} {row['vehicle_steps_per_cpu_s'] or 0:10.0f} "
+            + (f"{over:15.1%}" if over is not None else f"{'-':>15s}")
+        )
+    print("  (runner overhead: wall time outside SUMO's simulationStep / time inside it)")
+    ratios = {}
+    print(f"  {'ratio of vehicle-steps per second':34s} {'wall':>6s} {'cpu':>6s}")
+    for label, a, b, goal in (
+        ("libsumo off / plain sumo", "off", "sumo", ">= 0.90"),
+        ("libsumo on  / plain sumo", "on", "sumo", ">= 0.75"),
+        ("libsumo off / traci off", "off", "traci_off", ">= 3"),
+        ("libsumo on  / traci on", "on", "traci_on", ">= 3"),
+    ):
+        ra, rb = table.get(a), table.get(b)
+        if ra and rb and ra["vehicle_steps_per_s"] and rb["vehicle_steps_per_s"]:
+            wall = ra["vehicle_steps_per_s"] / rb["vehicle_steps_per_s"]
+            cpu = ra["vehicle_steps_per_cpu_s"] / rb["vehicle_steps_per_cpu_s"]
+            ratios[label] = {"wall": wall, "cpu": cpu}
+            print(f"  {label:34s} {wall:6.2f} {cpu:6.2f}   (goal {goal})")
+    return ratios
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark (or, with --worker, one timed run in this process)."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sumocfg", action="append", type=Path, default=[], help="scenario(s) to run")
+    ap.add_argument("--end", type=float, default=3600.0, help="simulated seconds (default 3600)")
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--modes", default=",".join(MODES), help=f"subset of {','.join(MODES)}")
+    ap.add_argument("--zone", default="", help="comma-separated zone edges for the barrier")
+    ap.add_argument("--json", type=Path, help="also write the results here")
+    ap.add_argument(
+        "--instructions",
+        action="store_true",
+        help="count instructions under valgrind instead of timing (slow; use e.g. --end 300)",
+    )
+    ap.add_argument("--worker", choices=MODES, help=argparse.SUPPRESS)
+    ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    ns = ap.parse_args(argv)
+    zone = [z for z in ns.zone.split(",") if z]
+    if ns.worker:
+        res = worker(ns.worker, ns.sumocfg[0], ns.seed, ns.end, zone, ns.out)
+        print(json.dumps(res))
+        return 0
+    with tempfile.TemporaryDirectory(prefix="bench-traffic-") as tmp:
+        return _bench_all(ns, zone, Path(tmp))
+
+
+def _bench_all(ns: argparse.Namespace, zone: list[str], tmp: Path) -> int:
+    scenarios: list[tuple[Path, list[str]]] = [(Path(c).resolve(), zone) for c in ns.sumocfg]
+    if not scenarios:
+        if BOLOGNA.is_file():
+            copy = tmp / "bologna"  # a copy: the scenario's detectors write beside their file
+            shutil.copytree(BOLOGNA.parent, copy)
+            scenarios.append((copy / BOLOGNA.name, BOLOGNA_ZONE))
+        else:
+            print(f"Bologna scenario not found at {BOLOGNA}: skipped")
+        krefeld = _krefeld_config(REPO / "build" / "krefeld", tmp)
+        if krefeld is not None:
+            scenarios.append((krefeld, []))
+        else:
+            print("build/krefeld has no SUMO net with routes: skipped (or pass --sumocfg)")
+    if not scenarios:
+        print("no scenario to run: pass --sumocfg PATH")
+        return 1
+    modes = [m for m in ns.modes.split(",") if m]
+    unknown = set(modes) - set(MODES)
+    if unknown:
+        raise SystemExit(f"--modes: unknown {sorted(unknown)}; choose from {MODES}")
+    out = {}
+    for cfg, zone_edges in scenarios:
+        if ns.instructions:
+            print(f"{cfg} (seed {ns.seed}, end {ns.end:g} s, instruction counts)")
+            out[str(cfg)] = count_instructions(cfg, ns.seed, ns.end, zone_edges, modes)
+            continue
+        print(f"{cfg} (seed {ns.seed}, end {ns.end:g} s, {ns.repeat} repeats)")
+        table = bench(cfg, ns.seed, ns.end, ns.repeat, zone_edges, modes)
+        out[str(cfg)] = {"table": table, "ratios": report(cfg.parent.name, table)}
+    if ns.json:
+        ns.json.write_text(json.dumps(out, indent=2), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,286 @@
+"""The `twin traffic` sub-commands: run, sweep, check and list scenarios (thin: parse, call, print)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from twin.errors import ConfigError
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+SIMULATIONS = PROJECT_ROOT / "simulations"
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def network_products(args: argparse.Namespace) -> Path:
+    """The build folder holding the SUMO net, built (or brought up to date) by the data build."""
+    from twin.city.build import run_build
+    from twin.city.pack import load_pack
+    from twin.city.steps import city_steps
+    from twin.traffic.network import NETWORK_STEP, network_step
+
+    pack_file = args.pack or Path(
+        os.environ.get("TWIN_PACK", PROJECT_ROOT / "data" / "krefeld" / "pack.toml")
+    )
+    pack = load_pack(pack_file)
+    steps = city_steps()
+    if NETWORK_STEP not in {s.name for s in steps}:
+        steps = [*steps, network_step()]
+    build_dir = args.build_dir / pack.name
+    run_build(pack, steps, build_dir, only=[NETWORK_STEP], progress=lambda m: _say(f"  … {m}"))
+    return build_dir
+
+
+def _scenario(args: argparse.Namespace):
+    from twin.traffic.scenario import find_scenario, load_scenario, parse_hhmm, sumocfg_scenario
+
+    end_s = parse_hhmm(args.end, what="--end") if getattr(args, "end", None) else None
+    if getattr(args, "sumocfg", None):
+        seeds = list(range(1, (args.seeds or 3) + 1))
+        scenario = sumocfg_scenario(
+            args.sumocfg, junctions=args.junctions, duration_s=end_s, seeds=seeds
+        )
+        return scenario, None, end_s
+    if not args.scenario:
+        raise ConfigError("name a scenario (e.g. rheinhafen-freight) or give --sumocfg PATH")
+    path = find_scenario(args.scenario, args.simulations)
+    try:
+        scenario = load_scenario(path)
+        if getattr(args, "warmup", None):
+            scenario.warmup_s = parse_hhmm(args.warmup, what="--warmup")
+    except ConfigError as exc:
+        if getattr(args, "func", None) in (cmd_run, cmd_sweep):
+            from twin.traffic.runs import record_failure
+
+            record_failure(args.runs_dir, path.stem, exc, scenario_file=path)
+        raise
+    return scenario, network_products(args), end_s
+
+
+def _plan(args: argparse.Namespace):
+    from twin.traffic.runs import plan_run
+
+    scenario, products, end_s = _scenario(args)
+    variants = None
+    if getattr(args, "variant", None):
+        variants = [v for v in args.variant if v]
+    return plan_run(
+        scenario,
+        runs_root=args.runs_dir,
+        products=products,
+        variants=variants,
+        seeds=args.seeds,
+        end_s=end_s,
+        backend=getattr(args, "backend", "libsumo"),
+    )
+
+
+def _print_summary(run_dir: Path) -> None:
+    from twin.traffic.kpis import read_kpis_csv
+    from twin.traffic.report import KEY_KPIS, aggregate
+
+    agg = aggregate(read_kpis_csv(run_dir / "kpis.csv"))
+    variants: list[str] = []
+    for per in agg.values():
+        for v in per:
+            if v not in variants:
+                variants.append(v)
+    shown = [k for k in KEY_KPIS if k in agg][:12]
+    width = max([len(k) for k in shown] + [10])
+    print(f"{'KPI':{width}s}  " + "  ".join(f"{v[:18]:>22s}" for v in variants))
+    for k in shown:
+        cells = []
+        for v in variants:
+            c = agg[k].get(v)
+            cells.append(f"{c['mean']:12.4g} ± {c['sd']:<7.2g}" if c and c["n"] else f"{'–':>22s}")
+        unit = next(iter(agg[k].values()))["unit"]
+        print(f"{k:{width}s}  " + "  ".join(cells) + f"  {unit}")
+    print(f"report: {run_dir / 'report.html'}")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run a scenario's variants over seeds one after the other, with a progress bar."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from twin.traffic.runs import execute, plan_summary
+
+    plan = _plan(args)
+    _say(plan_summary(plan))
+    per_run = plan.warmup_s + plan.end_s
+    total = len(plan.variants) * len(plan.seeds) * per_run
+    done: dict[str, float] = {}
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>5.1f} %"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=False,
+    ) as bar:
+        task = bar.add_task(plan.scenario.name, total=total)
+
+        def progress(label: str, t: float) -> None:
+            done[label] = min(t, per_run)
+            bar.update(
+                task, completed=sum(done.values()), description=f"{plan.scenario.name} {label}"
+            )
+
+        run_dir = execute(plan, progress=progress)
+    _print_summary(run_dir)
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """Run variants x seeds on Dask distributed."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from twin.traffic.runs import plan_summary, sweep
+
+    plan = _plan(args)
+    _say(
+        plan_summary(plan)
+        + (f" on {args.scheduler}" if args.scheduler else " on a local Dask cluster")
+    )
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=Console(stderr=True),
+    ) as bar:  # fmt: skip
+        task = bar.add_task(plan.scenario.name, total=len(plan.variants) * len(plan.seeds))
+        run_dir = sweep(
+            plan,
+            scheduler=args.scheduler,
+            workers=args.workers,
+            on_done=lambda v, s: bar.update(
+                task, advance=1, description=f"{plan.scenario.name} {v}/seed-{s}"
+            ),
+        )
+    _print_summary(run_dir)
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Validate a scenario file and its names against the built net, without running SUMO."""
+    from twin.traffic.demand import read_stops
+    from twin.traffic.network import FACTS_FILE, NET_FILE, PTSTOPS_FILE, NetworkFacts, read_net
+    from twin.traffic.scenario import check_scenario, net_index
+
+    scenario, products, _ = _scenario(args)
+    facts = NetworkFacts.from_json(products / FACTS_FILE)
+    stops = {k: [s["id"] for s in v] for k, v in read_stops(products / PTSTOPS_FILE).items()}
+    net = read_net(products / NET_FILE)
+    resolved = check_scenario(
+        scenario, net_index(net, gates=[g.name for g in facts.gates], stops=stops)
+    )
+    print(f"{scenario.file}: valid; variants: {', '.join(scenario.variants)}")
+    for name, specs in resolved.items():
+        for spec in specs:
+            j = spec.get("junctions")
+            extra = f", {len(j)} signal(s)" if isinstance(j, list) else ""
+            print(f"  {name}: {spec['type']}{extra}")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    """List the scenarios in simulations/."""
+    from twin.traffic.scenario import load_scenario
+
+    for f in sorted(args.simulations.glob("*.toml")):
+        try:
+            sc = load_scenario(f)
+        except ConfigError:
+            continue  # not a traffic scenario (groundwater, heat, coupled)
+        print(f"{sc.name:24s} {sc.title}  [{', '.join(sc.variants)}]")
+    return 0
+
+
+def _common(p: argparse.ArgumentParser, *, scenario_required: bool = True) -> None:
+    p.add_argument(
+        "scenario",
+        nargs=None if scenario_required else "?",
+        help="scenario name in simulations/ or a TOML path",
+    )
+    p.add_argument(
+        "--seeds", type=int, default=None, help="number of seeds (the scenario's first N)"
+    )
+    p.add_argument(
+        "--end", default=None, metavar="HH:MM", help="simulated time from the scenario start"
+    )
+    p.add_argument(
+        "--warmup",
+        default=None,
+        metavar="HH:MM",
+        help="warm-up before the start (default: the scenario's)",
+    )
+    p.add_argument("--pack", type=Path, default=None, help="data pack (pack.toml or its folder)")
+    p.add_argument(
+        "--build-dir", type=Path, default=Path("build"), help="build products (default: build/)"
+    )
+    p.add_argument(
+        "--runs-dir", type=Path, default=Path("runs"), help="where run folders go (default: runs/)"
+    )
+    p.add_argument("--simulations", type=Path, default=SIMULATIONS, help=argparse.SUPPRESS)
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Register `twin traffic ...` on the main parser."""
+    traffic = subparsers.add_parser(
+        "traffic",
+        help="SUMO traffic scenarios (network, demand, priority controllers, virtual barriers, KPIs)",
+        description="Run traffic scenarios of simulations/*.toml (or any SUMO config) and compare "
+        "variants with their baseline over several seeds.",
+    )
+    sub = traffic.add_subparsers(dest="action", metavar="ACTION", required=True)
+    p = sub.add_parser(
+        "run", help="run a scenario's variants over seeds (progress bar, KPIs, report)"
+    )
+    _common(p, scenario_required=False)
+    p.add_argument(
+        "--variant",
+        action="append",
+        metavar="V",
+        help="run this variant (repeatable; baseline always runs)",
+    )
+    p.add_argument(
+        "--sumocfg", type=Path, default=None, help="an existing SUMO config instead of a scenario"
+    )
+    p.add_argument(
+        "--junctions",
+        nargs="+",
+        metavar="ID",
+        default=None,
+        help="with --sumocfg: treat only these signals",
+    )
+    p.add_argument(
+        "--backend", choices=("libsumo", "traci"), default="libsumo", help=argparse.SUPPRESS
+    )
+    p.set_defaults(func=cmd_run)
+    p = sub.add_parser("sweep", help="run variants x seeds on Dask distributed")
+    _common(p)
+    p.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="Dask scheduler (default: a local cluster)",
+    )
+    p.add_argument("--workers", type=int, default=None, help="local cluster size (default: CPUs)")
+    p.set_defaults(func=cmd_sweep)
+    p = sub.add_parser("check", help="validate a scenario against the built network")
+    _common(p)
+    p.set_defaults(func=cmd_check)
+    p = sub.add_parser("list", help="list the traffic scenarios")
+    p.add_argument("--simulations", type=Path, default=SIMULATIONS, help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_list)

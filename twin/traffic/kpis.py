@@ -1,0 +1,539 @@
+"""Key performance indicators of a traffic run, read from SUMO's own outputs.
+
+Per run (one variant, one seed): trip delays per mode and per line, person delay weighted by occupancy,
+stops per vehicle, schedule adherence, transit delay at the treated junctions, gate queues and throughput,
+emissions (HBEFA via SUMO's emissions device), zone entries and their detection; and per variant against
+the baseline of the same seed: through traffic removed and detour lengths. Rows are long form:
+(variant, seed, kpi, value, unit), as written to `kpis.csv`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import math
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from twin.errors import DataError
+
+KPI_COLUMNS = ("variant", "seed", "kpi", "value", "unit")
+
+# Output files of a run folder (one variant, one seed).
+TRIPINFO = "tripinfo.xml"
+STOPINFO = "stopinfo.xml"
+VEHROUTES = "vehroutes.xml"
+FCD = "fcd.xml.gz"
+EDGEDATA = "edgedata.xml"
+TRANSIT_EDGEDATA = "edgedata.transit.xml"
+GATES_E2 = "gates.e2.xml"
+SUMMARY = "summary.xml"
+STATISTICS = "statistics.xml"
+INSTRUMENTS = "instruments.add.xml"
+VTYPES_JSON = "vtypes.json"
+TRIPS_CSV = "trips.csv"
+SERIES_JSON = "series.json"
+
+# vClass -> KPI category of a vehicle
+_CATEGORY = {
+    "passenger": "car",
+    "private": "car",
+    "evehicle": "car",
+    "taxi": "taxi",
+    "delivery": "delivery",
+    "truck": "truck",
+    "trailer": "truck",
+    "bus": "bus",
+    "coach": "bus",
+    "tram": "tram",
+    "rail_urban": "tram",
+    "bicycle": "bike",
+}
+ROAD_MOTOR = ("car", "taxi", "delivery", "truck", "bus")
+
+
+@dataclass
+class KpiContext:
+    """What the KPI computation needs to know beyond the SUMO outputs."""
+
+    duration_s: float  # the measured period (after the warm-up)
+    occupancy: dict[str, float]
+    from_s: float = 0.0  # SUMO time where measuring starts (begin + warm-up)
+    punctual_window_s: tuple[float, float] = (60.0, 180.0)
+    treated_edges: list[str] = field(default_factory=list)  # approaches of the treated junctions
+    zone_edges: list[str] = field(default_factory=list)
+    permit_classes: list[str] = field(default_factory=list)
+    gates: list[dict[str, Any]] = field(default_factory=list)  # {name, edge, pos}
+    has_trucks: bool = False
+
+
+@dataclass
+class Trip:
+    """One vehicle's trip as SUMO reported it (unfinished trips have arrival -1)."""
+
+    id: str
+    vtype: str
+    category: str
+    depart: float
+    arrival: float
+    duration: float
+    route_length: float
+    time_loss: float
+    waiting_count: int
+    stop_time: float
+    co2_mg: float
+    nox_mg: float
+
+    @property
+    def finished(self) -> bool:
+        """Whether the vehicle arrived within the simulated time."""
+        return self.arrival >= 0
+
+
+def _iter(path: Path, tag: str) -> Iterator[ET.Element]:
+    """Elements `tag` of a (possibly large) SUMO XML output, streamed."""
+    if not path.exists():
+        return
+    try:
+        for _, el in ET.iterparse(path, events=("end",)):
+            if el.tag == tag:
+                yield el
+                el.clear()
+    except ET.ParseError as exc:
+        raise DataError(f"{path}: SUMO output is not complete XML: {exc}") from None
+
+
+def categories(vtypes_file: Path) -> dict[str, str]:
+    """vType id -> KPI category, from the vtypes.json a run writes (vType -> vClass)."""
+    try:
+        data = json.loads(vtypes_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{vtypes_file}: cannot read vehicle types: {exc}") from None
+    return {vid: _CATEGORY.get(info.get("vClass", ""), "other") for vid, info in data.items()}
+
+
+def read_trips(folder: Path, from_s: float = -math.inf) -> list[Trip]:
+    """Trips of a run from tripinfo.xml (finished and unfinished) that departed at `from_s` or later."""
+    cats = categories(folder / VTYPES_JSON)
+    trips = []
+    for el in _iter(folder / TRIPINFO, "tripinfo"):
+        if float(el.get("depart")) < from_s:
+            continue
+        em = el.find("emissions")
+        vtype = el.get("vType", "")
+        trips.append(
+            Trip(
+                id=el.get("id"),
+                vtype=vtype,
+                category=cats.get(vtype, "other"),
+                depart=float(el.get("depart")),
+                arrival=float(el.get("arrival", -1)),
+                duration=float(el.get("duration", 0)),
+                route_length=float(el.get("routeLength", 0)),
+                time_loss=float(el.get("timeLoss", 0)),
+                waiting_count=int(el.get("waitingCount", 0)),
+                stop_time=float(el.get("stopTime", 0)),
+                co2_mg=float(em.get("CO2_abs", 0)) if em is not None else 0.0,
+                nox_mg=float(em.get("NOx_abs", 0)) if em is not None else 0.0,
+            )
+        )
+    return trips
+
+
+def write_trips_csv(trips: list[Trip], path: Path) -> None:
+    """Per-vehicle table of a run (for users and for comparisons between variants)."""
+    cols = ["id", "vtype", "category", "depart", "arrival", "duration", "route_length", "time_loss",
+            "waiting_count", "stop_time", "co2_mg", "nox_mg"]  # fmt: skip
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(cols)
+        for t in trips:
+            w.writerow([getattr(t, c) for c in cols])
+
+
+@dataclass
+class ZoneEntry:
+    """A vehicle whose driven route entered the restricted zone, and its permit."""
+
+    id: str
+    permit: str
+    first_edge: str
+    time: float
+
+
+def zone_entries(folder: Path, zone_edges: Iterable[str]) -> list[ZoneEntry]:
+    """Vehicles that entered a zone edge, from SUMO's vehicle routes with exit times.
+
+    An edge counts as entered when the vehicle left the edge before it (exit time >= 0), or when it is
+    the edge the vehicle departed on. A vehicle's permit is its `permit` parameter, else its vClass.
+    """
+    zone = set(zone_edges)
+    vclass: dict[str, str] = {}
+    with contextlib.suppress(OSError, ValueError):
+        data = json.loads((folder / VTYPES_JSON).read_text(encoding="utf-8"))
+        vclass = {k: v.get("vClass", "") for k, v in data.items()}
+    found = []
+    for veh in _iter(folder / VEHROUTES, "vehicle"):
+        route = veh.find("route")
+        if route is None:
+            dist = veh.find("routeDistribution")
+            route = dist.findall("route")[-1] if dist is not None else None
+        if route is None:
+            continue
+        edges = route.get("edges", "").split()
+        exits = [float(x) for x in route.get("exitTimes", "").split()]
+        permit = vclass.get(veh.get("type", ""), "none")
+        for p in veh.findall("param"):
+            if p.get("key") == "permit":
+                permit = p.get("value")
+        depart = float(veh.get("depart", 0))
+        for i, edge in enumerate(edges):
+            entered = i == 0 or (i - 1 < len(exits) and exits[i - 1] >= 0)
+            if not entered:
+                break
+            if edge in zone:
+                found.append(ZoneEntry(veh.get("id"), permit, edge, exits[i - 1] if i else depart))
+                break
+    return found
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else math.nan
+
+
+def run_kpis(folder: Path, ctx: KpiContext) -> list[tuple[str, float, str]]:
+    """The KPIs of one run folder as (kpi, value, unit)."""
+    trips = read_trips(folder, ctx.from_s)
+    write_trips_csv(trips, folder / TRIPS_CSV)
+    rows: list[tuple[str, float, str]] = []
+    hours = ctx.duration_s / 3600.0
+    rows.append(("vehicles_inserted", float(len(trips)), "veh"))
+    rows.append(("trips_completed", float(sum(t.finished for t in trips)), "veh"))
+    rows.append(("vehicles_running_at_end", float(sum(not t.finished for t in trips)), "veh"))
+    by_cat: dict[str, list[Trip]] = {}
+    for t in trips:
+        by_cat.setdefault(t.category, []).append(t)
+    for cat in ("car", "taxi", "delivery", "truck", "bus", "tram", "bike"):
+        group = by_cat.get(cat, [])
+        if not group:
+            continue
+        rows.append((f"delay_mean_{cat}", _mean([t.time_loss for t in group]), "s/veh"))
+        rows.append((f"time_loss_total_{cat}", sum(t.time_loss for t in group) / 3600.0, "veh*h"))
+        rows.append(
+            (f"stops_per_vehicle_{cat}", _mean([float(t.waiting_count) for t in group]), "1/veh")
+        )
+    road = [t for t in trips if t.category in (*ROAD_MOTOR, "bike")]
+    rows.append(("stops_per_vehicle", _mean([float(t.waiting_count) for t in road]), "1/veh"))
+    persons = [
+        (ctx.occupancy.get(t.category, 1.0), t.time_loss) for t in trips if t.category != "other"
+    ]
+    if persons:
+        total_p = sum(p for p, _ in persons)
+        rows.append(("person_delay_mean", sum(p * d for p, d in persons) / total_p, "s/person"))
+    rows.append(("co2_total", sum(t.co2_mg for t in trips) / 1e6, "kg"))
+    rows.append(("nox_total", sum(t.nox_mg for t in trips) / 1e3, "g"))
+    rows.extend(_statistics(folder))
+    rows.extend(_transit(folder, ctx, trips))
+    if ctx.treated_edges:
+        rows.extend(_junction_delay(folder, ctx))
+    if ctx.has_trucks:
+        rows.extend(_freight(folder, ctx, trips, hours))
+    if ctx.zone_edges:
+        entries = [e for e in zone_entries(folder, ctx.zone_edges) if e.time >= ctx.from_s]
+        permitted = set(ctx.permit_classes)
+        non = [e for e in entries if e.permit not in permitted]
+        rows.append(("zone_entries_nonpermitted", float(len(non)), "veh"))
+        rows.append(("zone_entries_permitted", float(len(entries) - len(non)), "veh"))
+        rows.append(("zone_entries_nonpermitted_per_hour", len(non) / hours, "veh/h"))
+        logged = violation_log(folder, ctx.from_s)
+        if logged is not None:
+            actual = {e.id for e in non}
+            rows.append(("violations_logged", float(len(logged)), "veh"))
+            rows.append(("violations_per_hour", len(logged) / hours, "veh/h"))
+            complete = 100.0 * len(actual & logged) / len(actual) if actual else 100.0
+            rows.append(("detection_completeness", complete, "%"))
+            rows.append(("false_detections", float(len(logged - actual)), "veh"))
+    return rows
+
+
+def violation_log(folder: Path, from_s: float = -math.inf) -> set[str] | None:
+    """Vehicles in the virtual barrier's violation logs of a run from `from_s` on (None: no barrier)."""
+    files = sorted((folder / "controllers").glob("violations*.csv"))
+    if not files:
+        return None
+    found = set()
+    for f in files:
+        with f.open(encoding="utf-8") as fh:
+            for row in csv.DictReader(fh):
+                if float(row["time_s"]) >= from_s:
+                    found.add(row["vehicle_id"])
+    return found
+
+
+def _statistics(folder: Path) -> list[tuple[str, float, str]]:
+    for el in _iter(folder / STATISTICS, "teleports"):
+        return [("teleports", float(el.get("total", 0)), "veh")]
+    return []
+
+
+def _transit(folder: Path, ctx: KpiContext, trips: list[Trip]) -> list[tuple[str, float, str]]:
+    """Schedule adherence per line (stop departures against the timetable) and delay per line."""
+    early, late = ctx.punctual_window_s
+    per_line: dict[str, list[float]] = {}
+    for el in _iter(folder / STOPINFO, "stopinfo"):
+        if el.get("delay") is None or float(el.get("started", 0)) < ctx.from_s:
+            continue  # a stop without timetable (e.g. a gate check-in), or in the warm-up
+        per_line.setdefault(_line_of(el.get("id")), []).append(float(el.get("delay")))
+    rows: list[tuple[str, float, str]] = []
+    if not per_line:
+        return rows
+    everything = [d for ds in per_line.values() for d in ds]
+    rows.append(("schedule_delay_mean", _mean(everything), "s"))
+    rows.append(
+        ("punctuality", 100.0 * _mean([float(-early <= d <= late) for d in everything]), "%")
+    )
+    delays: dict[str, list[float]] = {}
+    for t in trips:
+        if t.category in ("bus", "tram"):
+            delays.setdefault(_line_of(t.id), []).append(t.time_loss)
+    for line in sorted(per_line):
+        ds = per_line[line]
+        rows.append((f"schedule_delay_mean_line_{line}", _mean(ds), "s"))
+        rows.append(
+            (
+                f"punctuality_line_{line}",
+                100.0 * _mean([float(-early <= d <= late) for d in ds]),
+                "%",
+            )
+        )
+        if line in delays:
+            rows.append((f"delay_mean_line_{line}", _mean(delays[line]), "s/veh"))
+    return rows
+
+
+def _line_of(vehicle_id: str) -> str:
+    """Line of a transit vehicle id ('bus_051-1:0.3' -> '051'; others: the id before its last '.')."""
+    base = vehicle_id.split(".")[0]
+    base = base.split(":")[0]
+    if "_" in base:
+        base = base.split("_", 1)[1]
+    return base.split("-")[0] if base[:1].isdigit() else base
+
+
+def _junction_delay(folder: Path, ctx: KpiContext) -> list[tuple[str, float, str]]:
+    """Bus/tram time loss on the approaches of the treated junctions, per passage."""
+    treated = set(ctx.treated_edges)
+    loss, passages = 0.0, 0.0
+    for el in _iter(folder / TRANSIT_EDGEDATA, "edge"):
+        if el.get("id") in treated:
+            loss += float(el.get("timeLoss", 0))
+            passages += float(el.get("left", 0))
+    if passages == 0:
+        return [("transit_passages_treated", 0.0, "veh")]
+    return [
+        ("transit_delay_treated_junctions", loss / passages, "s/passage"),
+        ("transit_passages_treated", passages, "veh"),
+    ]
+
+
+def _freight(
+    folder: Path, ctx: KpiContext, trips: list[Trip], hours: float
+) -> list[tuple[str, float, str]]:
+    trucks = [t for t in trips if t.category == "truck"]
+    done = [t for t in trucks if t.finished]
+    rows = [
+        ("truck_trips_completed", float(len(done)), "veh"),
+        ("truck_travel_time_mean", _mean([t.duration - t.stop_time for t in done]), "s"),
+        ("co2_truck", sum(t.co2_mg for t in trucks) / 1e6, "kg"),
+        ("nox_truck", sum(t.nox_mg for t in trucks) / 1e3, "g"),
+    ]
+    others = [t for t in trips if t.category in ("car", "taxi", "delivery", "bus")]
+    rows.append(("delay_mean_other_traffic", _mean([t.time_loss for t in others]), "s/veh"))
+    rows.append(
+        ("time_loss_total_other_traffic", sum(t.time_loss for t in others) / 3600.0, "veh*h")
+    )
+    checkins = [c for c in gate_checkins(folder) if c[1] >= ctx.from_s]
+    rows.append(("gate_checkins", float(len(checkins)), "veh"))
+    rows.append(("gate_throughput", len(checkins) / hours, "veh/h"))
+    queues = gate_queues(folder, ctx.from_s)
+    means = [m for per in queues.values() for m, _ in per.values()]
+    peak = max((p for per in queues.values() for _, p in per.values()), default=0.0)
+    if means:
+        rows.append(("gate_queue_mean", _mean(means), "veh"))
+        rows.append(("gate_queue_max", peak, "veh"))
+    return rows
+
+
+def gate_checkins(folder: Path) -> list[tuple[str, float]]:
+    """(vehicle, end time) of every finished gate check-in (stops with actType gate:<id>)."""
+    out = []
+    for el in _iter(folder / STOPINFO, "stopinfo"):
+        if (el.get("actType") or "").startswith("gate:"):
+            out.append((el.get("id"), float(el.get("ended", -1))))
+    return out
+
+
+def time_series(folder: Path, ctx: KpiContext, *, bin_s: float = 900.0) -> dict[str, Any]:
+    """Series for plots: running vehicles and mean speed (summary), gate queue and check-ins per bin."""
+    series: dict[str, Any] = {"bin_s": bin_s}
+    t, running, halting = [], [], []
+    for el in _iter(folder / SUMMARY, "step"):
+        time = float(el.get("time")) - ctx.from_s
+        if time >= 0 and int(time) % 60 == 0:
+            t.append(time)
+            running.append(int(el.get("running", 0)))
+            halting.append(int(el.get("halting", 0)))
+    series["summary"] = {"t": t, "running": running, "halting": halting}
+    if ctx.has_trucks:
+        q: dict[float, float] = {}
+        for per in gate_queues(folder, ctx.from_s).values():
+            for begin, (mean, _) in per.items():
+                q[begin - ctx.from_s] = q.get(begin - ctx.from_s, 0.0) + mean
+        series["gate_queue"] = {"t": sorted(q), "veh": [q[k] for k in sorted(q)]}
+        n_bins = max(1, math.ceil(ctx.duration_s / bin_s))
+        counts = [0] * n_bins
+        for _, end in gate_checkins(folder):
+            end -= ctx.from_s
+            if 0 <= end < n_bins * bin_s:
+                counts[int(end // bin_s)] += 1
+        series["gate_checkins"] = {"t": [i * bin_s for i in range(n_bins)], "veh": counts}
+    return series
+
+
+# -- comparisons with the baseline of the same seed -----------------------------------------------------
+
+
+def read_trips_csv(path: Path) -> dict[str, dict[str, float]]:
+    """id -> {route_length, duration, ...} from a run's trips.csv."""
+    out = {}
+    with path.open(encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            out[row["id"]] = {
+                "route_length": float(row["route_length"]),
+                "duration": float(row["duration"]),
+                "arrival": float(row["arrival"]),
+                "stop_time": float(row["stop_time"]),
+            }
+    return out
+
+
+def versus_baseline(base: Path, variant: Path, ctx: KpiContext) -> list[tuple[str, float, str]]:
+    """KPIs of a variant that need the baseline run of the same seed (same demand, same vehicles)."""
+    rows: list[tuple[str, float, str]] = []
+    if not ctx.zone_edges:
+        return rows
+    permitted = set(ctx.permit_classes)
+    before = {
+        e.id
+        for e in zone_entries(base, ctx.zone_edges)
+        if e.permit not in permitted and e.time >= ctx.from_s
+    }
+    after = {
+        e.id
+        for e in zone_entries(variant, ctx.zone_edges)
+        if e.permit not in permitted and e.time >= ctx.from_s
+    }
+    if before:
+        rows.append(("through_traffic_removed", 100.0 * len(before - after) / len(before), "%"))
+    b, v = read_trips_csv(base / TRIPS_CSV), read_trips_csv(variant / TRIPS_CSV)
+    detours, extra_time = [], []
+    for vid in before - after:
+        if vid in b and vid in v and b[vid]["arrival"] >= 0 and v[vid]["arrival"] >= 0:
+            detours.append(v[vid]["route_length"] - b[vid]["route_length"])
+            extra_time.append(
+                (v[vid]["duration"] - v[vid]["stop_time"])
+                - (b[vid]["duration"] - b[vid]["stop_time"])
+            )
+    if detours:
+        rows.append(("detour_length_mean", _mean(detours), "m"))
+        rows.append(("detour_time_mean", _mean(extra_time), "s"))
+        rows.append(("detour_vehicles", float(len(detours)), "veh"))
+    return rows
+
+
+# -- kpis.csv -----------------------------------------------------------------------------------------
+
+
+def write_kpis_csv(rows: Iterable[tuple[str, int, str, float, str]], path: Path) -> None:
+    """Long-form KPI table (variant, seed, kpi, value, unit), written under a temporary name first."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(KPI_COLUMNS)
+        for variant, seed, kpi, value, unit in rows:
+            w.writerow([variant, seed, kpi, "" if math.isnan(value) else f"{value:.6g}", unit])
+    tmp.replace(path)
+
+
+def read_kpis_csv(path: Path) -> list[tuple[str, int, str, float, str]]:
+    """Rows of a kpis.csv (empty values read as NaN)."""
+    rows = []
+    with path.open(encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        if tuple(reader.fieldnames or ()) != KPI_COLUMNS:
+            raise DataError(f"{path}: expected columns {', '.join(KPI_COLUMNS)}")
+        for r in reader:
+            value = float(r["value"]) if r["value"] else math.nan
+            rows.append((r["variant"], int(r["seed"]), r["kpi"], value, r["unit"]))
+    return rows
+
+
+def instruments(
+    path: Path, *, transit_vtypes: list[str], gates: list[dict[str, Any]], net: Any
+) -> Path:
+    """Additional file with the run's measuring devices: edge data (all, transit) and gate queue detectors.
+
+    Each gate gets lane-area detectors over its approach: the gate edge up to the check-in position,
+    and the last 150 m of every lane feeding it (so a queue spilling back onto the road is counted).
+    """
+    lines = ["<additional>"]
+    lines.append(f'    <edgeData id="all" file="{EDGEDATA}" excludeEmpty="true"/>')
+    if transit_vtypes:
+        lines.append(
+            f'    <edgeData id="transit" file="{TRANSIT_EDGEDATA}" vTypes="{" ".join(transit_vtypes)}" '
+            'excludeEmpty="true"/>'
+        )
+    for g in gates:
+        edge = net.getEdge(g["edge"])
+        lane = next(ln for ln in edge.getLanes() if ln.allows("truck"))
+        parts = [(lane.getID(), 0.0, max(1.0, min(float(g["pos"]), lane.getLength())))]
+        feeders = sorted(
+            {
+                ln.getID(): ln for ln in lane.getIncoming() if not ln.getEdge().getFunction()
+            }.values(),
+            key=lambda ln: ln.getID(),
+        )
+        for up in feeders:
+            parts.append((up.getID(), max(0.0, up.getLength() - 150.0), up.getLength()))
+        for k, (lane_id, start, end) in enumerate(parts):
+            lines.append(
+                f'    <laneAreaDetector id="gate_{g["id"]}_{k}" lane="{lane_id}" pos="{start:.2f}" '
+                f'endPos="{end:.2f}" period="60" file="{GATES_E2}" friendlyPos="true"/>'
+            )
+    lines.append("</additional>")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def gate_queues(folder: Path, from_s: float) -> dict[str, dict[float, tuple[float, float]]]:
+    """Gate -> interval begin -> (mean, max) lorries and queued vehicles at its approach detectors.
+
+    Per minute, the detectors of one gate (gate edge, feeding lanes) are summed: the mean of each
+    detector's per-step maximum jam, and the sum of their maxima.
+    """
+    out: dict[str, dict[float, tuple[float, float]]] = {}
+    for el in _iter(folder / GATES_E2, "interval"):
+        begin = float(el.get("begin"))
+        if begin < from_s:
+            continue
+        gate = el.get("id", "").removeprefix("gate_").rsplit("_", 1)[0]
+        mean, peak = out.setdefault(gate, {}).get(begin, (0.0, 0.0))
+        out[gate][begin] = (
+            mean + float(el.get("meanMaxJamLengthInVehicles", 0)),
+            peak + float(el.get("maxJamLengthInVehicles", 0)),
+        )
+    return out

@@ -1,0 +1,833 @@
+"""Scenario runs: a run folder per call, every (variant, seed) simulated with its controllers, KPIs and a
+report at the end, and `status.json` saying whether the run finished or why it failed.
+
+`runs/<scenario>/<UTC timestamp>/` holds `status.json`, the scenario as given, one folder per variant and
+seed with SUMO's outputs (tripinfo, stopinfo, vehicle routes, edge data, gate queues, summary, FCD for the
+first seed) and the controller logs, then `kpis.csv` and `report.html` with its PNG plots. `kpis.csv` and the
+report are written only when every run succeeded, so a failed run never leaves results that look valid.
+Sweeps run variants x seeds on Dask distributed: one process per worker, since libsumo holds one
+simulation per process (eclipse-sumo/sumo #7694).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import time
+import traceback
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from twin.core.model import Model
+from twin.core.variables import Grid, Variable
+from twin.errors import ConfigError, DataError, TwinError
+from twin.traffic import kpis as K
+from twin.traffic.demand import build_demand, demand_key
+from twin.traffic.network import (
+    FACTS_FILE,
+    NET_FILE,
+    PTSTOPS_FILE,
+    NetworkFacts,
+    read_net,
+)
+from twin.traffic.scenario import (
+    BASELINE,
+    Scenario,
+    check_scenario,
+    net_index,
+)
+
+STATUS = "status.json"
+PLAN = "plan.json"
+FCD_SEEDS = (
+    1  # FCD (vehicle positions every step, for 3D scenes) is written for the first seed only
+)
+
+
+class RunError(TwinError):
+    """A scenario run failed; the run folder's status.json says why."""
+
+
+# -- the plan -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RunPlan:
+    """Everything a worker needs to simulate one (variant, seed): picklable, paths absolute."""
+
+    scenario: Scenario
+    variants: list[str]
+    seeds: list[int]
+    end_s: float
+    warmup_s: float
+    run_dir: Path
+    net_file: Path
+    facts_file: Path | None
+    stops_file: Path | None
+    controllers: dict[str, list[dict[str, Any]]]
+    treated_edges: list[str] = field(default_factory=list)
+    zone_edges: list[str] = field(default_factory=list)
+    permit_classes: list[str] = field(default_factory=list)
+    sumocfg: dict[str, Any] | None = None  # inputs of an existing SUMO config (see read_sumocfg)
+    backend: str = "libsumo"
+
+    def folder(self, variant: str, seed: int) -> Path:
+        """Output folder of one (variant, seed)."""
+        return self.run_dir / variant / f"seed-{seed}"
+
+
+def _utc_stamp() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def write_status(run_dir: Path, **fields: Any) -> dict[str, Any]:
+    """Update status.json (atomically) with `fields`; returns the new status."""
+    path = run_dir / STATUS
+    status: dict[str, Any] = {}
+    if path.exists():
+        with contextlib.suppress(OSError, ValueError):
+            status = json.loads(path.read_text(encoding="utf-8"))
+    status.update(fields)
+    status["updated_utc"] = datetime.now(UTC).isoformat(timespec="seconds")
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(status, indent=2, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return status
+
+
+def read_status(run_dir: Path) -> dict[str, Any]:
+    """The status.json of a run folder."""
+    try:
+        return json.loads((Path(run_dir) / STATUS).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{run_dir}: no readable {STATUS}: {exc}") from None
+
+
+def new_run_dir(runs_root: Path, scenario_name: str) -> Path:
+    """A fresh `runs/<scenario>/<UTC timestamp>/` folder (suffixed when two start in one second)."""
+    base = runs_root / scenario_name
+    base.mkdir(parents=True, exist_ok=True)
+    stamp = _utc_stamp()
+    for i in range(100):
+        folder = base / (stamp if i == 0 else f"{stamp}-{i}")
+        try:
+            folder.mkdir()
+            return folder.resolve()
+        except FileExistsError:
+            continue
+    raise RunError(f"{base}: cannot create a new run folder")
+
+
+def _approach_edges(
+    net: Any, signals: list[str] | None, vclasses: tuple[str, ...] = ("bus", "tram")
+) -> list[str]:
+    """Incoming edges of the given signals (all with transit links when None) usable by `vclasses`."""
+    edges = set()
+    for tls in net.getTrafficLights():
+        if signals is not None and tls.getID() not in signals:
+            continue
+        for in_lane, _, _ in tls.getConnections():
+            if any(in_lane.allows(v) for v in vclasses) and not in_lane.getEdge().getFunction():
+                edges.add(in_lane.getEdge().getID())
+    return sorted(edges)
+
+
+def _treated_signals(controllers: Mapping[str, list[dict[str, Any]]]) -> list[str] | None:
+    """Signals the transit priority treats in any variant (None: 'auto', every signal)."""
+    found: set[str] = set()
+    for specs in controllers.values():
+        for spec in specs:
+            if spec.get("type") != "transit_priority":
+                continue
+            if spec.get("junctions", "auto") == "auto":
+                return None
+            found |= set(spec["junctions"])
+    return sorted(found)
+
+
+def plan_run(
+    scenario: Scenario,
+    *,
+    runs_root: Path,
+    products: Path | None,
+    variants: list[str] | None = None,
+    seeds: int | None = None,
+    end_s: float | None = None,
+    backend: str = "libsumo",
+) -> RunPlan:
+    """Check the scenario against the net and create the run folder (status 'running').
+
+    `products` is the build folder with the net and its facts (None for an existing SUMO config).
+    Every check runs before SUMO starts; when one fails (unknown variant, edge, junction, street, stop,
+    a missing build) the run folder is still created, marked failed with the reason, and the error raised.
+    """
+    try:
+        return _plan_run(scenario, runs_root=runs_root, products=products, variants=variants,
+                         seeds=seeds, end_s=end_s, backend=backend)  # fmt: skip
+    except (ConfigError, DataError) as exc:
+        record_failure(runs_root, scenario.name, exc, scenario_file=scenario.file)
+        raise
+
+
+def record_failure(
+    runs_root: Path, name: str, exc: BaseException, *, scenario_file: Path | None = None
+) -> Path:
+    """A run folder with status 'failed' for a run that could not start (bad scenario, bad names)."""
+    run_dir = new_run_dir(runs_root, name)
+    write_status(
+        run_dir,
+        state="failed",
+        scenario=name,
+        scenario_file=str(scenario_file) if scenario_file else None,
+        error=str(exc),
+        created_utc=datetime.now(UTC).isoformat(timespec="seconds"),
+        finished_utc=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+    return run_dir
+
+
+def _plan_run(
+    scenario: Scenario,
+    *,
+    runs_root: Path,
+    products: Path | None,
+    variants: list[str] | None,
+    seeds: int | None,
+    end_s: float | None,
+    backend: str,
+) -> RunPlan:
+    from twin.traffic.controllers import build_controllers
+
+    names = variants or list(scenario.variants)
+    for n in names:
+        scenario.variant(n)
+    if BASELINE not in names:
+        names = [BASELINE, *names]  # every comparison needs the baseline of the same seeds
+    seed_list = scenario.seeds_for(seeds)
+    end = scenario.duration_s if end_s is None else end_s
+    if end <= 0:
+        raise ConfigError("--end must be later than 00:00")
+    sumocfg = None
+    if scenario.sumocfg is not None:
+        sumocfg = read_sumocfg(scenario.sumocfg)
+        net_file = Path(sumocfg["net"])
+        facts_file = stops_file = None
+        facts = None
+        stops: dict[str, list[str]] = {}
+    else:
+        if products is None:
+            raise ConfigError("a scenario run needs the built network (twin data build)")
+        net_file = products / NET_FILE
+        facts_file = products / FACTS_FILE
+        stops_file = products / PTSTOPS_FILE
+        for f in (net_file, facts_file, stops_file):
+            if not f.exists():
+                raise ConfigError(f"{f}: not built; run `twin data build` first")
+        facts = NetworkFacts.from_json(facts_file)
+        from twin.traffic.demand import read_stops
+
+        stops = {k: [s["id"] for s in v] for k, v in read_stops(stops_file).items()}
+    net = read_net(net_file)
+    index = net_index(net, gates=[g.name for g in facts.gates] if facts else [], stops=stops)
+    resolved = check_scenario(scenario, index)
+    resolved = {k: v for k, v in resolved.items() if k in names}
+    for name, specs in resolved.items():
+        where = "baseline" if name == BASELINE else f"variants.{name}"
+        try:
+            build_controllers(specs, net_file=net_file)
+        except ConfigError as exc:
+            raise ConfigError(f"{scenario.file}: '{where}.controllers': {exc}") from None
+    zone_edges: set[str] = set()
+    permits: set[str] = set()
+    for specs in resolved.values():
+        for spec in specs:
+            if spec.get("type") == "virtual_barrier":
+                zone_edges |= set(spec.get("zone_edges", []))
+                permits |= set(
+                    spec.get("permit_classes", ["emergency", "bus", "delivery", "resident"])
+                )
+    for n in names:
+        zone = scenario.variants[n].demand.get("zone")
+        if zone:
+            zone_edges |= {e for s in zone["streets"] for e in index.streets.get(s, [])}
+    has_priority = any(s.get("type") == "transit_priority" for v in resolved.values() for s in v)
+    treated = _approach_edges(net, _treated_signals(resolved)) if has_priority else []
+    run_dir = new_run_dir(runs_root, scenario.name)
+    plan = RunPlan(
+        scenario=scenario,
+        variants=names,
+        seeds=seed_list,
+        end_s=end,
+        warmup_s=scenario.warmup_s,
+        run_dir=run_dir,
+        net_file=net_file.resolve(),
+        facts_file=facts_file.resolve() if facts_file else None,
+        stops_file=stops_file.resolve() if stops_file else None,
+        controllers=resolved,
+        treated_edges=treated,
+        zone_edges=sorted(zone_edges),
+        permit_classes=sorted(permits),
+        sumocfg=sumocfg,
+        backend=backend,
+    )
+    if scenario.file.suffix == ".toml":
+        shutil.copy2(scenario.file, run_dir / "scenario.toml")
+    (run_dir / PLAN).write_text(json.dumps(_plan_json(plan), indent=2, default=str) + "\n", "utf-8")
+    write_status(
+        run_dir,
+        state="running",
+        scenario=scenario.name,
+        title=scenario.title,
+        scenario_file=str(scenario.file),
+        variants=names,
+        seeds=seed_list,
+        start_utc=scenario.start_utc.isoformat(),
+        end_s=end,
+        warmup_s=scenario.warmup_s,
+        created_utc=datetime.now(UTC).isoformat(timespec="seconds"),
+        runs={v: {str(s): "pending" for s in seed_list} for v in names},
+        error=None,
+    )
+    return plan
+
+
+def _plan_json(plan: RunPlan) -> dict[str, Any]:
+    sc = plan.scenario
+    return {
+        "scenario": sc.name,
+        "file": str(sc.file),
+        "start_utc": sc.start_utc.isoformat(),
+        "end_s": plan.end_s,
+        "warmup_s": plan.warmup_s,
+        "variants": {
+            n: {
+                "label": sc.variants[n].label,
+                "demand": sc.variants[n].demand,
+                "controllers": plan.controllers.get(n, []),
+            }
+            for n in plan.variants
+        },  # fmt: skip
+        "seeds": plan.seeds,
+        "net": str(plan.net_file),
+        "treated_edges": plan.treated_edges,
+        "zone_edges": plan.zone_edges,
+        "permit_classes": plan.permit_classes,
+        "emission_model": sc.emission_model,
+        "sumocfg": plan.sumocfg,
+    }
+
+
+# -- existing SUMO configurations -------------------------------------------------------------------------
+
+
+def read_sumocfg(cfg: Path) -> dict[str, Any]:
+    """Inputs and processing options of a SUMO config, with paths made absolute (nothing written)."""
+    try:
+        root = ET.parse(cfg).getroot()
+    except (OSError, ET.ParseError) as exc:
+        raise ConfigError(f"{cfg}: not a readable SUMO configuration: {exc}") from None
+    base = cfg.resolve().parent
+    options: dict[str, str] = {}
+    for section in root:
+        if section.tag in ("output", "report", "gui_only", "traci_server"):
+            continue  # outputs go to the run folder; no GUI, no TraCI port
+        for opt in section:
+            value = opt.get("value")
+            if value is not None:
+                options[opt.tag] = value
+
+    def files(key: str) -> list[str]:
+        out = []
+        for part in options.pop(key, "").replace(" ", ",").split(","):
+            if part:
+                p = Path(part)
+                p = p if p.is_absolute() else base / p
+                if not p.exists():
+                    raise ConfigError(f"{cfg}: '{key}' names {part}, which does not exist ({p})")
+                out.append(str(p))
+        return out
+
+    net = files("net-file")
+    if len(net) != 1:
+        raise ConfigError(f"{cfg}: expected one net-file, got {len(net)}")
+    routes = files("route-files")
+    additionals = files("additional-files")
+    for key in ("begin", "end"):
+        options.pop(key, None)
+    begin = 0.0
+    with contextlib.suppress(ValueError, TypeError):
+        begin = float(_option(root, "begin") or 0.0)
+    vtypes = _vtype_classes([Path(p) for p in routes + additionals])
+    return {"cfg": str(cfg.resolve()), "net": net[0], "routes": routes, "additionals": additionals,
+            "options": options, "begin": begin, "vtypes": vtypes}  # fmt: skip
+
+
+def _option(root: ET.Element, name: str) -> str | None:
+    for el in root.iter(name):
+        return el.get("value")
+    return None
+
+
+def _vtype_classes(files: list[Path]) -> dict[str, str]:
+    """vType id -> vClass of the vTypes defined in route/additional files."""
+    out: dict[str, str] = {}
+    for f in files:
+        with contextlib.suppress(ET.ParseError, OSError):
+            for _, el in ET.iterparse(f, events=("end",)):
+                if el.tag == "vType" and el.get("id"):
+                    out[el.get("id")] = el.get("vClass", "passenger")
+    return out
+
+
+# additional-file elements whose `file` attribute is an output (detectors, mean data, probes)
+_OUTPUT_ELEMENTS = frozenset(
+    [
+        "e1Detector",
+        "inductionLoop",
+        "instantInductionLoop",
+        "e2Detector",
+        "laneAreaDetector",
+        "e3Detector",
+        "entryExitDetector",
+        "edgeData",
+        "laneData",
+        "routeProbe",
+        "vTypeProbe",
+    ]
+)
+
+
+def _patched_additionals(files: list[str], folder: Path) -> list[str]:
+    """Additional files whose elements write outputs (`file=`) are copied with outputs into `folder`."""
+    out = []
+    for f in files:
+        tree = ET.parse(f)
+        writes = [el for el in tree.iter() if el.get("file") and el.tag in _OUTPUT_ELEMENTS]
+        if not writes:
+            out.append(f)
+            continue
+        for el in writes:
+            el.set("file", str(folder / f"{Path(f).stem}.{Path(el.get('file')).name}"))
+        copy = folder / f"input.{Path(f).name}"
+        tree.write(copy, encoding="utf-8", xml_declaration=True)
+        out.append(str(copy))
+    return out
+
+
+# -- one (variant, seed) --------------------------------------------------------------------------------
+
+
+def _demand_for(
+    plan: RunPlan, variant: str, seed: int
+) -> tuple[list[str], list[str], dict[str, Any]]:
+    """Route and additional files of a Krefeld scenario run, generated once per (demand, seed)."""
+    sc = plan.scenario
+    spec = sc.variants[variant].demand
+    total = plan.warmup_s + plan.end_s
+    hours = [sc.local_hour(t) for t in range(0, int(total) + 3600, 3600)]
+    key = demand_key(spec, seed, 0.0, total, hours)
+    target = plan.run_dir / "demand" / f"seed-{seed}-{key}"
+    if not (target / "demand.json").exists():
+        tmp = target.with_name(f".{target.name}.{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        facts = (
+            NetworkFacts.from_json(plan.facts_file) if plan.facts_file else NetworkFacts(NET_FILE)
+        )
+        build_demand(
+            spec, seed=seed, net_file=plan.net_file, facts=facts, stops_file=plan.stops_file,
+            begin=0.0, end=total, hour_of=sc.local_hour, emission_model=sc.emission_model,
+            out_dir=tmp,
+        )  # fmt: skip
+        try:
+            os.replace(tmp, target)
+        except OSError:  # another worker made the same demand meanwhile: use theirs
+            shutil.rmtree(tmp, ignore_errors=True)
+    meta = json.loads((target / "demand.json").read_text(encoding="utf-8"))
+    routes = sorted(
+        str(p) for p in target.glob("*.xml") if p.name.endswith((".trips.xml", ".rou.xml"))
+    )
+    order = ["cars", "bikes", "transit", "trucks", "zone"]
+    routes.sort(
+        key=lambda p: next((i for i, o in enumerate(order) if Path(p).name.startswith(o)), 9)
+    )
+    return routes, [str(target / "vtypes.add.xml"), str(plan.stops_file)], meta
+
+
+def sumo_args(
+    plan: RunPlan, variant: str, seed: int, folder: Path
+) -> tuple[list[str], dict[str, Any]]:
+    """The SUMO command line of one run (inputs, timing, outputs into `folder`) and demand info."""
+    sc = plan.scenario
+    net = read_net(plan.net_file)
+    meta: dict[str, Any] = {}
+    if plan.sumocfg:
+        cfg = plan.sumocfg
+        begin = cfg["begin"]
+        transit_types = sorted(t for t, c in cfg["vtypes"].items() if c in ("bus", "tram", "coach"))
+        adds = _patched_additionals(cfg["additionals"], folder)
+        args = ["-n", cfg["net"], "-r", ",".join(cfg["routes"])]
+        for key, value in cfg["options"].items():
+            args += [f"--{key}", value]
+    else:
+        begin = 0.0
+        transit_types = ["bus", "tram"]
+        routes, adds, meta = _demand_for(plan, variant, seed)
+        args = ["-n", str(plan.net_file), "-r", ",".join(routes)]
+        args += ["--time-to-teleport", f"{sc.teleport_s:g}", "--step-length", f"{sc.step_length:g}"]
+    facts = NetworkFacts.from_json(plan.facts_file) if plan.facts_file else None
+    gates = (
+        [
+            {"id": g.id, "name": g.name, "edge": g.inbound_edge, "pos": g.inbound_pos}
+            for g in facts.gates
+        ]
+        if facts and _has_trucks(plan, variant)
+        else []
+    )
+    instruments = K.instruments(
+        folder / K.INSTRUMENTS, transit_vtypes=transit_types, gates=gates, net=net
+    )
+    args += ["-a", ",".join([*adds, str(instruments)])]
+    args += [
+        "--begin", f"{begin:g}", "--end", f"{begin + plan.warmup_s + plan.end_s:g}", "--seed", str(seed),
+        "--tripinfo-output", str(folder / K.TRIPINFO), "--tripinfo-output.write-unfinished",
+        "--stop-output", str(folder / K.STOPINFO),
+        "--vehroute-output", str(folder / K.VEHROUTES), "--vehroute-output.exit-times",
+        "--vehroute-output.write-unfinished",
+        "--statistic-output", str(folder / K.STATISTICS),
+        "--summary-output", str(folder / K.SUMMARY),
+        "--device.emissions.probability", "1",
+        "--error-log", str(folder / "sumo.log"), "--no-warnings",
+    ]  # fmt: skip
+    if seed in plan.seeds[:FCD_SEEDS]:
+        args += ["--fcd-output", str(folder / K.FCD)]
+    return args, {"begin": begin, "demand": meta}
+
+
+def _has_trucks(plan: RunPlan, variant: str) -> bool:
+    trucks = plan.scenario.variants[variant].demand.get("trucks")
+    return bool(trucks and trucks["per_day"] > 0)
+
+
+def run_one(
+    plan: RunPlan,
+    variant: str,
+    seed: int,
+    progress: Callable[[float], None] | None = None,
+    stall_timeout_s: float = 120.0,
+) -> dict[str, Any]:
+    """Simulate one (variant, seed) into its folder and compute its KPIs; returns a result dict.
+
+    The folder gets DONE only after SUMO closed cleanly and the KPIs were computed; a failure leaves
+    FAILED (with the reason) and raises.
+    """
+    from twin.traffic.controllers import build_controllers
+    from twin.traffic.sim import Simulation
+
+    folder = plan.folder(variant, seed)
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    t0 = time.perf_counter()
+    # controller messages (warnings on short detection distances, ...) go to the run's log file
+    handler = logging.FileHandler(folder / "twin.log", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logger = logging.getLogger("twin.traffic")
+    logger.addHandler(handler)
+    try:
+        args, info = sumo_args(plan, variant, seed, folder)
+        specs = []
+        for spec in plan.controllers.get(variant, []):
+            spec = dict(spec)
+            if spec.get("type") == "virtual_barrier":
+                spec.setdefault("seed", seed)  # compliance draws differ between seeds, not variants
+            specs.append(spec)
+        controllers = build_controllers(specs, net_file=plan.net_file)
+        begin = info["begin"]
+        with Simulation(args, backend=plan.backend, label=f"{variant}-{seed}") as sim:
+            result = sim.run(
+                begin + plan.warmup_s + plan.end_s,
+                controllers,
+                progress=(lambda t: progress(t - begin)) if progress else None,
+                stall_timeout_s=stall_timeout_s,
+            )
+            conn = sim.conn
+            vtypes = {
+                t: {
+                    "vClass": conn.vehicletype.getVehicleClass(t),
+                    "emissionClass": conn.vehicletype.getEmissionClass(t),
+                }  # fmt: skip
+                for t in conn.vehicletype.getIDList()
+            }
+        (folder / K.VTYPES_JSON).write_text(
+            json.dumps(vtypes, indent=2, sort_keys=True) + "\n", "utf-8"
+        )
+        for ctl in controllers:
+            ctl.write_outputs(folder / "controllers")
+        ctx = kpi_context(plan, variant, begin)
+        rows = K.run_kpis(folder, ctx)
+        for name, (value, unit) in sorted(result.controller_results.items()):
+            rows.append((name, float(value), unit))
+        series = K.time_series(folder, ctx)
+        (folder / K.SERIES_JSON).write_text(json.dumps(series) + "\n", encoding="utf-8")
+        out = {
+            "variant": variant,
+            "seed": seed,
+            "rows": rows,
+            "wall_s": time.perf_counter() - t0,
+            "sim_end_s": result.end_time - begin - plan.warmup_s,
+            "steps": result.steps,
+            "vehicle_steps": result.vehicle_steps,
+            "demand": info["demand"],
+            "emission_classes": {t: v["emissionClass"] for t, v in vtypes.items()},
+        }
+        (folder / "result.json").write_text(json.dumps(out, indent=1, default=str) + "\n", "utf-8")
+        (folder / "DONE").write_text(
+            datetime.now(UTC).isoformat(timespec="seconds") + "\n", "utf-8"
+        )
+        return out
+    except BaseException as exc:
+        reason = f"{type(exc).__name__}: {exc}" if not isinstance(exc, TwinError) else str(exc)
+        with contextlib.suppress(OSError):
+            (folder / "FAILED").write_text(reason + "\n" + traceback.format_exc(), encoding="utf-8")
+        raise
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+
+
+def kpi_context(plan: RunPlan, variant: str, begin: float = 0.0) -> K.KpiContext:
+    """What the KPIs of this plan need to know (same for every variant, so they compare)."""
+    sc = plan.scenario
+    gates = []
+    if plan.facts_file and any(_has_trucks(plan, v) for v in plan.variants):
+        facts = NetworkFacts.from_json(plan.facts_file)
+        gates = [
+            {"id": g.id, "name": g.name, "edge": g.inbound_edge, "pos": g.inbound_pos}
+            for g in facts.gates
+        ]
+    return K.KpiContext(
+        duration_s=plan.end_s,
+        from_s=begin + plan.warmup_s,
+        occupancy=sc.occupancy,
+        punctual_window_s=sc.punctual_window_s,
+        treated_edges=plan.treated_edges,
+        zone_edges=plan.zone_edges,
+        permit_classes=plan.permit_classes,
+        gates=gates,
+        has_trucks=any(_has_trucks(plan, v) for v in plan.variants),
+    )
+
+
+def run_task(plan: RunPlan, variant: str, seed: int) -> dict[str, Any]:
+    """Worker entry of a sweep (a module-level function so Dask can ship it to processes)."""
+    return run_one(plan, variant, seed)
+
+
+# -- the whole run --------------------------------------------------------------------------------------
+
+
+def finish(plan: RunPlan, results: list[dict[str, Any]]) -> Path:
+    """Cross-variant KPIs, kpis.csv, report; status 'finished'. Returns the run folder."""
+    from twin.traffic.report import write_report
+
+    rows: list[tuple[str, int, str, float, str]] = []
+    for r in sorted(results, key=lambda r: (plan.variants.index(r["variant"]), r["seed"])):
+        rows.extend((r["variant"], r["seed"], k, v, u) for k, v, u in r["rows"])
+    for variant in plan.variants:
+        if variant == BASELINE:
+            continue
+        for seed in plan.seeds:
+            ctx = kpi_context(plan, variant, plan.sumocfg["begin"] if plan.sumocfg else 0.0)
+            for k, v, u in K.versus_baseline(
+                plan.folder(BASELINE, seed), plan.folder(variant, seed), ctx
+            ):
+                rows.append((variant, seed, k, v, u))
+    K.write_kpis_csv(rows, plan.run_dir / "kpis.csv.partial")
+    meta = {
+        "emission_model": plan.scenario.emission_model,
+        "emission_classes": results[0]["emission_classes"] if results else {},
+        "demand_notes": sorted(
+            {n for r in results for n in (r.get("demand") or {}).get("notes", [])}
+        ),
+        "wall_s": {f"{r['variant']}/{r['seed']}": round(r["wall_s"], 2) for r in results},
+    }
+    write_report(plan, rows, meta)
+    os.replace(plan.run_dir / "kpis.csv.partial", plan.run_dir / "kpis.csv")
+    write_status(
+        plan.run_dir, state="finished", finished_utc=datetime.now(UTC).isoformat(timespec="seconds")
+    )
+    return plan.run_dir
+
+
+def fail(plan: RunPlan, exc: BaseException) -> RunError:
+    """Mark the run failed (status.json with the reason); returns the error to raise."""
+    reason = str(exc) if isinstance(exc, TwinError) else f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, KeyboardInterrupt):
+        reason = "interrupted"
+    for name in ("kpis.csv", "kpis.csv.partial", "report.html"):
+        (plan.run_dir / name).unlink(missing_ok=True)
+    write_status(plan.run_dir, state="failed", error=reason,
+                 finished_utc=datetime.now(UTC).isoformat(timespec="seconds"))  # fmt: skip
+    return RunError(f"run failed ({plan.run_dir}): {reason}")
+
+
+def execute(
+    plan: RunPlan,
+    *,
+    progress: Callable[[str, float], None] | None = None,
+) -> Path:
+    """Run every (variant, seed) of the plan one after the other in this process, then finish."""
+    results = []
+    try:
+        for seed in plan.seeds:
+            for variant in plan.variants:
+                write_status(plan.run_dir, **{"current": f"{variant}/seed-{seed}"})
+                cb = (
+                    (lambda t, v=variant, s=seed: progress(f"{v}/seed-{s}", t))
+                    if progress
+                    else None
+                )
+                results.append(run_one(plan, variant, seed, progress=cb))
+                _mark(plan, variant, seed, "finished")
+        return finish(plan, results)
+    except BaseException as exc:
+        raise fail(plan, exc) from exc
+
+
+def _mark(plan: RunPlan, variant: str, seed: int, state: str) -> None:
+    status = read_status(plan.run_dir)
+    runs = status.get("runs", {})
+    runs.setdefault(variant, {})[str(seed)] = state
+    write_status(plan.run_dir, runs=runs)
+
+
+def sweep(
+    plan: RunPlan,
+    *,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    on_done: Callable[[str, int], None] | None = None,
+) -> Path:
+    """Run variants x seeds on Dask distributed (a LocalCluster of processes unless `scheduler`)."""
+    try:
+        from dask.distributed import Client, LocalCluster, as_completed
+    except ImportError:
+        raise ConfigError(
+            "twin traffic sweep needs Dask: pip install 'dask[distributed]'"
+        ) from None
+    cluster = None
+    try:
+        if scheduler:
+            client = Client(scheduler, timeout="20s")
+        else:
+            n = workers or max(1, min(len(plan.variants) * len(plan.seeds), (os.cpu_count() or 2)))
+            # processes, one thread each: libsumo holds one simulation per process
+            cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                                   dashboard_address=None, silence_logs=40)  # fmt: skip
+            client = Client(cluster)
+    except OSError as exc:
+        raise fail(plan, exc) from exc
+    try:
+        futures = {
+            client.submit(
+                run_task,
+                plan,
+                v,
+                s,
+                key=f"{plan.scenario.name}-{v}-{s}-{plan.run_dir.name}",
+                pure=False,
+            ): (v, s)  # fmt: skip
+            for s in plan.seeds
+            for v in plan.variants
+        }
+        results = []
+        for fut in as_completed(futures):
+            v, s = futures[fut]
+            results.append(fut.result())
+            _mark(plan, v, s, "finished")
+            if on_done:
+                on_done(v, s)
+        return finish(plan, results)
+    except BaseException as exc:
+        raise fail(plan, exc) from exc
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+# -- the coupled-model adapter ----------------------------------------------------------------------------
+
+
+class TrafficModel(Model):
+    """A scenario variant as a twin.core model: vehicles running and their waste heat on a raster.
+
+    config: `plan` (a RunPlan), `variant`, `seed`, optional `grid` = {"shape": (rows, cols),
+    "transform": (a, b, c, d, e, f)} for the heat output. Heat is the fuel burnt per second times
+    the lower heating value of petrol/diesel (~43 MJ/kg), spread over the cell each vehicle is in.
+    """
+
+    LHV_J_PER_MG = 43.0  # 43 MJ/kg = 43 J/mg
+
+    def _initialize(self, config: Mapping[str, Any]) -> None:
+        from twin.traffic.controllers import build_controllers
+        from twin.traffic.sim import Simulation
+
+        plan: RunPlan = config["plan"]
+        self._variant, self._seed = config["variant"], int(config["seed"])
+        self._folder = plan.folder(self._variant, self._seed)
+        self._folder.mkdir(parents=True, exist_ok=True)
+        args, info = sumo_args(plan, self._variant, self._seed, self._folder)
+        self._begin = info["begin"]
+        self._controllers = build_controllers(
+            plan.controllers.get(self._variant, []), net_file=plan.net_file
+        )
+        self._sim = Simulation(
+            args, backend=plan.backend, label=f"model-{self._variant}-{self._seed}"
+        )
+        self.time_step = plan.scenario.step_length
+        g = config.get("grid")
+        self._grid = Grid.raster(tuple(g["shape"]), tuple(g["transform"])) if g else None
+        outputs = [Variable("vehicles_running", "1")]
+        if self._grid is not None:
+            outputs.append(Variable("traffic_heat_flux", "W m-2", self._grid))
+        self.outputs = tuple(outputs)
+
+    def _update_until(self, t: float) -> None:
+        self._sim.run(self._begin + t, self._controllers)
+
+    def _get_value(self, name: str) -> Any:
+        conn = self._sim.conn
+        if name == "vehicles_running":
+            return np.array(float(conn.vehicle.getIDCount()))
+        a, b, c, d, e, f = self._grid.transform
+        rows, cols = self._grid.shape
+        heat = np.zeros((rows, cols))
+        inv = np.linalg.inv(np.array([[a, b], [d, e]]))
+        for vid in conn.vehicle.getIDList():
+            x, y = conn.vehicle.getPosition(vid)
+            col, row = inv @ np.array([x - c, y - f])
+            if 0 <= row < rows and 0 <= col < cols:
+                heat[int(row), int(col)] += conn.vehicle.getFuelConsumption(vid) * self.LHV_J_PER_MG
+        return heat / abs(a * e - b * d)
+
+    def _finalize(self) -> None:
+        self._sim.close()
+        for ctl in self._controllers:
+            ctl.write_outputs(self._folder / "controllers")
+
+
+def plan_summary(plan: RunPlan) -> str:
+    """One line describing what a plan runs."""
+    return (
+        f"{plan.scenario.name}: {len(plan.variants)} variant(s) x {len(plan.seeds)} seed(s), "
+        f"{timedelta(seconds=plan.end_s)} simulated each -> {plan.run_dir}"
+    )
