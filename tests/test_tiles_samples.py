@@ -20,7 +20,9 @@ from twin.errors import DataError
 from twin.tiles import open_tileset, tile_meshes, tileset_info, to_pyvista
 from twin.tiles.source import FolderSource
 
-SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "3dtiles-samples"
+SAMPLES = (
+    Path(__file__).resolve().parents[1].parent / "shared" / "data" / "3dtiles-samples"
+).resolve()
 pytestmark = pytest.mark.skipif(
     not SAMPLES.exists(), reason=f"3D Tiles samples not found at {SAMPLES} (../shared/data absent)"
 )

@@ -305,3 +305,99 @@ def test_camera_from_lonlat_follows_cesium_heading_and_pitch() -> None:
     np.testing.assert_allclose(cam.direction, (-north - up) / math.sqrt(2), atol=1e-12)
     msl = Camera.from_lonlat(lon, lat, h - geo.GEOID_HEIGHT_M)  # heights a.s.l. by default
     np.testing.assert_allclose(msl.position, frame.origin_ecef, atol=1e-6)
+
+
+def glb_with_samplers(path: Path) -> None:
+    """One triangle drawn four times: textured with sampler REPEAT x MIRRORED_REPEAT and COLOR_0
+    tints, textured without a sampler (glTF: repeat), textured with CLAMP_TO_EDGE, untextured."""
+    import io
+    import struct
+
+    from PIL import Image
+
+    pngs = []
+    for rgb in ((200, 0, 0), (0, 200, 0), (0, 0, 200)):
+        buf = io.BytesIO()
+        Image.new("RGB", (2, 2), rgb).save(buf, format="PNG")
+        pngs.append(buf.getvalue())
+    arrays = [
+        np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0]], "<f4"),
+        np.array([[0, 0], [2, 0], [0, 1]], "<f4"),
+        np.array([[255, 0, 0, 255], [0, 255, 0, 255], [0, 0, 255, 128]], "u1"),
+    ]
+    blob, views = b"", []
+    for part in [a.tobytes() for a in arrays] + pngs:
+        blob += b"\0" * (-len(blob) % 4)
+        views.append({"buffer": 0, "byteOffset": len(blob), "byteLength": len(part)})
+        blob += part
+    blob += b"\0" * (-len(blob) % 4)
+    accessors = [
+        {"bufferView": 0, "componentType": 5126, "count": 3, "type": "VEC3"},
+        {"bufferView": 1, "componentType": 5126, "count": 3, "type": "VEC2"},
+        {"bufferView": 2, "componentType": 5121, "normalized": True, "count": 3, "type": "VEC4"},
+    ]
+    textured = {"POSITION": 0, "TEXCOORD_0": 1}
+    doc = {
+        "asset": {"version": "2.0"},
+        "scene": 0,
+        "scenes": [{"nodes": [0]}],
+        "nodes": [{"mesh": 0}],
+        "meshes": [
+            {
+                "primitives": [
+                    {"attributes": {**textured, "COLOR_0": 2}, "material": 0},
+                    {"attributes": textured, "material": 1},
+                    {"attributes": textured, "material": 2},
+                    {"attributes": {"POSITION": 0}, "material": 3},
+                ]
+            }
+        ],
+        "materials": [
+            {"pbrMetallicRoughness": {"baseColorTexture": {"index": k}}} for k in range(3)
+        ]
+        + [{"pbrMetallicRoughness": {"baseColorFactor": [0.5, 0.25, 1.0, 1.0]}}],
+        "textures": [{"source": 0, "sampler": 0}, {"source": 1}, {"source": 2, "sampler": 1}],
+        "samplers": [{"wrapS": 10497, "wrapT": 33648}, {"wrapS": 33071, "wrapT": 33071}],
+        "images": [{"bufferView": 3 + k, "mimeType": "image/png"} for k in range(3)],
+        "accessors": accessors,
+        "bufferViews": views,
+        "buffers": [{"byteLength": len(blob)}],
+    }
+    js = json.dumps(doc).encode()
+    js += b" " * (-len(js) % 4)
+    chunks = (
+        struct.pack("<II", len(js), 0x4E4F534A) + js + struct.pack("<II", len(blob), 0x004E4942)
+    )
+    path.write_bytes(struct.pack("<4sII", b"glTF", 2, 12 + len(chunks) + len(blob)) + chunks + blob)
+
+
+def test_textured_meshes_keep_sampler_wrap_and_vertex_tints(tmp_path: Path) -> None:
+    from twin.tiles import tile_meshes
+
+    glb_with_samplers(tmp_path / "t.glb")
+    doc = {
+        "asset": {"version": "1.1"},
+        "geometricError": 1,
+        "root": {"boundingVolume": box(0, 0, 2), "geometricError": 0, "content": {"uri": "t.glb"}},
+    }
+    (tmp_path / "tileset.json").write_text(json.dumps(doc))
+    ts = open_tileset(tmp_path / "tileset.json")
+    tinted, unsampled, clamped, plain = tile_meshes(ts, frame="ecef")
+    # wrap modes as the samplers say; a texture without a sampler repeats (glTF 2.0)
+    assert tinted.metadata["texture_wrap"] == (10497, 33648)
+    assert unsampled.metadata["texture_wrap"] == (10497, 10497)
+    assert clamped.metadata["texture_wrap"] == (33071, 33071)
+    assert "texture_wrap" not in plain.metadata
+    # each primitive samples its own image; COLOR_0 tints stay beside the texture, as written
+    reds = [
+        m.visual.material.baseColorTexture.getpixel((0, 0)) for m in (tinted, unsampled, clamped)
+    ]
+    assert reds == [(200, 0, 0), (0, 200, 0), (0, 0, 200)]
+    np.testing.assert_array_equal(
+        tinted.visual.vertex_attributes["color"],
+        [[255, 0, 0, 255], [0, 255, 0, 255], [0, 0, 255, 128]],
+    )
+    assert "color" not in unsampled.visual.vertex_attributes
+    # UVs keep u beyond 1 (the repeat is the sampler's job) and flip v for trimesh
+    np.testing.assert_allclose(tinted.visual.uv, [[0, 1], [2, 1], [0, 0]], atol=0)
+    np.testing.assert_array_equal(plain.visual.face_colors[0], [128, 64, 255, 255])

@@ -3,7 +3,9 @@
 Frames: "ecef" (EPSG:4978), "EPSG:25832" (x, y and DHHN2016 height), or "enu" / a
 `twin.geo.LocalFrame` (small local coordinates for engines and AR; the anchor is kept in
 `mesh.metadata["origin"]`). Each mesh carries `metadata["feature_ids"]` (per vertex),
-`metadata["face_feature_ids"]` (per face) and `metadata["properties"]` (per feature).
+`metadata["face_feature_ids"]` (per face) and `metadata["properties"]` (per feature). A textured
+mesh also keeps its glTF sampler's `metadata["texture_wrap"]` (wrapS, wrapT) and its COLOR_0 tints
+in `visual.vertex_attributes["color"]`, where trimesh's own glTF reader keeps them.
 """
 
 from __future__ import annotations
@@ -16,8 +18,11 @@ import numpy as np
 from twin.errors import DataError
 from twin.tiles.content import Content, Geometry
 from twin.tiles.tileset import Tile, Tileset
+from twin.tiles.write_glb import CLAMP_TO_EDGE, REPEAT
 
 FRAMES = ("ecef", "EPSG:4978", "EPSG:25832", "enu")
+MIRRORED_REPEAT = 33648
+WRAP_MODES = (REPEAT, CLAMP_TO_EDGE, MIRRORED_REPEAT)
 
 
 def _resolve_frame(frame: Any, tiles: list[Tile]):
@@ -47,7 +52,35 @@ def _enu_matrix(frame) -> np.ndarray:
     return m
 
 
-def _to_trimesh(g: Geometry, positions: np.ndarray, meta: dict, images: dict):
+def _texture_wraps(content: Content) -> dict[int, tuple[int, int]]:
+    """(wrapS, wrapT) of the glTF samplers, keyed by id() of the TextureImage they sample.
+
+    trimesh materials carry no sampler, yet a renderer must know whether a texture repeats (facade
+    atlases do, ground images do not). An image sampled by several textures takes the first one's.
+    """
+    wraps: dict[int, tuple[int, int]] = {}
+    for leaf in content.leaves():
+        model = leaf.gltf
+        if model is None:
+            continue
+        textures = model.json.get("textures") or []
+        samplers = model.json.get("samplers") or []
+        for t, tex in enumerate(textures):
+            image = model.texture_image(t)
+            if image is None or not isinstance(tex, dict):
+                continue
+            s = tex.get("sampler")
+            ok = isinstance(s, int) and 0 <= s < len(samplers) and isinstance(samplers[s], dict)
+            sampler = samplers[s] if ok else {}  # glTF 2.0: no sampler or no wrap means repeat
+            wrap = tuple(
+                w if w in WRAP_MODES else REPEAT
+                for w in (sampler.get("wrapS", REPEAT), sampler.get("wrapT", REPEAT))
+            )
+            wraps.setdefault(id(model.images[image]), wrap)
+    return wraps
+
+
+def _to_trimesh(g: Geometry, positions: np.ndarray, meta: dict, images: dict, wraps: dict):
     import trimesh
 
     fid = g.feature_ids
@@ -75,7 +108,11 @@ def _to_trimesh(g: Geometry, positions: np.ndarray, meta: dict, images: dict):
                 baseColorFactor=np.clip(np.rint(base * 255), 0, 255).astype(np.uint8),
                 doubleSided=bool(mat.double_sided) if mat else False,
             )
-            mesh.visual = trimesh.visual.TextureVisuals(uv=uv, material=material)
+            visual = trimesh.visual.TextureVisuals(uv=uv, material=material)
+            if g.colors is not None:
+                visual.vertex_attributes["color"] = g.colors
+            mesh.visual = visual
+            meta["texture_wrap"] = wraps.get(id(g.image), (REPEAT, REPEAT))
         else:
             meta["texture_skipped"] = f"{g.image.format} texture not decoded"
     elif g.colors is not None:
@@ -111,6 +148,7 @@ def content_meshes(
     if lf is not None:
         meta["origin"] = {"lon": lf.lon, "lat": lf.lat, "h_ellipsoidal": lf.h}
     images: dict = {}
+    wraps = _texture_wraps(content)
     out = []
     for g in content.geometry(m):
         pos = g.positions
@@ -120,7 +158,7 @@ def content_meshes(
 
             x, y, h = geo_call(ecef_to_utm, pos[:, 0], pos[:, 1], pos[:, 2])
             pos = np.stack([x, y, h], axis=1)
-        out.append(_to_trimesh(g, pos, meta, images))
+        out.append(_to_trimesh(g, pos, meta, images, wraps))
     return out
 
 
