@@ -27,6 +27,7 @@ from twin.geo import LocalFrame  # noqa: E402
 from twin.tiles import Camera, Tileset, select_by_camera  # noqa: E402
 
 SAMPLES = REPO.parent / "shared" / "data" / "3dtiles-samples"
+KREFELD_TILES = REPO / "build" / "krefeld" / "tiles"
 
 
 def largest_sample() -> Path:
@@ -180,6 +181,32 @@ def bench_traversal(n_tiles: int, repeat: int) -> None:
         )
 
 
+def bench_reader(target: Path, repeat: int) -> None:
+    """Read every content of `target` with twin.tiles and py3dtiles; print rates and the ratio."""
+    print(f"reading every content of {target}", flush=True)
+    ts = Tileset(target)
+    refs = content_refs(ts)
+    print(f"  {len(ts):,} tiles, {len(refs):,} contents", flush=True)
+    ours = min((read_ours(ts, refs) for _ in range(repeat)), key=lambda r: r[3])
+    print("  twin.tiles done", flush=True)
+    theirs = read_py3dtiles(ts, refs)
+    print("  py3dtiles done", flush=True)
+    for name, r in (("twin.tiles", ours), ("py3dtiles", theirs)):
+        if r is None:
+            print(f"  {name:10s}: not available")
+            continue
+        nbytes, tris, pts, sec = r
+        print(
+            f"  {name:10s}: {nbytes / 1e6:8.2f} MB in {sec:7.3f} s = {nbytes / 1e6 / sec:8.1f} MB/s, "
+            f"{tris / sec:12,.0f} triangles/s, {pts / sec:12,.0f} points/s"
+        )
+    if theirs is not None and theirs[0] > 0 and ours[0] > 0:
+        ratio = (ours[0] / ours[3]) / (theirs[0] / theirs[3])
+        print(
+            f"  ratio (MB/s twin.tiles / py3dtiles): {ratio:.1f}x  (py3dtiles reads only b3dm/pnts/glb)"
+        )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -194,35 +221,17 @@ def main() -> None:
     args = ap.parse_args()
 
     if args.tileset:
-        target = Path(args.tileset)
-    elif SAMPLES.exists():
-        target = largest_sample()
-    else:
-        target = None
-        print(f"no tileset given and no samples at {SAMPLES}: skipping the reader benchmark")
-    if target is not None:
-        print(f"reading every content of {target}", flush=True)
-        ts = Tileset(target)
-        refs = content_refs(ts)
-        print(f"  {len(ts):,} tiles, {len(refs):,} contents", flush=True)
-        ours = min((read_ours(ts, refs) for _ in range(args.repeat)), key=lambda r: r[3])
-        print("  twin.tiles done", flush=True)
-        theirs = read_py3dtiles(ts, refs)
-        print("  py3dtiles done", flush=True)
-        for name, r in (("twin.tiles", ours), ("py3dtiles", theirs)):
-            if r is None:
-                print(f"  {name:10s}: not available")
-                continue
-            nbytes, tris, pts, sec = r
-            print(
-                f"  {name:10s}: {nbytes / 1e6:8.2f} MB in {sec:7.3f} s = {nbytes / 1e6 / sec:8.1f} MB/s, "
-                f"{tris / sec:12,.0f} triangles/s, {pts / sec:12,.0f} points/s"
-            )
-        if theirs is not None and theirs[0] > 0 and ours[0] > 0:
-            ratio = (ours[0] / ours[3]) / (theirs[0] / theirs[3])
-            print(
-                f"  ratio (MB/s twin.tiles / py3dtiles): {ratio:.1f}x  (py3dtiles reads only b3dm/pnts/glb)"
-            )
+        targets = [Path(args.tileset)]
+    else:  # the largest sample and the Krefeld tileset, when built
+        targets = [largest_sample()] if SAMPLES.exists() else []
+        if not targets:
+            print(f"no samples at {SAMPLES}: skipping them")
+        if KREFELD_TILES.exists():
+            targets.append(KREFELD_TILES)
+        else:
+            print(f"no Krefeld tileset at {KREFELD_TILES} (run `twin data build`): skipping it")
+    for target in targets:
+        bench_reader(target, args.repeat)
     print(f"camera traversal of a synthetic {args.tiles:,}-tile tileset", flush=True)
     bench_traversal(args.tiles, args.repeat)
 
