@@ -94,7 +94,7 @@ def test_data_build_then_demo(mini_pack: Path, tmp_path: Path):
     assert f"{n} built, 0 up to date" in r.stdout
     r = twin("data", "build", "--pack", str(mini_pack), "--build-dir", str(b))
     assert f"0 built, {n} up to date" in r.stdout
-    r = twin("demo", "--pack", str(mini_pack), "--build-dir", str(b))
+    r = twin("demo", "--data-only", "--pack", str(mini_pack), "--build-dir", str(b))
     assert r.returncode == 0, r.stderr
     assert "Buildings       6 " in r.stdout
     assert "2 ground-water wells, 1 climate stations" in r.stdout

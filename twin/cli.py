@@ -91,7 +91,7 @@ def cmd_data_info(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """The main job: build the Krefeld data products and summarise them."""
+    """The main job: build the Krefeld data products, then show each part of the twin at work on them."""
     from twin.city.summary import format_summary, summarize
 
     _say("Building the Krefeld data products …")
@@ -100,6 +100,43 @@ def cmd_demo(args: argparse.Namespace) -> int:
     _say(f"  {built} step(s) built, {len(results) - built} up to date")
     print(format_summary(summarize(pack, build_dir)))
     print(f"Products        {build_dir}/ (manifest.json lists what was built from what)")
+    if args.data_only:
+        return 0
+    demo = build_dir / "demo"
+    demo.mkdir(parents=True, exist_ok=True)
+    runs = str(args.runs_dir)
+    data = ["--pack", str(pack.file), "--build-dir", str(args.build_dir)]
+    for title, argv in (
+        (
+            "Rendering the Ostwall view of the textured 3D city",
+            ["scene", "render", "--view", "ostwall", "-o", str(demo / "ostwall.png"), *data],
+        ),
+        (
+            "Simulating 30 minutes of LoRaWAN uplinks and ingesting them",
+            ["sensors", "simulate", "--out", str(demo / "uplinks.jsonl"), "--minutes", "30",
+             "--format", "tts", "--seed", "1"],
+        ),
+        ("", ["sensors", "ingest", "--file", str(demo / "uplinks.jsonl"),
+              "--store", str(demo / "sensors.sqlite")]),
+        ("", ["sensors", "status", "--store", str(demo / "sensors.sqlite")]),
+        (
+            "Traffic: bus and bike priority on the Wälle, 15 simulated minutes, 2 seeds",
+            ["traffic", "run", "bus-bike-priority", "--seeds", "2", "--end", "00:15",
+             "--runs-dir", runs, *data],
+        ),
+        (
+            "Ground water today: three months with the loggers' readings assimilated",
+            ["groundwater", "run", str(PROJECT_ROOT / "simulations" / "groundwater-today.toml"),
+             "--runs-dir", runs, *data],
+        ),
+    ):  # fmt: skip
+        if title:
+            _say(f"\n{title} …")
+        sub_args = build_parser().parse_args(argv)
+        code = sub_args.func(sub_args)
+        if code:
+            return code
+    print(f"\nPictures and reports: {demo / 'ostwall.png'}, and under {runs}/ per scenario")
     return 0
 
 
@@ -164,8 +201,12 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             commands.add_commands(sub)
 
-    p = sub.add_parser("demo", help="build the Krefeld data products and summarise them")
+    p = sub.add_parser(
+        "demo", help="build the Krefeld data products and run each part of the twin on them"
+    )
     _add_pack_args(p)
+    p.add_argument("--data-only", action="store_true", help="only build and summarise the data")
+    p.add_argument("--runs-dir", type=Path, default=Path("runs"), help="default: runs/")
     p.set_defaults(func=cmd_demo)
     return parser
 
