@@ -10,6 +10,7 @@ import math
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ DEFAULT_PROFILES = Path(__file__).resolve().parents[2] / "data" / "sensors" / "p
 
 _STRUCT = {"u8": "B", "i8": "b", "u16": "H", "i16": "h", "u32": "I", "i32": "i"}
 _METHODS = ("copy", "reference_minus", "pressure_head")
+_NUMBER = (int, float)  # a tuple, not `int | float`, which builds a union object at every call
 
 
 class DecodeError(DataError):
@@ -52,10 +54,18 @@ class PayloadField:
     units: str
     flag: tuple[str, int] | None
 
-    @property
+    # Cached: these run for every field of every payload. (Format strings rather than compiled
+    # Structs, which cannot be pickled to the ingest's worker process; the struct module keeps
+    # its own cache of compiled formats.)
+    @cached_property
+    def struct_format(self) -> str:
+        """The big-endian struct format of the field."""
+        return ">" + self.code
+
+    @cached_property
     def size(self) -> int:
         """Bytes the field takes in the payload."""
-        return struct.calcsize(">" + self.code)
+        return struct.calcsize(self.struct_format)
 
 
 @dataclass(frozen=True)
@@ -77,8 +87,22 @@ class Layout:
     fields: tuple[PayloadField, ...]
     outputs: tuple[Output, ...]
 
+    @cached_property
+    def _whole(self) -> tuple[str, int, tuple[tuple[str, float, float], ...]] | None:
+        """For a layout without optional fields: the struct format of the whole payload, its size,
+        and each field's name, scale and offset; None when fields depend on flags."""
+        if any(f.flag is not None for f in self.fields):
+            return None
+        fmt = ">" + "".join(f.code for f in self.fields)
+        return fmt, struct.calcsize(fmt), tuple((f.name, f.scale, f.offset) for f in self.fields)
+
     def unpack(self, payload: bytes) -> dict[str, float]:
         """Field values (physical units) from the binary payload; flagged fields may be absent."""
+        whole = self._whole
+        if whole is not None and len(payload) == whole[1]:  # the usual case: one unpack call
+            raws = struct.unpack(whole[0], payload)
+            return {name: raw * scale + offset
+                    for (name, scale, offset), raw in zip(whole[2], raws, strict=True)}  # fmt: skip
         values: dict[str, float] = {}
         pos = 0
         for f in self.fields:
@@ -90,7 +114,7 @@ class Layout:
                     f"port {self.port} ({self.name}): payload of {len(payload)} bytes ends before "
                     f"field '{f.name}' (needs {end} bytes)"
                 )
-            (raw,) = struct.unpack_from(">" + f.code, payload, pos)
+            (raw,) = struct.unpack_from(f.struct_format, payload, pos)
             values[f.name] = raw * f.scale + f.offset
             pos = end
         if pos != len(payload):
@@ -154,7 +178,7 @@ class Profile:
                     continue  # an optional sensor the device does not have
                 raise DecodeError(f"profile {self.name} port {port}: no field '{o.source}'")
             raw = fields[o.source]
-            if isinstance(raw, bool) or not isinstance(raw, int | float):
+            if isinstance(raw, bool) or not isinstance(raw, _NUMBER):
                 raise DecodeError(
                     f"profile {self.name} port {port}: field '{o.source}' must be a number, "
                     f"got {raw!r}"

@@ -25,7 +25,17 @@ from twin.sensors.validate import Batch
 DEFAULT_STORE = Path("build") / "sensors.sqlite"
 SCHEMA_VERSION = "1"
 _CHUNK = 500  # keys per IN (...) query, well below SQLite's variable limit
-_ROWS = 200  # rows per multi-row INSERT: at most 1600 variables (SQLite allows 32766 since 3.32)
+# A batch dirties pages all over the sha index and at the end of every device's range in the
+# per-device indexes; each commit appends those pages to the WAL and a checkpoint copies them back.
+# A checkpoint every 8000 pages (32 MiB) instead of SQLite's 1000 copies a page rewritten by several
+# commits once, which took a sixth off the cost of a write into a store of 300 000 uplinks; the
+# 64 MiB cache (default 2 MiB) keeps the indexes' hot pages, so inserts do not read them again.
+_PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=NORMAL",
+    "PRAGMA cache_size=-65536",
+    "PRAGMA wal_autocheckpoint=8000",
+)
 
 
 @dataclass(frozen=True)
@@ -118,17 +128,20 @@ CREATE TABLE IF NOT EXISTS devices(
 """
 
 
-def _insert_rows(conn: sqlite3.Connection, head: str, ncols: int, rows: list[tuple]) -> None:
-    """Insert ``rows`` with multi-row VALUES statements of up to _ROWS rows each.
+def _known_uplinks_query(n: int) -> str:
+    """SQL selecting which of ``n`` (DevEUI, frame counter) pairs are in ``uplinks``.
 
-    One statement per many rows instead of ``executemany``'s one step per row: Python's sqlite3
-    releases and re-takes the GIL around every step, and with the MQTT thread busy each re-take
-    waits, which made per-row inserts the bottleneck of a live ingest.
-    """
-    one = "(" + ",".join("?" * ncols) + ")"
-    for i in range(0, len(rows), _ROWS):
-        part = rows[i : i + _ROWS]
-        conn.execute(f"{head} VALUES {','.join([one] * len(part))}", [v for r in part for v in r])
+    A join, not ``(dev_eui, f_cnt) IN (VALUES ...)``: SQLite answers that row-value IN with a scan
+    of the whole table, once per batch, which grows with the store; the join searches the primary
+    key once per pair."""
+    return (
+        f"WITH k(dev, fcnt) AS (VALUES {','.join(['(?,?)'] * n)}) "
+        "SELECT u.dev_eui, u.f_cnt FROM k JOIN uplinks u ON u.dev_eui = k.dev AND u.f_cnt = k.fcnt"
+    )
+
+
+def _reading_key(row: tuple) -> tuple:
+    return row[2], row[1], row[3]  # quantity, device id, time: the order of readings_by_device
 
 
 class SQLiteStore:
@@ -153,8 +166,8 @@ class SQLiteStore:
             else:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._conn = sqlite3.connect(self.path, check_same_thread=False, timeout=30.0)
-                self._conn.execute("PRAGMA journal_mode=WAL")
-                self._conn.execute("PRAGMA synchronous=NORMAL")
+                for pragma in _PRAGMAS:
+                    self._conn.execute(pragma)
                 self._conn.executescript(_SCHEMA)
                 self._conn.execute(
                     "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,)
@@ -216,10 +229,7 @@ class SQLiteStore:
         with self._lock:
             for i in range(0, len(keys), _CHUNK):
                 part = keys[i : i + _CHUNK]
-                q = (
-                    "SELECT dev_eui, f_cnt FROM uplinks WHERE (dev_eui, f_cnt) IN "
-                    f"(VALUES {','.join(['(?,?)'] * len(part))})"
-                )
+                q = _known_uplinks_query(len(part))
                 found.update(
                     (r[0], r[1]) for r in self._conn.execute(q, [x for k in part for x in k])
                 )
@@ -232,20 +242,31 @@ class SQLiteStore:
             return {r[0]: r[1] for r in rows}
 
     def write_batch(self, batch: Batch) -> None:
-        """Write a validated batch in one transaction (all of it, or nothing)."""
+        """Write a validated batch in one transaction (all of it, or nothing).
+
+        Prepared statements run once per row (``executemany``: a fifth less CPU than multi-row
+        VALUES statements, which SQLite compiles again for every batch's last, shorter chunk);
+        readings go in index order (quantity, device, time), so consecutive inserts touch the same
+        index pages."""
+        readings = sorted(batch.readings, key=_reading_key)
         with self._lock, self._conn:
             c = self._conn
-            _insert_rows(c, "INSERT OR IGNORE INTO raw_messages(sha, first_seen, source, format, "
-                         "dev_eui, f_cnt, body, status)", 8, batch.raw)  # fmt: skip
+            c.executemany(
+                "INSERT OR IGNORE INTO raw_messages(sha, first_seen, source, format, dev_eui, "
+                "f_cnt, body, status) VALUES (?,?,?,?,?,?,?,?)",
+                batch.raw,
+            )
             if batch.bumps:
                 c.executemany(
                     "UPDATE raw_messages SET receipts = receipts + 1 WHERE sha = ?",
                     [(s,) for s in batch.bumps],
                 )
-            _insert_rows(c, "INSERT OR IGNORE INTO uplinks", 8, batch.uplinks)
-            _insert_rows(c, "INSERT INTO readings(dev_eui, device_id, quantity, time, value, flags)",
-                         6, batch.readings)  # fmt: skip
-            _insert_rows(c, "INSERT INTO quarantine(sha, reason, detail, at)", 4, batch.quarantine)
+            c.executemany("INSERT OR IGNORE INTO uplinks VALUES (?,?,?,?,?,?,?,?)", batch.uplinks)
+            c.executemany("INSERT INTO readings(dev_eui, device_id, quantity, time, value, flags) "
+                          "VALUES (?,?,?,?,?,?)", readings)  # fmt: skip
+            c.executemany(
+                "INSERT INTO quarantine(sha, reason, detail, at) VALUES (?,?,?,?)", batch.quarantine
+            )
 
     # -- queries -------------------------------------------------------------------------------
 

@@ -45,25 +45,32 @@ class Uplink:
     gateway_time: float | None = None  # earliest gateway reception time, where gateways give one
 
 
-def _get(obj: Any, path: str, kind: type | tuple[type, ...], required: bool = True) -> Any:
-    cur = obj
-    for part in path.split("."):
-        if not isinstance(cur, dict) or part not in cur:
-            if required:
-                raise MessageRejected("schema", f"field '{path}' is missing")
-            return None
-        cur = cur[part]
-    if cur is None and not required:
+_MISSING = object()
+_HEX = frozenset("0123456789ABCDEF")
+_NUMBER = (int, float)
+
+
+def _field(parent: Any, key: str, path: str, kind: type, required: bool = True) -> Any:
+    """``parent[key]`` (``path`` names it in messages), checked to be a ``kind``; when not
+    ``required`` a missing or null value gives None. One level at a time, without splitting paths:
+    this runs a few times for every message."""
+    value = parent.get(key, _MISSING) if isinstance(parent, dict) else _MISSING
+    if type(value) is kind:  # the usual case: JSON gives exactly str, dict, ...
+        return value
+    if value is _MISSING or (value is None and not required):
+        if required:
+            raise MessageRejected("schema", f"field '{path}' is missing")
         return None
-    if isinstance(cur, bool) or not isinstance(cur, kind):
-        names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
-        raise MessageRejected("schema", f"field '{path}' must be {names}, got {cur!r:.40}")
-    return cur
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise MessageRejected(
+            "schema", f"field '{path}' must be {kind.__name__}, got {value!r:.40}"
+        )
+    return value
 
 
 def _eui(value: str, path: str) -> str:
     text = value.strip().upper()
-    if len(text) != 16 or any(c not in "0123456789ABCDEF" for c in text):
+    if len(text) != 16 or not _HEX.issuperset(text):
         raise MessageRejected("schema", f"field '{path}' must be 16 hex digits, got {value!r:.40}")
     return text
 
@@ -113,35 +120,35 @@ def parse_uplink(msg: Any) -> Uplink:
     """Normalize a decoded JSON message of either server; raises :class:`MessageRejected`."""
     fmt = detect_format(msg)
     if fmt == "tts":
-        dev = _eui(_get(msg, "end_device_ids.dev_eui", str), "end_device_ids.dev_eui")
+        ids = msg["end_device_ids"]
+        dev = _eui(_field(ids, "dev_eui", "end_device_ids.dev_eui", str), "end_device_ids.dev_eui")
         if "uplink_message" not in msg:
             raise MessageRejected("not_uplink", "TTS message without uplink_message")
-        up = _get(msg, "uplink_message", dict)
+        up = _field(msg, "uplink_message", "uplink_message", dict)
         # TTS omits zero-valued fields ("empty fields are omitted"): f_cnt 0 arrives as no f_cnt.
         f_cnt = _counter(up.get("f_cnt", 0), "uplink_message.f_cnt", 0xFFFFFFFF)
         f_port = _counter(up.get("f_port", 0), "uplink_message.f_port", 255)
-        when = _get(msg, "uplink_message.received_at", str, required=False)
+        path = "uplink_message.received_at"
+        when = _field(up, "received_at", path, str, required=False)
         if when is None:
-            when = _get(msg, "received_at", str)
             path = "received_at"
-        else:
-            path = "uplink_message.received_at"
+            when = _field(msg, "received_at", path, str)
         t = _time(when, path)
-        raw = _get(msg, "uplink_message.frm_payload", str, required=False)
-        decoded = _get(msg, "uplink_message.decoded_payload", dict, required=False)
-        meta = up.get("rx_metadata") or []
-        rssi_key, snr_key = "rssi", "snr"
         raw_path = "uplink_message.frm_payload"
+        raw = _field(up, "frm_payload", raw_path, str, required=False)
+        decoded = _field(up, "decoded_payload", "uplink_message.decoded_payload", dict,
+                         required=False)  # fmt: skip
+        meta = up.get("rx_metadata") or []
     else:
-        dev = _eui(_get(msg, "deviceInfo.devEui", str), "deviceInfo.devEui")
+        ids = msg["deviceInfo"]
+        dev = _eui(_field(ids, "devEui", "deviceInfo.devEui", str), "deviceInfo.devEui")
         f_cnt = _counter(msg.get("fCnt", 0), "fCnt", 0xFFFFFFFF)
         f_port = _counter(msg.get("fPort", 0), "fPort", 255)
-        t = _time(_get(msg, "time", str), "time")
-        raw = _get(msg, "data", str, required=False)
-        decoded = _get(msg, "object", dict, required=False)
-        meta = msg.get("rxInfo") or []
-        rssi_key, snr_key = "rssi", "snr"
+        t = _time(_field(msg, "time", "time", str), "time")
         raw_path = "data"
+        raw = _field(msg, "data", raw_path, str, required=False)
+        decoded = _field(msg, "object", "object", dict, required=False)
+        meta = msg.get("rxInfo") or []
     if not isinstance(meta, list):
         raise MessageRejected("schema", "receive metadata must be a list")
     payload = _b64(raw, raw_path) if raw else None
@@ -152,13 +159,14 @@ def parse_uplink(msg: Any) -> Uplink:
     rssi = snr = gw_time = None
     for m in meta:
         if isinstance(m, dict):
-            r, s = m.get(rssi_key), m.get(snr_key)
-            if isinstance(r, int | float) and (rssi is None or r > rssi):
+            r, s = m.get("rssi"), m.get("snr")
+            if isinstance(r, _NUMBER) and (rssi is None or r > rssi):
                 rssi = float(r)
-                snr = float(s) if isinstance(s, int | float) else None
-            if isinstance(m.get("time"), str):
+                snr = float(s) if isinstance(s, _NUMBER) else None
+            when = m.get("time")
+            if isinstance(when, str):
                 try:
-                    g = _time(m["time"], "rx time")
+                    g = _time(when, "rx time")
                 except MessageRejected:
                     continue  # a gateway without a usable clock says nothing about skew
                 gw_time = g if gw_time is None else min(gw_time, g)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -83,6 +84,16 @@ class Outcome:
     readings: int = 0
 
 
+# Outcomes are immutable: the common ones are made once and shared, which also lets pickle send a
+# batch's outcomes from the worker process as references to a few objects.
+_REDELIVERY = Outcome("duplicate", "duplicate", "identical redelivery")
+_STORED = tuple(Outcome("stored", readings=n) for n in range(32))
+
+
+def _stored(readings: int) -> Outcome:
+    return _STORED[readings] if readings < len(_STORED) else Outcome("stored", readings=readings)
+
+
 class KeyLookup(Protocol):
     """What the validator asks the store: known raw hashes, known (device, f_cnt) keys, counters."""
 
@@ -120,6 +131,12 @@ class Validator:
             for kind in {d.kind for d in catalogue}  # only the kinds present need a profile
         }
         self._last_fcnt: dict[str, int] = dict(store.last_frame_counters())
+        self._ranges = {q.name: (q.valid_min, q.valid_max) for q in profiles.quantities.values()}
+
+    def reload(self) -> None:
+        """Read the highest stored frame counter per device again, after another writer (the
+        ingest's worker process) has added uplinks to the store."""
+        self._last_fcnt = dict(self.store.last_frame_counters())
 
     def prepare(self, body: bytes, source: str) -> Prepared:
         """The per-message checks that need no store (JSON, schema, device, decoding, ranges, clock
@@ -153,7 +170,7 @@ class Validator:
             body, source, sha, result = p.body, p.source, p.sha, p.result
             if p.exact:
                 batch.bumps.append(sha)
-                batch.outcomes.append(Outcome("duplicate", "duplicate", "identical redelivery"))
+                batch.outcomes.append(_REDELIVERY)
                 continue
             if isinstance(result, MessageRejected):
                 dev, fcnt, fmt = getattr(result, "context", (None, None, None))
@@ -180,7 +197,7 @@ class Validator:
                                   flags))  # fmt: skip
             for q, v in values.items():
                 batch.readings.append((up.dev_eui, device.id, q, up.time, v, flags))
-            batch.outcomes.append(Outcome("stored", readings=len(values)))
+            batch.outcomes.append(_stored(len(values)))
         return batch
 
     def _quarantine(self, batch, sha, wall, source, fmt, dev, fcnt, body, rej) -> None:
@@ -224,9 +241,11 @@ class Validator:
             values = profile.derive(up.f_port, fields, device.attrs)
         except DecodeError as exc:
             raise MessageRejected("decode", str(exc)) from None
+        ranges = self._ranges
         for q, v in values.items():
-            spec = self.profiles.quantities[q]
-            if not spec.in_range(v):
+            lo, hi = ranges[q]
+            if not (lo <= v <= hi and math.isfinite(v)):  # Quantity.in_range, without the calls
+                spec = self.profiles.quantities[q]
                 raise MessageRejected(
                     "out_of_range",
                     f"{q} = {v:g} {spec.units} outside {spec.valid_min:g}..{spec.valid_max:g}",
