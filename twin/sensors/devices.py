@@ -74,64 +74,33 @@ def load_catalogue(
 ) -> Catalogue:
     """Read the catalogue CSVs that are given (None skips one); a missing file is a DataError."""
     devices: list[Device] = []
-    if wells is not None:
-        t = read_wells(Path(wells))
+    well_attrs = (
+        "ground_elevation_m", "reference_height_m", "well_depth_m", "screen_top_m", "screen_bottom_m",
+    )  # fmt: skip
+    sources = (
+        # kind, file, reader, height of the sensor (m a.s.l.), attributes kept
+        ("wells", wells, read_wells, lambda t, i: t["reference_height_m"][i], well_attrs),
+        ("stations", stations, read_stations,
+         lambda t, i: t["elevation_m"][i] + t["sensor_height_m"][i],
+         ("elevation_m", "sensor_height_m")),
+        ("parking", parking, read_parking, lambda t, i: float("nan"), ()),
+    )  # fmt: skip
+    for kind, path, reader, height, attrs in sources:
+        if path is None:
+            continue
+        t = reader(Path(path))
         for i in range(len(t["id"])):
             devices.append(
                 Device(
                     str(t["dev_eui"][i]).upper(),
                     str(t["id"][i]),
                     str(t["name"][i]),
-                    "wells",
+                    kind,
                     float(t["x"][i]),
                     float(t["y"][i]),
-                    float(t["reference_height_m"][i]),
+                    float(height(t, i)),
                     str(t["status"][i]),
-                    {
-                        k: float(t[k][i])
-                        for k in (
-                            "ground_elevation_m",
-                            "reference_height_m",
-                            "well_depth_m",
-                            "screen_top_m",
-                            "screen_bottom_m",
-                        )
-                    },
-                )  # fmt: skip
-            )
-    if stations is not None:
-        t = read_stations(Path(stations))
-        for i in range(len(t["id"])):
-            devices.append(
-                Device(
-                    str(t["dev_eui"][i]).upper(),
-                    str(t["id"][i]),
-                    str(t["name"][i]),
-                    "stations",
-                    float(t["x"][i]),
-                    float(t["y"][i]),
-                    float(t["elevation_m"][i]) + float(t["sensor_height_m"][i]),
-                    str(t["status"][i]),
-                    {
-                        "elevation_m": float(t["elevation_m"][i]),
-                        "sensor_height_m": float(t["sensor_height_m"][i]),
-                    },
-                )  # fmt: skip
-            )
-    if parking is not None:
-        t = read_parking(Path(parking))
-        for i in range(len(t["id"])):
-            devices.append(
-                Device(
-                    str(t["dev_eui"][i]).upper(),
-                    str(t["id"][i]),
-                    str(t["name"][i]),
-                    "parking",
-                    float(t["x"][i]),
-                    float(t["y"][i]),
-                    float("nan"),
-                    str(t["status"][i]),
-                    {},
+                    {k: float(t[k][i]) for k in attrs},
                 )  # fmt: skip
             )
     return Catalogue(devices)
