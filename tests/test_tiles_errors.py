@@ -11,24 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tile_bytes import BOX, glb, pad
 
 from twin.errors import DataError
 from twin.tiles import open_tileset, tileset_info
-
-BOX = {"box": [0, 0, 0, 10, 0, 0, 0, 10, 0, 0, 0, 10]}
-
-
-def pad(b: bytes, n: int = 8, fill: bytes = b" ") -> bytes:
-    return b + fill * (-len(b) % n)
-
-
-def glb(j: dict, binary: bytes = b"") -> bytes:
-    js = pad(json.dumps(j).encode(), 4)
-    body = struct.pack("<I4s", len(js), b"JSON") + js
-    if binary:
-        binary = pad(binary, 4, b"\0")
-        body += struct.pack("<I4s", len(binary), b"BIN\0") + binary
-    return struct.pack("<4sII", b"glTF", 2, 12 + len(body)) + body
 
 
 def triangle_glb(**changes) -> bytes:

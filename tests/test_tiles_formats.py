@@ -14,25 +14,12 @@ from pathlib import Path
 import DracoPy
 import numpy as np
 from PIL import Image
+from tile_bytes import BOX, glb, pad
 
 from twin import geo
 from twin.tiles import ParseContext, open_tileset, parse_content, tile_meshes, tileset_info
 
 Y_UP_TO_Z_UP = np.array([[1, 0, 0], [0, 0, -1], [0, 1, 0]], float)  # (x, y, z) -> (x, -z, y)
-BOX = {"box": [0, 0, 0, 10, 0, 0, 0, 10, 0, 0, 0, 10]}
-
-
-def pad(b: bytes, n: int = 8, fill: bytes = b" ") -> bytes:
-    return b + fill * (-len(b) % n)
-
-
-def glb(j: dict, binary: bytes = b"") -> bytes:
-    js = pad(json.dumps(j).encode(), 4)
-    body = struct.pack("<I4s", len(js), b"JSON") + js
-    if binary:
-        binary = pad(binary, 4, b"\0")
-        body += struct.pack("<I4s", len(binary), b"BIN\0") + binary
-    return struct.pack("<4sII", b"glTF", 2, 12 + len(body)) + body
 
 
 class Buffer:

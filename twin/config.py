@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -166,16 +166,3 @@ def numbers(n: int | None = None, positive: bool = False) -> Callable[[Any], str
 def positive(value: Any) -> str | None:
     """A check for a number greater than zero."""
     return None if value > 0 else "greater than zero"
-
-
-@dataclass
-class Source:
-    """Where a validated config came from, for messages and relative paths."""
-
-    path: Path
-    data: dict[str, Any] = field(default_factory=dict)
-
-    def resolve(self, relative: str | Path) -> Path:
-        """A path given in the file, relative to the file's folder (absolute paths pass through)."""
-        p = Path(relative).expanduser()
-        return p if p.is_absolute() else (self.path.parent / p)

@@ -19,15 +19,6 @@ def grid_transform(pack: DataPack) -> rasterio.Affine:
     return from_origin(xmin, ymax, pack.resolution, pack.resolution)
 
 
-def cell_centres(pack: DataPack) -> tuple[np.ndarray, np.ndarray]:
-    """x of each column's centre and y of each row's centre (rows run north to south)."""
-    xmin, _, _, ymax = pack.extent
-    rows, cols = pack.shape
-    x = xmin + (np.arange(cols) + 0.5) * pack.resolution
-    y = ymax - (np.arange(rows) + 0.5) * pack.resolution
-    return x, y
-
-
 def write_geotiff(
     path: Path, array: np.ndarray, pack: DataPack, *, nodata: float | int | None = None
 ) -> None:
