@@ -204,6 +204,29 @@ def test_rheinhafen_freight_end_to_end(freight_run: Path) -> None:
     assert "HBEFA4" in html and "HBEFA 4.2" in html
 
 
+def test_truck_route_network_keeps_lorries_off_the_south_access(
+    freight_run: Path, products: Path
+) -> None:
+    """Free routing sends some lorries through the port's south access (off the truck route
+    network); with the network no lorry uses it. Counted from SUMO's own vehicle routes."""
+    from twin.traffic.network import read_net
+
+    net = read_net(products / NET_FILE)
+    south = {e.getID() for e in net.getEdges() if e.getName() == "Hafenzufahrt Süd"}
+    assert south
+    for variant, expect_use in (("baseline", True), ("network-and-slots", False)):
+        users = trucks = 0
+        for routes in sorted(freight_run.glob(f"{variant}/seed-*/vehroutes.xml")):
+            for veh in ET.parse(routes).getroot().iter("vehicle"):
+                if veh.get("type") != "truck":
+                    continue
+                trucks += 1
+                edges = {e for r in veh.iter("route") for e in r.get("edges", "").split()}
+                users += bool(edges & south)
+        assert trucks > 0, variant
+        assert (users > 0) == expect_use, (variant, users, trucks)
+
+
 def test_slot_booking_spreads_gate_arrivals(products: Path, tmp_path: Path) -> None:
     """With slot booking no gate gets more lorries in a slot than its capacity (independent count)."""
     sc = load_scenario(SIMULATIONS / "rheinhafen-freight.toml")

@@ -152,7 +152,7 @@ NODES: dict[str, tuple[float, float, dict[str, str]]] = {
     "Niederstraße/Am Marktplatz": (51.3540882, 6.6515832, {}),
     "Niederstraße/Mühlenstraße": (51.3525637, 6.6518048, {}),
     "B 288 south edge": (51.3098607, 6.6082109, {}),
-    "B 288 1": (51.3216133, 6.6111877, {}),
+    "B 288 1": (51.3216133, 6.6111877, {"highway": "traffic_signals"}),
     "B 288 2": (51.3316274, 6.6171275, {}),
     "B 288 3": (51.3399752, 6.6296176, {}),
     "B 288 4": (51.344757, 6.6437313, {}),
@@ -229,6 +229,11 @@ NODES: dict[str, tuple[float, float, dict[str, str]]] = {
     "Silostraße west end": (51.3343259, 6.6633049, {}),
     "Kaistraße west end": (51.3386041, 6.6587132, {}),
     "Kopfkai quay": (51.3225056, 6.6862501, {}),
+    # the port's second road access, from its south end west to the B 288 (synthetic alignment)
+    "Hafenzufahrt Süd 1": (51.3212, 6.625, {}),
+    "Hafenzufahrt Süd 2": (51.3208, 6.642, {}),
+    "Hafenzufahrt Süd 3": (51.3203, 6.66, {}),
+    "Hafenzufahrt Süd 4": (51.3195, 6.678, {}),
 }
 
 # Street and rail ways: (node keys in drawing order, OSM tags). Forward = drawing order.
@@ -673,6 +678,25 @@ WAYS: list[tuple[list[str], dict[str, str]]] = [
         ],
         {
             "name": "Kopfkai", "highway": "service", "service": "driveway", "maxspeed": "20",
+        },
+    ),
+    # A second way into the port, off the truck route network: shorter to the southern gates than
+    # B 288 + Hafenstraße, through a built-up stretch at 50 km/h. Free routing sends lorries here.
+    (
+        [
+            "B 288 1", "Hafenzufahrt Süd 1", "Hafenzufahrt Süd 2",
+        ],
+        {
+            "name": "Hafenzufahrt Süd", "highway": "secondary", "lanes": "2", "maxspeed": "70",
+        },
+    ),
+    (
+        [
+            "Hafenzufahrt Süd 2", "Hafenzufahrt Süd 3", "Hafenzufahrt Süd 4", "Hafenstraße 13",
+        ],
+        {
+            "name": "Hafenzufahrt Süd", "highway": "secondary", "lanes": "2", "maxspeed": "50",
+            "sidewalk": "both",
         },
     ),
 ]
