@@ -5,7 +5,7 @@ simulation per process), repeated and interleaved; the fastest repeat counts. Pr
 per second and the ratios against plain `sumo` measured in the same run. Goals: controllers off
 within 10 % of plain sumo, controllers on within 25 %, libsumo at least 3x TraCI.
 
-    python benchmarks/bench_traffic.py                       # Bologna (+ build/krefeld if built)
+    python benchmarks/bench_traffic.py                       # Bologna + the Krefeld corridor
     python benchmarks/bench_traffic.py --sumocfg my.sumocfg --end 1800 --repeat 5
     python benchmarks/bench_traffic.py --instructions --end 300   # valgrind: load-independent
 """
@@ -39,30 +39,23 @@ def _sumo_args(cfg: Path, seed: int, end: float, out: Path) -> list[str]:
     ]  # fmt: skip
 
 
-def _krefeld_config(folder: Path, tmp: Path) -> Path | None:
-    """A SUMO config for the built Krefeld net and the route files beside it, if there are any."""
-    cfgs = sorted(folder.glob("*.sumocfg"))
-    if cfgs:
-        return cfgs[0]
-    nets = sorted(folder.glob("*.net.xml*"))
-    routes = sorted(folder.glob("*.rou.xml*")) + sorted(folder.glob("*.trips.xml*"))
-    if not nets or not routes:
+def _krefeld_config(tmp: Path, end: float) -> Path | None:
+    """The Krefeld corridor (bus-bike-priority baseline, its first seed's demand, no warm-up) as a
+    SUMO config written the way `twin traffic run` saves each run; None when the net is not built."""
+    build = REPO / "build" / "krefeld"
+    if not (build / "krefeld.net.xml.gz").is_file():
         return None
-    adds = sorted(folder.glob("*.ptstops.xml"))
-    cfg = tmp / "krefeld-bench.sumocfg"
-    cfg.write_text(
-        "<configuration><input>"
-        f'<net-file value="{nets[0].resolve()}"/>'
-        f'<route-files value="{",".join(str(r.resolve()) for r in routes)}"/>'
-        + (
-            f'<additional-files value="{",".join(str(a.resolve()) for a in adds)}"/>'
-            if adds
-            else ""
-        )
-        + "</input></configuration>\n",
-        encoding="utf-8",
-    )
-    return cfg
+    from twin.traffic.runs import BASELINE, SUMOCFG, plan_run, sumo_args, write_sumocfg
+    from twin.traffic.scenario import load_scenario
+
+    scenario = load_scenario(REPO / "simulations" / "bus-bike-priority.toml")
+    scenario.warmup_s = 0.0
+    plan = plan_run(scenario, runs_root=tmp / "runs", products=build, variants=[BASELINE],
+                    seeds=1, end_s=end)  # fmt: skip
+    folder = plan.folder(BASELINE, plan.seeds[0])
+    folder.mkdir(parents=True)
+    _, info = sumo_args(plan, BASELINE, plan.seeds[0], folder)
+    return write_sumocfg(info["replay_args"], folder / SUMOCFG)
 
 
 def _controller_spec(zone: list[str]) -> list[dict]:
@@ -306,11 +299,11 @@ def _bench_all(ns: argparse.Namespace, zone: list[str], tmp: Path) -> int:
             scenarios.append((copy / BOLOGNA.name, BOLOGNA_ZONE))
         else:
             print(f"Bologna scenario not found at {BOLOGNA}: skipped")
-        krefeld = _krefeld_config(REPO / "build" / "krefeld", tmp)
+        krefeld = _krefeld_config(tmp, ns.end)
         if krefeld is not None:
             scenarios.append((krefeld, []))
         else:
-            print("build/krefeld has no SUMO net with routes: skipped (or pass --sumocfg)")
+            print("build/krefeld has no SUMO net (run `twin data build`): Krefeld corridor skipped")
     if not scenarios:
         print("no scenario to run: pass --sumocfg PATH")
         return 1

@@ -121,6 +121,35 @@ def test_bus_priority_lowers_bus_delay_at_treated_junctions(priority_run: Path) 
     assert min(passages["baseline"].values()) >= 10  # enough buses and trams passed to measure
 
 
+def _trips(path: Path) -> list[dict[str, str]]:
+    """tripinfo elements with their attributes, less the list of devices (outputs differ)."""
+    out = []
+    for el in ET.parse(path).getroot().iter("tripinfo"):
+        attrs = dict(el.attrib)
+        attrs.pop("devices", None)
+        out.append(attrs)
+    return out
+
+
+def test_saved_configuration_replays_the_baseline_with_plain_sumo(
+    priority_run: Path, tmp_path: Path
+) -> None:
+    """`sumo -c run.sumocfg` (the plain binary, no Python) gives the baseline's trips exactly."""
+    import subprocess
+
+    from twin.traffic.install import sumo_binary, sumo_env
+
+    folder = priority_run / "baseline" / "seed-21"
+    out = tmp_path / "tripinfo.xml"
+    cmd = [str(sumo_binary("sumo")), "-c", str(folder / "run.sumocfg"), "--tripinfo-output",
+           str(out), "--tripinfo-output.write-unfinished", "--device.emissions.probability", "1",
+           "--no-step-log", "--no-warnings"]  # fmt: skip
+    subprocess.run(cmd, check=True, capture_output=True, env=sumo_env(), timeout=300)
+    replayed, original = _trips(out), _trips(folder / "tripinfo.xml")
+    assert len(original) > 50
+    assert replayed == original
+
+
 def test_kpis_agree_with_sumo_tripinfo(priority_run: Path) -> None:
     """delay_mean_bus equals the mean timeLoss of the buses in SUMO's tripinfo (rel. 1e-6)."""
     folder = priority_run / "baseline" / "seed-21"

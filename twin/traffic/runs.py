@@ -3,7 +3,7 @@ report at the end, and `status.json` saying whether the run finished or why it f
 
 `runs/<scenario>/<UTC timestamp>/` holds `status.json`, the scenario as given, one folder per variant and
 seed with SUMO's outputs (tripinfo, stopinfo, vehicle routes, edge data, gate queues, summary, FCD for the
-first seed) and the controller logs, then `kpis.csv` and `report.html` with its PNG plots. `kpis.csv` and the
+first seed), the controller logs and `run.sumocfg` (its inputs, for `sumo-gui -c`), then `kpis.csv` and `report.html` with its PNG plots. `kpis.csv` and the
 report are written only when every run succeeded, so a failed run never leaves results that look valid.
 Sweeps run variants x seeds on Dask distributed: one process per worker, since libsumo holds one
 simulation per process (eclipse-sumo/sumo #7694).
@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import shutil
+import subprocess
 import time
 import traceback
 import xml.etree.ElementTree as ET
@@ -47,6 +48,7 @@ from twin.traffic.scenario import (
 )
 
 STATUS = "status.json"
+SUMOCFG = "run.sumocfg"  # in each (variant, seed) folder: `sumo-gui -c run.sumocfg` replays it
 PLAN = "plan.json"
 FCD_SEEDS = (
     1  # FCD (vehicle positions every step, for 3D scenes) is written for the first seed only
@@ -495,9 +497,12 @@ def sumo_args(
     instruments = K.instruments(
         folder / K.INSTRUMENTS, transit_vtypes=transit_types, gates=gates, net=net
     )
-    args += ["-a", ",".join([*adds, str(instruments)])]
-    args += [
+    timing = [
         "--begin", f"{begin:g}", "--end", f"{begin + plan.warmup_s + plan.end_s:g}", "--seed", str(seed),
+    ]  # fmt: skip
+    replay = [*args, *(["-a", ",".join(adds)] if adds else []), *timing]
+    args += ["-a", ",".join([*adds, str(instruments)]), *timing]
+    args += [
         "--tripinfo-output", str(folder / K.TRIPINFO), "--tripinfo-output.write-unfinished",
         "--stop-output", str(folder / K.STOPINFO),
         "--vehroute-output", str(folder / K.VEHROUTES), "--vehroute-output.exit-times",
@@ -509,7 +514,23 @@ def sumo_args(
     ]  # fmt: skip
     if seed in plan.seeds[:FCD_SEEDS]:
         args += ["--fcd-output", str(folder / K.FCD)]
-    return args, {"begin": begin, "demand": meta}
+    return args, {"begin": begin, "demand": meta, "replay_args": replay}
+
+
+def write_sumocfg(args: list[str], path: Path) -> Path:
+    """Save a SUMO command line as a configuration file (paths relative to it) for `sumo -c` or
+    `sumo-gui -c`. Runs save their inputs and timing this way, without outputs (a replay must not
+    overwrite the run's results) and without the Python controllers."""
+    from twin.traffic.install import sumo_binary, sumo_env
+
+    cmd = [str(sumo_binary("sumo")), *args, "--save-configuration", str(path)]
+    cmd.append("--save-configuration.relative")
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=sumo_env(), timeout=120)
+    if proc.returncode != 0 or not path.is_file():
+        raise RunError(
+            f"{path}: SUMO could not save the configuration: {proc.stderr.strip()[-500:]}"
+        )
+    return path
 
 
 def _has_trucks(plan: RunPlan, variant: str) -> bool:
@@ -543,6 +564,7 @@ def run_one(
     logger.addHandler(handler)
     try:
         args, info = sumo_args(plan, variant, seed, folder)
+        write_sumocfg(info["replay_args"], folder / SUMOCFG)
         specs = []
         for spec in plan.controllers.get(variant, []):
             spec = dict(spec)

@@ -11,6 +11,7 @@ attached are not judged.
 from __future__ import annotations
 
 import csv
+import functools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +67,28 @@ def crossing_links(conn: Any, tls_id: str) -> frozenset[int]:
         if any(is_crossing_lane(lane) for c in conns for lane in c if lane):
             out.add(index)
     return frozenset(out)
+
+
+@functools.lru_cache(maxsize=4096)
+def _transition(
+    old: str, new: str
+) -> tuple[tuple[int, ...], frozenset[int], tuple[int, ...], tuple[int, ...]]:
+    """Links whose green ended (and those of them that turned amber), whose amber ended and whose
+    green began between two state strings. Signals cycle through few states, so this is cached."""
+    ended, to_amber, amber_ended, started = [], set(), [], []
+    for k, (a, b) in enumerate(zip(old, new, strict=True)):
+        if a == b:
+            continue
+        was_green, is_green = a in GREEN, b in GREEN
+        if was_green and not is_green:
+            ended.append(k)
+            if b in AMBER:
+                to_amber.add(k)
+        if a in AMBER and b not in AMBER:
+            amber_ended.append(k)
+        if is_green and not was_green:
+            started.append(k)
+    return tuple(ended), frozenset(to_amber), tuple(amber_ended), tuple(started)
 
 
 class _SignalWatch:
@@ -176,48 +199,44 @@ class SafetyMonitor(Controller):
 
     def _on_change(self, tls: str, w: _SignalWatch, state: str, t: float) -> None:
         prog = w.program
-        old = w.state
+        ended, to_amber, amber_ended, started = _transition(w.state, state)
         w.state = state
-        started: list[int] = []
-        for k, (a, b) in enumerate(zip(old, state, strict=True)):
-            if a == b:
-                continue
-            was_green, is_green = a in GREEN, b in GREEN
-            if was_green and not is_green:
-                since = w.green_since[k]
-                need = prog.min_green.get(k)
-                if since is not None and need is not None and t - since < need - _TOL:
-                    self._record(t, tls, k, "min_green", t - since, need)
-                w.green_end[k] = t
-                w.green_since[k] = None
+        for k in ended:
+            since = w.green_since[k]
+            need = prog.min_green.get(k)
+            if since is not None and need is not None and t - since < need - _TOL:
+                self._record(t, tls, k, "min_green", t - since, need)
+            w.green_end[k] = t
+            w.green_since[k] = None
+            if k in to_amber:
+                w.amber_since[k] = t
+            else:
                 amber = prog.min_amber.get(k, 0.0)
-                if b in AMBER:
-                    w.amber_since[k] = t
-                elif amber > 0:
+                if amber > 0:
                     self._record(t, tls, k, "no_amber", 0.0, amber)
-            if a in AMBER and b not in AMBER:
-                since = w.amber_since[k]
-                need = prog.min_amber.get(k)
-                if since is not None and need is not None and t - since < need - _TOL:
-                    self._record(t, tls, k, "amber", t - since, need)
-                w.amber_since[k] = None
-            if is_green and not was_green:
-                w.green_since[k] = t
-                started.append(k)
-        if started:
-            inter = prog.intergreen
-            for j in started:
-                for i in prog.conflicts.get(j, ()):
-                    if state[i] in GREEN:
-                        if i not in started or i < j:  # once per pair
-                            self._record(t, tls, j, "conflicting_green", 0.0, 0.0, other=i)
-                        continue
-                    end = w.green_end[i]
-                    need = inter.get((i, j))
-                    if end is None or need is None:
-                        continue
-                    if t - end < need - _TOL:
-                        self._record(t, tls, j, "intergreen", t - end, need, other=i)
+        for k in amber_ended:
+            since = w.amber_since[k]
+            need = prog.min_amber.get(k)
+            if since is not None and need is not None and t - since < need - _TOL:
+                self._record(t, tls, k, "amber", t - since, need)
+            w.amber_since[k] = None
+        if not started:
+            return
+        for k in started:
+            w.green_since[k] = t
+        inter = prog.intergreen
+        for j in started:
+            for i in prog.conflicts.get(j, ()):
+                if state[i] in GREEN:
+                    if i not in started or i < j:  # once per pair
+                        self._record(t, tls, j, "conflicting_green", 0.0, 0.0, other=i)
+                    continue
+                end = w.green_end[i]
+                need = inter.get((i, j))
+                if end is None or need is None:
+                    continue
+                if t - end < need - _TOL:
+                    self._record(t, tls, j, "intergreen", t - end, need, other=i)
 
     def _record(
         self,
