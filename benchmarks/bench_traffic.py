@@ -291,17 +291,19 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _bench_all(ns: argparse.Namespace, zone: list[str], tmp: Path) -> int:
-    scenarios: list[tuple[Path, list[str]]] = [(Path(c).resolve(), zone) for c in ns.sumocfg]
+    scenarios: list[tuple[str, Path, list[str]]] = [
+        (Path(c).parent.name, Path(c).resolve(), zone) for c in ns.sumocfg
+    ]
     if not scenarios:
         if BOLOGNA.is_file():
             copy = tmp / "bologna"  # a copy: the scenario's detectors write beside their file
             shutil.copytree(BOLOGNA.parent, copy)
-            scenarios.append((copy / BOLOGNA.name, BOLOGNA_ZONE))
+            scenarios.append(("Bologna (Acosta)", copy / BOLOGNA.name, BOLOGNA_ZONE))
         else:
             print(f"Bologna scenario not found at {BOLOGNA}: skipped")
         krefeld = _krefeld_config(tmp, ns.end)
         if krefeld is not None:
-            scenarios.append((krefeld, []))
+            scenarios.append(("Krefeld corridor (bus-bike-priority)", krefeld, []))
         else:
             print("build/krefeld has no SUMO net (run `twin data build`): Krefeld corridor skipped")
     if not scenarios:
@@ -312,14 +314,14 @@ def _bench_all(ns: argparse.Namespace, zone: list[str], tmp: Path) -> int:
     if unknown:
         raise SystemExit(f"--modes: unknown {sorted(unknown)}; choose from {MODES}")
     out = {}
-    for cfg, zone_edges in scenarios:
+    for name, cfg, zone_edges in scenarios:
         if ns.instructions:
-            print(f"{cfg} (seed {ns.seed}, end {ns.end:g} s, instruction counts)")
-            out[str(cfg)] = count_instructions(cfg, ns.seed, ns.end, zone_edges, modes)
+            print(f"{name}: {cfg} (seed {ns.seed}, end {ns.end:g} s, instruction counts)")
+            out[name] = count_instructions(cfg, ns.seed, ns.end, zone_edges, modes)
             continue
-        print(f"{cfg} (seed {ns.seed}, end {ns.end:g} s, {ns.repeat} repeats)")
+        print(f"{name}: {cfg} (seed {ns.seed}, end {ns.end:g} s, {ns.repeat} repeats)")
         table = bench(cfg, ns.seed, ns.end, ns.repeat, zone_edges, modes)
-        out[str(cfg)] = {"table": table, "ratios": report(cfg.parent.name, table)}
+        out[name] = {"table": table, "ratios": report(name, table)}
     if ns.json:
         ns.json.write_text(json.dumps(out, indent=2), encoding="utf-8")
     return 0
