@@ -15,12 +15,14 @@ from twin.errors import ConfigError
 from twin.traffic.controllers.barrier import Violation, VirtualBarrier
 from twin.traffic.controllers.base import Controller
 from twin.traffic.controllers.bike import BikePriority
+from twin.traffic.controllers.greenwave import BikeGreenWave
 from twin.traffic.controllers.priority import SignalPriority, TransitPriority
 from twin.traffic.controllers.program import SignalProgram
 from twin.traffic.controllers.safety import SafetyMonitor, SafetyViolation
 
 __all__ = [
     "CONTROLLER_TYPES",
+    "BikeGreenWave",
     "BikePriority",
     "Controller",
     "SafetyMonitor",
@@ -34,7 +36,8 @@ __all__ = [
 ]
 
 CONTROLLER_TYPES: dict[str, type[Controller]] = {
-    cls.kind: cls for cls in (TransitPriority, BikePriority, VirtualBarrier, SafetyMonitor)
+    cls.kind: cls
+    for cls in (TransitPriority, BikePriority, BikeGreenWave, VirtualBarrier, SafetyMonitor)
 }
 
 

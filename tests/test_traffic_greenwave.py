@@ -1,0 +1,363 @@
+"""The bike green wave on a built street: offsets against the analytical d / v, fewer stops for
+cyclists riding at the progression speed, no breach of minimum green or clearance times, bad specs.
+
+The street: Hauptstraße, two-way with a bike lane, four signals 180-250 m apart, a cross street at
+each. Baseline: fixed-time programs with unrelated offsets (one of them with a longer cycle).
+"""
+
+from __future__ import annotations
+
+import csv
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from test_traffic_controllers import _netconvert
+
+from twin.errors import ConfigError
+from twin.traffic.controllers import BikeGreenWave, Controller, SafetyMonitor, build_controllers
+from twin.traffic.controllers.safety import active_program
+from twin.traffic.sim import Simulation
+
+X = {"J1": 0.0, "J2": 220.0, "J3": 400.0, "J4": 650.0}  # junction positions along the street (m)
+SIGNALS = list(X)
+SPEED_KMH = 18.0
+V = SPEED_KMH / 3.6
+STEP = 1.0  # simulation step (s): the tolerance of every green start
+MIN_GREEN = 5.0  # the default minimum green of the controllers (s)
+# baseline programs: corridor green, amber 3, all-red 2, cross green, amber 3, all-red 2
+CORRIDOR_GREEN = 30
+CROSS_GREEN = {"J1": 20, "J2": 20, "J3": 30, "J4": 20}
+BASE_OFFSET = {"J1": 0, "J2": 23, "J3": 41, "J4": 11}
+CYCLE = max(CORRIDOR_GREEN + g + 10 for g in CROSS_GREEN.values())  # the longest: 70 s
+WARMUP = 150.0  # the switch to the common cycle is done by then
+
+_LANES = '<lane index="0" allow="bicycle" width="1.5"/><lane index="1" disallow="bicycle"/>'
+
+
+def _street() -> tuple[str, str]:
+    order = ["W", *SIGNALS, "E"]
+    xs = {"W": -200.0, **X, "E": 850.0}
+    nodes = [f'<node id="{n}" x="{xs[n]}" y="0"' + (' type="traffic_light"/>' if n in X else "/>")
+             for n in order]  # fmt: skip
+    edges = []
+    for a, b in zip(order[:-1], order[1:], strict=True):
+        for u, w in ((a, b), (b, a)):
+            edges.append(f'<edge id="{u}_{w}" from="{u}" to="{w}" name="Hauptstraße" '
+                         f'numLanes="2" speed="13.89">{_LANES}</edge>')  # fmt: skip
+    for k, j in enumerate(SIGNALS, start=1):
+        nodes += [f'<node id="N{k}" x="{X[j]}" y="150"/>', f'<node id="S{k}" x="{X[j]}" y="-150"/>']
+        edges += [f'<edge id="N{k}_{j}" from="N{k}" to="{j}" name="Querstraße {k}"/>',
+                  f'<edge id="{j}_S{k}" from="{j}" to="S{k}" name="Querstraße {k}"/>']  # fmt: skip
+    # an unsignalised street elsewhere
+    nodes += ['<node id="F1" x="0" y="400"/>', '<node id="F2" x="200" y="400"/>']
+    edges.append('<edge id="feld" from="F1" to="F2" name="Feldweg"/>')
+    return (
+        "<nodes>\n" + "\n".join(nodes) + "\n</nodes>",
+        "<edges>\n" + "\n".join(edges) + "\n</edges>",
+    )
+
+
+def _baseline_programs(net: Path) -> str:
+    """Fixed-time programs with netconvert's phase states, our durations and unrelated offsets."""
+    out = ["<additional>"]
+    for tl in ET.parse(net).getroot().iter("tlLogic"):
+        states = [p.get("state") for p in tl.iter("phase")]
+        # netconvert's programs give the street green first, then the cross street
+        corridor, cross = states[0], states[2]
+        assert "G" in corridor and "G" in cross
+        amber = {s: "".join("y" if c in "Gg" else "r" for c in s) for s in (corridor, cross)}
+        red = "r" * len(corridor)
+        j = tl.get("id")
+        phases = [(CORRIDOR_GREEN, corridor), (3, amber[corridor]), (2, red),
+                  (CROSS_GREEN[j], cross), (3, amber[cross]), (2, red)]  # fmt: skip
+        out.append(
+            f'  <tlLogic id="{j}" type="static" programID="fixed" offset="{BASE_OFFSET[j]}">'
+        )
+        out += [f'    <phase duration="{d}" state="{s}"/>' for d, s in phases]
+        out.append("  </tlLogic>")
+    out.append("</additional>")
+    return "\n".join(out) + "\n"
+
+
+@pytest.fixture(scope="module")
+def street(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+    folder = tmp_path_factory.mktemp("greenwave")
+    net = _netconvert(folder, *_street())
+    (folder / "fixed.add.xml").write_text(_baseline_programs(net), encoding="utf-8")
+    # cyclists at 18 km/h both ways, every 17 s (they meet the signals at all points of the cycle)
+    (folder / "bikes.rou.xml").write_text(
+        '<routes>\n  <vType id="bike" vClass="bicycle" maxSpeed="5" speedFactor="1" speedDev="0" '
+        'sigma="0"/>\n'
+        '  <flow id="east" type="bike" from="W_J1" to="J4_E" begin="0" end="600" period="17" '
+        'departLane="0" departSpeed="max"/>\n'
+        '  <flow id="west" type="bike" from="E_J4" to="J1_W" begin="5" end="600" period="17" '
+        'departLane="0" departSpeed="max"/>\n</routes>\n',
+        encoding="utf-8",
+    )
+    return SimpleNamespace(folder=folder, net=net)
+
+
+def _run(
+    street: SimpleNamespace,
+    name: str,
+    spec: list[dict],
+    *,
+    fixed: bool = True,
+    start: float = 0.0,
+    backend: str = "libsumo",
+    others: tuple[Controller, ...] = (),
+) -> SimpleNamespace:
+    """One run (controllers from ``start`` on): the controllers, the bikes' tripinfo, SUMO's green
+    intervals, and the signal programs active when the controllers start and at the end."""
+    out = street.folder / name
+    out.mkdir()
+    # SUMO's own record of every green interval per link
+    events = [f'<timedEvent type="SaveTLSSwitchTimes" source="{j}" dest="{out / j}.xml"/>'
+              for j in SIGNALS]  # fmt: skip
+    (out / "events.add.xml").write_text(
+        "<additional>\n" + "\n".join(events) + "\n</additional>\n", encoding="utf-8"
+    )
+    adds = [street.folder / "fixed.add.xml"] if fixed else []
+    adds.append(out / "events.add.xml")
+    tripinfo = out / "tripinfo.xml"
+    args = ["-n", str(street.net), "-r", str(street.folder / "bikes.rou.xml"), "--seed", "1"]
+    args += ["--tripinfo-output", str(tripinfo), "--end", "1200"]
+    args += ["-a", ",".join(str(a) for a in adds)]
+    controllers = build_controllers(spec, net_file=street.net)
+    with Simulation(args, backend=backend) as sim:
+        if start:
+            sim.run(start)
+        before = {j: active_program(sim.conn, j) for j in SIGNALS}
+        sim.run(1200, [*controllers, *others])
+        after = {j: active_program(sim.conn, j) for j in SIGNALS}
+    for c in controllers:
+        c.write_outputs(out)
+    trips = [
+        t.attrib
+        for t in ET.parse(tripinfo).getroot().iter("tripinfo")
+        if float(t.get("depart")) >= WARMUP
+    ]
+    greens: dict[tuple[str, str, str], list[float]] = {}
+    for j in SIGNALS:
+        path = out / f"{j}.xml"
+        if path.exists():
+            for s in ET.parse(path).getroot().iter("tlsSwitch"):
+                key = (j, s.get("fromLane"), s.get("toLane"))
+                greens.setdefault(key, []).append(float(s.get("begin")))
+    return SimpleNamespace(
+        controllers=controllers, trips=trips, greens=greens, before=before, after=after
+    )
+
+
+def _fold(x: float, cycle: float) -> float:
+    """x mod cycle, in (-cycle/2, cycle/2]."""
+    return (x + cycle / 2) % cycle - cycle / 2
+
+
+def _bike_link(j: str, east: bool) -> tuple[str, str, str]:
+    """The bike lane link through signal j: (signal, from lane, to lane)."""
+    order = ["W", *SIGNALS, "E"]
+    k = order.index(j)
+    a, b = (order[k - 1], order[k + 1]) if east else (order[k + 1], order[k - 1])
+    return (j, f"{a}_{j}_0", f"{j}_{b}_0")
+
+
+@pytest.mark.parametrize(
+    ("spec", "east"),
+    [
+        ({"corridor_streets": ["Hauptstraße"]}, True),  # a tie between the two ways: J1 first
+        ({"corridor_streets": ["Hauptstraße"], "direction": "west"}, False),
+        ({"junctions": SIGNALS, "speed_kmh": 15.0, "cycle_s": 80}, True),  # the street inferred
+    ],
+)
+def test_green_starts_follow_distance_over_speed(
+    street: SimpleNamespace, spec: dict, east: bool
+) -> None:
+    name = "a_" + "_".join(f"{k}" for k in spec)[:40] + ("_e" if east else "_w")
+    spec = {"type": "bike_green_wave", **spec}
+    run = _run(street, name, [spec, {"type": "safety_monitor"}])
+    wave, greens = run.controllers[0], run.greens
+    speed = spec.get("speed_kmh", SPEED_KMH) / 3.6
+    cycle = float(spec.get("cycle_s", CYCLE))
+    order = SIGNALS if east else SIGNALS[::-1]
+    dist = {j: abs(X[j] - X[order[0]]) for j in order}  # analytical: stop line to stop line
+    assert isinstance(wave, BikeGreenWave)
+    assert wave.chains == [order] and wave.cycle == cycle
+    assert wave.streets == ["Hauptstraße"]
+    # the controller's own table: distances and offsets
+    with (street.folder / name / "bike_green_wave_signals.csv").open(encoding="utf-8") as fh:
+        rows = {r["tls"]: r for r in csv.DictReader(fh)}
+    for j in order:
+        assert float(rows[j]["distance_m"]) == pytest.approx(dist[j], abs=0.5)
+        assert abs(_fold(float(rows[j]["offset_s"]) - dist[j] / speed, cycle)) <= STEP
+    # SUMO's record of the bike links' green starts after the switch-over: every one of them is
+    # d_i / v after a green start of the first signal, modulo the common cycle, within one step
+    first = [b for b in greens[_bike_link(order[0], east)] if b >= WARMUP]
+    assert len(first) >= 5
+    for j in order:
+        starts = [b for b in greens[_bike_link(j, east)] if b >= WARMUP]
+        assert len(starts) >= 5, j
+        for b in starts:
+            assert abs(_fold(b - first[0] - dist[j] / speed, cycle)) <= STEP, (j, b)
+        assert all(y - x == pytest.approx(cycle) for x, y in zip(starts, starts[1:], strict=False))
+    res = wave.results()
+    assert res["bike_green_wave.signals_coordinated"][0] == 4
+    assert res["bike_green_wave.signals_in_sync"][0] == 4
+    assert res["bike_green_wave.resyncs"][0] == 0
+
+
+def _bike_stats(trips: list[dict], prefix: str) -> tuple[float, float, int]:
+    """Mean stops (SUMO's waitingCount) and waiting time of the cyclists of one flow, and their
+    number."""
+    bikes = [t for t in trips if t["id"].startswith(prefix)]
+    n = len(bikes)
+    stops = sum(int(t["waitingCount"]) for t in bikes) / n
+    wait = sum(float(t["waitingTime"]) for t in bikes) / n
+    return stops, wait, n
+
+
+def test_cyclists_stop_less_with_the_green_wave(street: SimpleNamespace) -> None:
+    base = _run(street, "b_base", []).trips
+    spec = [{"type": "bike_green_wave", "corridor_streets": ["Hauptstraße"]}]
+    wave = _run(street, "b_wave", spec).trips
+    b_stops, b_wait, n = _bike_stats(base, "east")
+    w_stops, w_wait, m = _bike_stats(wave, "east")
+    assert n == m >= 20  # the same cyclists in both runs
+    # measured: 2.07 -> 0.59 stops and 36.0 -> 10.5 s waiting per cyclist
+    assert w_stops <= 0.5 * b_stops, (b_stops, w_stops)
+    assert w_wait <= 0.5 * b_wait, (b_wait, w_wait)
+    # with the wave nobody stops after the first signal
+    assert max(int(t["waitingCount"]) for t in wave if t["id"].startswith("east")) <= 1
+
+
+@pytest.mark.parametrize(
+    ("programs", "start", "backend"),
+    [("fixed", 0.0, "libsumo"), ("fixed", 31.0, "traci"), ("netconvert", 47.0, "libsumo")],
+)
+def test_safety_monitor_sees_no_breach(
+    street: SimpleNamespace, programs: str, start: float, backend: str
+) -> None:
+    """From the baseline programs or from netconvert's own (42/3/42/3 s, no all-red), switched
+    at the start or in the middle of a cycle (at 31 s J1 shows amber, J3 the cross green)."""
+    spec = [
+        {"type": "safety_monitor"},  # attached first: it sees the switch to the new programs
+        {"type": "bike_green_wave", "corridor_streets": ["Hauptstraße"]},
+    ]
+    name = f"c_{programs}_{start:g}"
+    run = _run(street, name, spec, fixed=programs == "fixed", start=start, backend=backend)
+    monitor, wave = run.controllers
+    assert isinstance(monitor, SafetyMonitor)
+    assert monitor.results()["safety_monitor.signals_checked"][0] == 4
+    # the monitor judges the new programs by their own phase minima (it re-derives its limits when
+    # a program is switched in): so the new programs must keep the old clearances and minima
+    cycle = CYCLE if programs == "fixed" else 90.0
+    for j in SIGNALS:
+        old, new = run.before[j].phases, run.after[j].phases
+        assert run.after[j].programID == "bike_green_wave" and int(run.after[j].type) == 0
+        assert [p.state for p in new] == [p.state for p in old]
+        assert sum(p.duration for p in new) == cycle
+        for p, q in zip(old, new, strict=True):
+            if set(p.state) <= set("yr"):  # amber and all-red: untouched
+                assert q.duration == p.duration and q.minDur == p.duration
+            else:  # green: never below the old one here (the cycle only grows), minimum kept
+                assert q.duration >= p.duration and q.minDur == min(p.minDur, MIN_GREEN)
+    assert monitor.violations == []
+    assert wave.results()["bike_green_wave.signals_in_sync"][0] == 4
+    assert wave.cycle == cycle
+
+
+def test_switching_at_any_time_of_the_cycle(street: SimpleNamespace) -> None:
+    """Switched every 3 s across a cycle, in either direction: within two cycles every corridor
+    green starts on time, and no signal ever breaks its limits on the way."""
+    for start in range(0, CYCLE, 3):
+        spec = [
+            {"type": "safety_monitor"},
+            {"type": "bike_green_wave", "corridor_streets": ["Hauptstraße"],
+             "direction": "west" if start % 2 else "east"},
+        ]  # fmt: skip
+        controllers = build_controllers(spec, net_file=street.net)
+        monitor, wave = controllers
+        args = ["-n", str(street.net), "-a", str(street.folder / "fixed.add.xml")]
+        with Simulation([*args, "-r", str(street.folder / "bikes.rou.xml")]) as sim:
+            sim.run(start)
+            sim.run(start + 5 * CYCLE, controllers)
+        assert monitor.violations == [], start
+        starts = [(t, e) for t, _, e in wave.green_starts if t >= start + 2 * CYCLE]
+        assert len(starts) >= 8 and all(abs(e) <= STEP / 2 for _, e in starts), start
+        assert wave.results()["bike_green_wave.resyncs"][0] == 0
+
+
+class _Hold(Controller):
+    """Another controller: holds J3's cross green 12 s longer, once, after ``after`` s."""
+
+    name = "hold"
+
+    def __init__(self, after: float) -> None:
+        self.after = after
+        self.done: float | None = None
+
+    def attach(self, sim: Simulation) -> None:
+        pass
+
+    def step(self, sim: Simulation, t: float) -> None:
+        tl = sim.conn.trafficlight
+        if self.done is None and t >= self.after and tl.getPhase("J3") == 3:
+            tl.setPhaseDuration("J3", tl.getNextSwitch("J3") - t + 12.0)
+            self.done = t
+
+    def results(self) -> dict[str, tuple[float, str]]:
+        return {}
+
+
+def test_a_delayed_signal_falls_back_into_step(street: SimpleNamespace) -> None:
+    spec = [
+        {"type": "safety_monitor"},
+        {"type": "bike_green_wave", "corridor_streets": ["Hauptstraße"]},
+    ]
+    hold = _Hold(300.0)
+    run = _run(street, "d_hold", spec, others=(hold,))
+    monitor, wave = run.controllers
+    assert hold.done is not None
+    first = [b for b in run.greens[_bike_link("J1", True)] if b >= WARMUP]
+    errors = [
+        _fold(b - first[0] - X["J3"] / V, CYCLE)
+        for b in run.greens[_bike_link("J3", True)]
+        if b >= WARMUP
+    ]
+    late = [e for e in errors if abs(e) > STEP]
+    # one corridor green 12 s late, the next one on time again (greens cut, clearances kept)
+    assert late == [pytest.approx(12.0, abs=STEP)]
+    assert len(errors) >= 8 and abs(errors[-1]) <= STEP
+    assert wave.results()["bike_green_wave.resyncs"][0] == 1
+    assert monitor.violations == []
+
+
+def test_bad_specs_name_the_key(street: SimpleNamespace) -> None:
+    net = street.net
+    with pytest.raises(ConfigError, match="'speed_kmh' must be a number >= 1"):
+        build_controllers(
+            [{"type": "bike_green_wave", "corridor_streets": ["Hauptstraße"], "speed_kmh": -18}],
+            net_file=net,
+        )
+    with pytest.raises(ConfigError, match="give 'corridor_streets'"):
+        build_controllers([{"type": "bike_green_wave"}], net_file=net)
+    with pytest.raises(ConfigError, match="'junctions'.*signal 'X9'"):
+        build_controllers([{"type": "bike_green_wave", "junctions": ["X9"]}], net_file=net)
+    with pytest.raises(ConfigError, match="'direction' must be one of"):
+        build_controllers(
+            [{"type": "bike_green_wave", "corridor_streets": ["Hauptstraße"], "direction": "up"}],
+            net_file=net,
+        )
+    # checked against the running net
+    bad = [
+        ({"corridor_streets": ["Nebenstraße"]}, "'corridor_streets': no street 'Nebenstraße'"),
+        ({"corridor_streets": ["Feldweg"]}, "'corridor_streets': found no two signals in a row"),
+        # netconvert's programs: 5 s minimum green + 3 s amber, twice: 16 s at least
+        ({"corridor_streets": ["Hauptstraße"], "cycle_s": 12}, r"'cycle_s' = 12 s .* \(16 s"),
+    ]
+    for extra, message in bad:
+        (ctl,) = build_controllers([{"type": "bike_green_wave", **extra}], net_file=net)
+        with Simulation(["-n", str(net)]) as sim, pytest.raises(ConfigError, match=message):
+            sim.run(1, [ctl])

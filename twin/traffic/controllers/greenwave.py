@@ -1,0 +1,755 @@
+"""Bike green wave: fixed-time signals with a common cycle and offsets for cyclists' speed.
+
+Cyclists riding a corridor at the progression speed ``v`` should meet green at every signal once
+they have passed the first one. The controller finds the chains of signalised junctions along the
+corridor streets in one travel direction, gives every signal of a chain a fixed-time program with
+the common cycle ``C`` (the extra time goes to the phase that serves the corridor's bike links;
+amber, all-red and other clearance phases keep their durations, no green phase drops below its
+minimum), and shifts each program so that the corridor green at signal ``i`` starts ``d_i / v`` (mod
+``C``, rounded to the simulation step) after the corridor green at the first signal, ``d_i`` being
+the distance between their stop lines along the chain.
+
+Why not SUMO's ``tools/tlsCoordinator.py``: it coordinates offline, before the run, the pairs of
+signals that vehicle *routes* pass, with travel times from each edge's speed limit times one
+``--speed-factor``. A bike speed is only expressible as that factor when every edge has the same
+limit; it leaves cycle lengths as they are (the signals must already share one), takes the first
+green of the first connection between two route edges (whichever lane that is; and the wrong start
+when that green wraps over the end of the cycle) and writes bare offsets for programs that must
+exist at load time. Here the common cycle, the bike links, the distances along the corridor and the
+switch of a running (e.g. actuated) program are needed, so the offset maths (a sum of distances over
+one speed) is done here, on the network the simulation has loaded.
+
+Finding the corridor. Corridor edges are the edges of ``corridor_streets`` with a lane for bicycles;
+from each, the path goes on to the corridor edge reached by a bike connection (no U-turns) on the
+same street if there is one, else the straightest (ties: the lower edge id). A chain is the sequence
+of signals along such a path: a path that closes on itself (a ring road) is cut after its longest
+gap between two signals; the other paths start at an edge no path leads to and end where they join a
+ring. Given only ``junctions`` (a scenario turns ``corridor_streets`` into the signals on those
+streets), the corridor streets are the street names found at two or more of those signals.
+
+Two-way streets. Each travel direction is its own chain over the same signals, and one program per
+signal serves one progression (the opposite direction would need offsets of ``-d_i / v``). Chains
+are therefore taken greedily: the longest first (most signals, then the longest distance, then the
+lower id of the first signal), or, with ``direction`` set to a compass word, those heading most
+nearly that way first; a signal belongs to the first chain that takes it, and what is left of a
+later chain is coordinated where two or more of its signals in a row remain.
+
+Switching. The new program keeps the phase sequence and the current phase, so nothing changes on the
+street at the switch; the first cycle is then stretched (green phases lengthened) or, where that is
+the smaller change, shortened (green phases cut down to their minimum, never clearances) until the
+corridor green starts on time. Every later corridor green start is checked against the target and
+re-synchronised the same way if another controller moved it. The programs carry the minimum of each
+green phase (``minDur``), so a safety monitor judges them against the same limits as the originals.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from twin.errors import ConfigError
+from twin.traffic.controllers.base import (
+    Controller,
+    Param,
+    choice,
+    id_list,
+    number,
+    text,
+    validate_spec,
+)
+from twin.traffic.controllers.program import SignalProgram
+from twin.traffic.controllers.safety import active_program, crossing_links
+from twin.traffic.install import import_sumo_module
+
+if TYPE_CHECKING:
+    from twin.traffic.sim import Simulation
+
+__all__ = ["BikeGreenWave"]
+
+log = logging.getLogger(__name__)
+tc = import_sumo_module("traci.constants")
+
+_SUPPORTED_TYPES = (
+    tc.TRAFFICLIGHT_TYPE_STATIC,
+    tc.TRAFFICLIGHT_TYPE_ACTUATED,
+    tc.TRAFFICLIGHT_TYPE_DELAYBASED,
+)
+_TL_VARS = (tc.TL_CURRENT_PHASE, tc.TL_SPENT_DURATION, tc.TL_CURRENT_PROGRAM)
+# SUMO's link directions: straight, partly left/right, left/right; U-turns are never followed
+_TURN_RANK = {"s": 0, "L": 1, "R": 1, "l": 2, "r": 2}
+_COMPASS = {"north": (0.0, 1.0), "east": (1.0, 0.0), "south": (0.0, -1.0), "west": (-1.0, 0.0)}
+_EPS = 1e-6
+
+
+def _street_list(v: Any) -> bool:
+    return isinstance(v, list | tuple) and len(v) > 0 and all(isinstance(x, str) and x for x in v)
+
+
+@dataclass
+class _Passage:
+    """One signal met along a corridor path."""
+
+    tls: str
+    links: set[int]
+    dist: float  # metres from the start of the path to this signal's stop line
+    pos: tuple[float, float]  # position of the junction
+
+
+@dataclass
+class _Chain:
+    passages: list[_Passage]
+
+    @property
+    def length(self) -> float:
+        """Distance from the first to the last stop line (m)."""
+        return self.passages[-1].dist - self.passages[0].dist
+
+    def heading(self) -> tuple[float, float]:
+        """Unit vector from the first to the last junction."""
+        (x0, y0), (x1, y1) = self.passages[0].pos, self.passages[-1].pos
+        n = math.hypot(x1 - x0, y1 - y0)
+        return ((x1 - x0) / n, (y1 - y0) / n) if n > 0 else (0.0, 0.0)
+
+
+@dataclass
+class _Signal:
+    """A coordinated signal: its new program, its target and the transition still to do."""
+
+    tls: str
+    chain: int
+    order: int
+    distance_m: float
+    links: frozenset[int]
+    program: SignalProgram
+    corridor_phase: int
+    run_start: int  # first phase of the green run of the corridor links
+    original_cycle_s: float
+    durations: list[float] = field(default_factory=list)
+    target: float = 0.0  # a time (s) at which the corridor green starts; others are + k * cycle
+    offset_s: float = 0.0
+    plan: dict[int, float] = field(default_factory=dict)  # phase -> duration when it starts
+    last_phase: int = -1
+    switching: bool = True  # until the first corridor green on time
+    released: bool = False
+    first_sync: float | None = None
+    last_error: float | None = None
+
+
+class BikeGreenWave(Controller):
+    """Fixed-time signals along a corridor with offsets for cyclists (see the module docstring)."""
+
+    kind = "bike_green_wave"
+    params: ClassVar[dict[str, Param]] = {
+        "name": text(default="bike_green_wave"),
+        "corridor_streets": Param(_street_list, "a list of street names (not empty)", None),
+        "junctions": id_list(default=None),
+        "speed_kmh": number(1.0, 60.0, default=18.0),
+        "cycle_s": number(10.0, 600.0, default=None),
+        "direction": choice(("longest", *_COMPASS), default="longest"),
+        "min_green_s": number(0.0, default=5.0),
+        "pedestrian_min_green_s": number(0.0, default=7.0),
+    }
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any], *, where: str) -> BikeGreenWave:
+        """Validate the spec; it must name the corridor by streets, signals or both."""
+        values = validate_spec(spec, cls.params, where)
+        if values["corridor_streets"] is None and values["junctions"] is None:
+            raise ConfigError(
+                f"{where}: give 'corridor_streets' (street names) or 'junctions' (signal ids)"
+            )
+        return cls(**values)
+
+    def __init__(
+        self,
+        *,
+        name: str = "bike_green_wave",
+        corridor_streets: list[str] | None = None,
+        junctions: list[str] | None = None,
+        speed_kmh: float = 18.0,
+        cycle_s: float | None = None,
+        direction: str = "longest",
+        min_green_s: float = 5.0,
+        pedestrian_min_green_s: float = 7.0,
+    ) -> None:
+        self.name = name
+        self.corridor_streets = list(corridor_streets) if corridor_streets else None
+        self.junctions = list(junctions) if junctions else None
+        self.speed_kmh = float(speed_kmh)
+        self.cycle_s = None if cycle_s is None else float(cycle_s)
+        self.direction = direction
+        self.min_green_s = float(min_green_s)
+        self.pedestrian_min_green_s = float(pedestrian_min_green_s)
+        self.cycle = 0.0  # the common cycle in use (s)
+        self.signals: dict[str, _Signal] = {}
+        self.chains: list[list[str]] = []
+        self.streets: list[str] = []
+        self._green_starts: list[tuple[float, str, float]] = []  # (time, tls, error)
+        self._resyncs = 0
+        self._released = 0
+        self._dt = 1.0
+        self._program_id = name
+
+    @property
+    def green_starts(self) -> list[tuple[float, str, float]]:
+        """Every corridor green start seen: (time s, signal, error against its target s)."""
+        return list(self._green_starts)
+
+    @property
+    def speed_mps(self) -> float:
+        """Progression speed in m/s."""
+        return self.speed_kmh / 3.6
+
+    # -- finding the corridor -------------------------------------------------------------------
+    def _key(self) -> str:
+        return "corridor_streets" if self.corridor_streets else "junctions"
+
+    def _resolve_junctions(self, conn: Any) -> list[str] | None:
+        """Traffic light ids for the given junction ids (a junction may be part of a joined one)."""
+        if self.junctions is None:
+            return None
+        tls_ids = list(conn.trafficlight.getIDList())
+        by_junction: dict[str, str] = {}
+        for tls in tls_ids:
+            for j in conn.trafficlight.getControlledJunctions(tls):
+                by_junction.setdefault(j, tls)
+        out: list[str] = []
+        for jid in self.junctions:
+            tls = jid if jid in tls_ids else by_junction.get(jid)
+            if tls is None:
+                raise ConfigError(
+                    f"{self.name}: 'junctions': {jid!r} is neither a traffic light nor a "
+                    "signalised junction of the network"
+                )
+            if tls not in out:
+                out.append(tls)
+        return out
+
+    def _corridor_streets(
+        self, conn: Any, names: dict[str, str], candidates: list[str] | None
+    ) -> list[str]:
+        known = set(names.values())
+        if self.corridor_streets:
+            for s in self.corridor_streets:
+                if s not in known:
+                    raise ConfigError(
+                        f"{self.name}: 'corridor_streets': no street {s!r} in the net"
+                    )
+            return list(self.corridor_streets)
+        # only signals given: the streets that pass two or more of them
+        seen: dict[str, set[str]] = {}
+        for tls in candidates or []:
+            for conns in conn.trafficlight.getControlledLinks(tls):
+                for in_lane, _out, _via in conns:
+                    street = names.get(conn.lane.getEdgeID(in_lane), "")
+                    if street:
+                        seen.setdefault(street, set()).add(tls)
+        streets = sorted(s for s, t in seen.items() if len(t) >= 2)
+        if not streets:
+            raise ConfigError(
+                f"{self.name}: 'junctions': no street passes two or more of the signals "
+                f"{', '.join(candidates or [])}"
+            )
+        return streets
+
+    def _find_chains(self, conn: Any, candidates: list[str] | None) -> list[_Chain]:
+        """All chains of two or more signals along the corridor, in every travel direction."""
+        names = {
+            e: conn.edge.getStreetName(e) for e in conn.edge.getIDList() if not e.startswith(":")
+        }
+        streets = self._corridor_streets(conn, names, candidates)
+        self.streets = streets
+        wanted = set(streets)
+        allow_cache: dict[str, bool] = {}
+
+        def bike_lane(lane: str) -> bool:
+            ok = allow_cache.get(lane)
+            if ok is None:
+                allowed = set(conn.lane.getAllowed(lane))
+                ok = not allowed or "all" in allowed or "bicycle" in allowed
+                allow_cache[lane] = ok
+            return ok
+
+        corridor = [e for e, n in names.items() if n in wanted]
+        lanes: dict[str, list[str]] = {}
+        for e in corridor:
+            bikes = [f"{e}_{i}" for i in range(conn.edge.getLaneNumber(e))]
+            bikes = [lane for lane in bikes if bike_lane(lane)]
+            if bikes:
+                lanes[e] = bikes
+        if not lanes:
+            raise ConfigError(
+                f"{self.name}: '{self._key()}': no edge of {', '.join(streets)} admits bicycles"
+            )
+        ends = {e: (conn.edge.getFromJunction(e), conn.edge.getToJunction(e)) for e in lanes}
+        tls_ids = candidates if candidates is not None else list(conn.trafficlight.getIDList())
+        link_of: dict[tuple[str, str], tuple[str, int]] = {}
+        for tls in tls_ids:
+            for index, conns in enumerate(conn.trafficlight.getControlledLinks(tls)):
+                for in_lane, out_lane, _via in conns:
+                    link_of.setdefault((in_lane, out_lane), (tls, index))
+        nxt: dict[str, str] = {}
+        step: dict[str, tuple[float, str | None, set[int]]] = {}  # e -> (via length, tls, links)
+        for e, bikes in lanes.items():
+            options: dict[str, list[tuple[str, str, str, float]]] = {}
+            for lane in bikes:
+                for item in conn.lane.getLinks(lane):
+                    succ, direction, length = item[0], item[6], float(item[7])
+                    f = conn.lane.getEdgeID(succ)
+                    if f not in lanes or direction not in _TURN_RANK or not bike_lane(succ):
+                        continue
+                    if ends[f][1] == ends[e][0]:
+                        continue  # back the way it came
+                    options.setdefault(f, []).append((lane, succ, direction, length))
+            if not options:
+                continue
+            f = min(
+                options,
+                key=lambda f: (
+                    names[f] != names[e],
+                    min(_TURN_RANK[o[2]] for o in options[f]),
+                    f,
+                ),
+            )
+            nxt[e] = f
+            tls, links = None, set()
+            for lane, succ, _d, _len in options[f]:
+                hit = link_of.get((lane, succ))
+                if hit is not None and (tls is None or hit[0] == tls):
+                    tls = hit[0]
+                    links.add(hit[1])
+            step[e] = (min(o[3] for o in options[f]), tls, links)
+        length = {e: float(conn.lane.getLength(lanes[e][0])) for e in lanes}
+        positions: dict[str, tuple[float, float]] = {}
+
+        def pos(junction: str) -> tuple[float, float]:
+            if junction not in positions:
+                x, y = conn.junction.getPosition(junction)
+                positions[junction] = (float(x), float(y))
+            return positions[junction]
+
+        # rings first (paths that close on themselves), then the paths from edges without a
+        # predecessor, up to where they join a ring
+        state: dict[str, int] = {}  # 1: on the current trail, 2: done
+        ring_edges: set[str] = set()
+        for e0 in sorted(lanes):
+            trail: list[str] = []
+            e: str | None = e0
+            while e is not None and e not in state:
+                state[e] = 1
+                trail.append(e)
+                e = nxt.get(e)
+            if e is not None and state[e] == 1:
+                ring_edges.update(trail[trail.index(e) :])
+            state.update(dict.fromkeys(trail, 2))
+
+        def walk(start: str, stop: set[str]) -> tuple[list[_Passage], list[str]]:
+            """Signals met along the path from ``start`` (and the path's edges)."""
+            passages: list[_Passage] = []
+            by_tls: dict[str, _Passage] = {}
+            path: list[str] = []
+            seen: set[str] = set()
+            dist = 0.0
+            e: str | None = start
+            while e is not None and e not in seen and (not path or e not in stop):
+                seen.add(e)
+                path.append(e)
+                dist += length[e]
+                via, tls, links = step.get(e, (0.0, None, set()))
+                if tls is not None:
+                    if tls in by_tls:  # a joined signal met twice: one green for both
+                        by_tls[tls].links |= links
+                    else:
+                        p = _Passage(tls, set(links), dist, pos(ends[e][1]))
+                        by_tls[tls] = p
+                        passages.append(p)
+                dist += via
+                e = nxt.get(e)
+            return passages, path
+
+        chains: list[_Chain] = []
+        covered: set[str] = set()
+        for e in sorted(ring_edges):
+            if e in covered:
+                continue
+            passages, path = walk(e, set())
+            covered.update(path)
+            if len(passages) >= 2:
+                total = sum(length[x] + step.get(x, (0.0,))[0] for x in path)
+                chains.append(_Chain(_cut_ring(passages, total)))
+        has_pred = set(nxt.values())
+        for head in sorted(e for e in lanes if e not in has_pred):
+            chains.append(_Chain(walk(head, ring_edges)[0]))
+        return [c for c in chains if len(c.passages) >= 2]
+
+    def _select(self, chains: list[_Chain]) -> list[_Chain]:
+        """Greedy choice of disjoint chains (see "Two-way streets" in the module docstring)."""
+
+        def key(c: _Chain) -> tuple:
+            base = (-len(c.passages), -round(c.length, 1), c.passages[0].tls)
+            if self.direction == "longest":
+                return base
+            hx, hy = c.heading()
+            dx, dy = _COMPASS[self.direction]
+            return (-round(hx * dx + hy * dy, 1), *base)
+
+        taken: set[str] = set()
+        out: list[_Chain] = []
+        for c in sorted(chains, key=key):
+            run: list[_Passage] = []
+            for p in [*c.passages, None]:
+                if p is not None and p.tls not in taken:
+                    run.append(p)
+                    continue
+                if len(run) >= 2:
+                    out.append(_Chain(run))
+                    taken.update(q.tls for q in run)
+                run = []
+        return out
+
+    # -- programs -------------------------------------------------------------------------------
+    def _analyse(self, conn: Any, tls: str, links: set[int]) -> _Signal | str:
+        """The signal's program and corridor phase, or why it cannot run a green wave."""
+        logic = active_program(conn, tls)
+        if int(logic.type) not in _SUPPORTED_TYPES or not logic.phases:
+            return "its program type is not static, actuated or delay_based"
+        prog = SignalProgram(
+            tls,
+            logic,
+            min_green_s=self.min_green_s,
+            pedestrian_min_green_s=self.pedestrian_min_green_s,
+            crossing_links=crossing_links(conn, tls),
+        )
+        n = len(prog.phases)
+        if any(ph.nexts != ((ph.index + 1) % n,) for ph in prog.phases):
+            return "its program branches (phase 'next'), it has no fixed cycle"
+        corridor = links & prog.links_ever_green()
+        best = max(
+            (ph for ph in prog.phases if not ph.clearance),
+            key=lambda ph: (len(ph.greens & corridor), ph.duration, -ph.index),
+            default=None,
+        )
+        if best is None or not best.greens & corridor:
+            return "no phase gives green to the corridor's bike links"
+        main = best.greens & corridor
+        start = best.index
+        for _ in range(n):
+            prev = (start - 1) % n
+            if not main <= prog.phases[prev].greens:
+                break
+            start = prev
+        else:
+            return "the corridor's bike links are always green"
+        return _Signal(
+            tls=tls,
+            chain=0,
+            order=0,
+            distance_m=0.0,
+            links=frozenset(corridor),
+            program=prog,
+            corridor_phase=best.index,
+            run_start=start,
+            original_cycle_s=sum(ph.duration for ph in prog.phases),
+        )
+
+    def _fit_cycle(self, sig: _Signal, cycle: float) -> None:
+        """Phase durations for ``cycle``: extra time to the corridor phase, or greens cut."""
+        phases = sig.program.phases
+        durations = [ph.duration for ph in phases]
+        diff = cycle - sum(durations)
+        if diff >= -_EPS:
+            durations[sig.corridor_phase] += max(diff, 0.0)
+        else:
+            need = -diff
+            slack = {
+                ph.index: self._grid(ph.duration - ph.min_s, down=True)
+                for ph in phases
+                if not ph.clearance
+            }
+            if sum(slack.values()) < need - _EPS:
+                shortest = sum(durations) - sum(slack.values())
+                raise ConfigError(
+                    f"{self.name}: 'cycle_s' = {cycle:g} s is shorter than the shortest cycle of "
+                    f"signal {sig.tls} ({shortest:g} s with minimum greens and full clearances)"
+                )
+            total = sum(slack.values())
+            for k, s in slack.items():
+                cut = min(s, self._grid(need * s / total, down=True))
+                durations[k] -= cut
+                need -= cut
+            for k in sorted(slack, key=lambda k: -slack[k]):
+                if need <= _EPS:
+                    break
+                room = durations[k] - phases[k].min_s
+                cut = min(room, need)
+                durations[k] -= cut
+                need -= cut
+        sig.durations = durations
+
+    def _logic(self, conn: Any, sig: _Signal, current: int) -> Any:
+        tl = conn.trafficlight
+        phases = []
+        for ph, d in zip(sig.program.phases, sig.durations, strict=True):
+            lo = ph.duration if ph.clearance else min(ph.min_s, d)
+            phases.append(tl.Phase(d, ph.state, lo, d, (), ""))
+        return tl.Logic(self._program_id, tc.TRAFFICLIGHT_TYPE_STATIC, current, phases)
+
+    def _grid(self, value: float, *, down: bool = False) -> float:
+        """``value`` on the simulation step grid (rounded, or down)."""
+        q = value / self._dt
+        return (math.floor(q + _EPS) if down else round(q)) * self._dt
+
+    def _plan(
+        self, sig: _Signal, t: float, phase: int, spent: float, remaining: float
+    ) -> tuple[float, float]:
+        """Durations that bring the next corridor green start onto the target.
+
+        Returns (new remaining time of the current phase, the next corridor green start) and
+        fills ``sig.plan`` with the durations of the phases after the current one.
+        """
+        phases, d, cycle = sig.program.phases, sig.durations, self.cycle
+        n = len(phases)
+        path = [phase]
+        q = (phase + 1) % n
+        while q != sig.run_start:
+            path.append(q)
+            q = (q + 1) % n
+        natural = t + remaining + sum(d[q] for q in path[1:])
+        delta = self._grid((sig.target - natural) % cycle)
+        if delta >= cycle - _EPS:
+            delta = 0.0
+        slack = {}
+        for q in path:
+            if phases[q].clearance:
+                continue
+            if q == phase:
+                slack[q] = self._grid(remaining - max(0.0, phases[q].min_s - spent), down=True)
+            else:
+                slack[q] = self._grid(d[q] - phases[q].min_s, down=True)
+        change = dict.fromkeys(path, 0.0)
+        back = cycle - delta
+        if not slack:  # only clearances before the corridor green: adjust the cycle after it
+            delta = 0.0
+        if delta > 0 and back < delta and sum(max(s, 0.0) for s in slack.values()) >= back - _EPS:
+            # shorten: the other directions' greens first, the corridor's last
+            for q in sorted(path, key=lambda q: bool(phases[q].greens & sig.links)):
+                cut = min(max(slack.get(q, 0.0), 0.0), back)
+                change[q] -= cut
+                back -= cut
+            delta = -(cycle - delta)
+        elif delta > 0:
+            receiver = (
+                sig.corridor_phase
+                if sig.corridor_phase in slack
+                else next(q for q in path if q in slack)
+            )
+            change[receiver] += delta
+        sig.plan = {q: d[q] + change[q] for q in path[1:] if change[q] != 0.0}
+        return remaining + change[phase], natural + delta
+
+    # -- the controller interface ----------------------------------------------------------------
+    def attach(self, sim: Simulation) -> None:
+        """Find the chains, switch their signals to the common-cycle programs, start the waves."""
+        conn = sim.conn
+        self._dt = sim.step_length
+        t = sim.time
+        candidates = self._resolve_junctions(conn)
+        chains = self._find_chains(conn, candidates)
+        if not chains:
+            raise ConfigError(
+                f"{self.name}: '{self._key()}': found no two signals in a row along "
+                f"{', '.join(self.streets)}"
+            )
+        chosen: list[list[_Signal]] = []
+        skipped: list[str] = []
+        for c in self._select(chains):
+            sigs = []
+            for p in c.passages:
+                sig = self._analyse(conn, p.tls, p.links)
+                if isinstance(sig, str):
+                    skipped.append(f"{p.tls} ({sig})")
+                    continue
+                sig.distance_m = p.dist
+                sigs.append(sig)
+            if len(sigs) >= 2:
+                chosen.append(sigs)
+        if skipped:
+            log.warning("%s: signals left as they are: %s", self.name, "; ".join(skipped))
+        if not chosen:
+            raise ConfigError(
+                f"{self.name}: '{self._key()}': no two signals in a row along "
+                f"{', '.join(self.streets)} can run a fixed-time program"
+            )
+        longest = max(s.original_cycle_s for sigs in chosen for s in sigs)
+        cycle = self.cycle_s if self.cycle_s is not None else longest
+        self.cycle = math.ceil(cycle / self._dt - _EPS) * self._dt
+        v = self.speed_mps
+        for chain_no, sigs in enumerate(chosen, start=1):
+            first = None
+            d0 = sigs[0].distance_m
+            for order, sig in enumerate(sigs, start=1):
+                sig.chain, sig.order, sig.distance_m = chain_no, order, sig.distance_m - d0
+                self._fit_cycle(sig, self.cycle)
+                travel = self._grid(sig.distance_m / v)
+                sig.offset_s = travel % self.cycle
+                phase = int(conn.trafficlight.getPhase(sig.tls))
+                spent = float(conn.trafficlight.getSpentDuration(sig.tls))
+                if sig.program.phases[phase].clearance:
+                    remaining = max(0.0, float(conn.trafficlight.getNextSwitch(sig.tls)) - t)
+                else:
+                    remaining = max(0.0, sig.durations[phase] - spent)
+                remaining = self._grid(remaining)
+                if first is None:  # the first signal keeps its timing: the others follow it
+                    sig.target = t + remaining + self._natural_rest(sig, phase)
+                    first = sig.target
+                else:
+                    sig.target = first + travel
+                new_remaining, _ = self._plan(sig, t, phase, spent, remaining)
+                conn.trafficlight.setProgramLogic(sig.tls, self._logic(conn, sig, phase))
+                conn.trafficlight.setPhaseDuration(sig.tls, new_remaining)
+                sig.last_phase = phase
+                self.signals[sig.tls] = sig
+                sim.watch("trafficlight", sig.tls, _TL_VARS)
+            self.chains.append([s.tls for s in sigs])
+        self._read = {var: sim.reader("trafficlight", var) for var in _TL_VARS}
+        log.info(
+            "%s: %d signals in %d chains along %s, cycle %g s, %g km/h: %s",
+            self.name,
+            len(self.signals),
+            len(self.chains),
+            ", ".join(self.streets),
+            self.cycle,
+            self.speed_kmh,
+            "; ".join(" > ".join(c) for c in self.chains),
+        )
+
+    def _natural_rest(self, sig: _Signal, phase: int) -> float:
+        """Seconds of the phases after ``phase`` up to the corridor green start."""
+        n = len(sig.durations)
+        total, q = 0.0, (phase + 1) % n
+        while q != sig.run_start:
+            total += sig.durations[q]
+            q = (q + 1) % n
+        return total
+
+    def step(self, sim: Simulation, t: float) -> None:
+        """Apply planned phase durations; check every corridor green start against its target."""
+        read_phase = self._read[tc.TL_CURRENT_PHASE]
+        read_program = self._read[tc.TL_CURRENT_PROGRAM]
+        for tls, sig in self.signals.items():
+            if sig.released:
+                continue
+            program = read_program(tls)
+            if program is None:
+                continue  # no results yet (TraCI subscription made this step)
+            if program != self._program_id:
+                sig.released = True
+                self._released += 1
+                log.warning("%s: signal %s switched to program %r: left", self.name, tls, program)
+                continue
+            phase = int(read_phase(tls))
+            if phase == sig.last_phase:
+                continue
+            sig.last_phase = phase
+            spent = float(self._read[tc.TL_SPENT_DURATION](tls))
+            planned = sig.plan.pop(phase, None)
+            if planned is not None:
+                sim.conn.trafficlight.setPhaseDuration(tls, max(0.0, planned - spent))
+            if phase != sig.run_start:
+                continue
+            sig.plan.clear()
+            start = t - spent
+            error = (start - sig.target + self.cycle / 2) % self.cycle - self.cycle / 2
+            sig.last_error = error
+            self._green_starts.append((start, tls, error))
+            if abs(error) <= self._dt / 2 + _EPS:
+                if sig.first_sync is None:
+                    sig.first_sync = start
+                sig.switching = False
+                continue
+            # still switching over, or someone moved this signal: bring the next corridor green
+            # back onto the target
+            if not sig.switching:
+                self._resyncs += 1
+            remaining = self._grid(max(0.0, sig.durations[phase] - spent))
+            new_remaining, _ = self._plan(sig, t, phase, spent, remaining)
+            sim.conn.trafficlight.setPhaseDuration(tls, new_remaining)
+
+    def results(self) -> dict[str, tuple[float, str]]:
+        """Signals and chains coordinated, the cycle and speed, and how well they kept in sync."""
+        sigs = list(self.signals.values())
+        in_sync = sum(
+            1
+            for s in sigs
+            if not s.released
+            and s.last_error is not None
+            and abs(s.last_error) <= self._dt / 2 + _EPS
+        )
+        extra = [s.durations[s.corridor_phase] - s.program.phases[s.corridor_phase].duration
+                 for s in sigs]  # fmt: skip
+        length = sum(
+            max(s.distance_m for s in sigs if s.chain == k + 1) for k in range(len(self.chains))
+        )
+        return {
+            self._kpi("signals_coordinated"): (float(len(sigs)), "1"),
+            self._kpi("chains"): (float(len(self.chains)), "1"),
+            self._kpi("corridor_length"): (length, "m"),
+            self._kpi("cycle"): (self.cycle, "s"),
+            self._kpi("progression_speed"): (self.speed_kmh, "km/h"),
+            self._kpi("corridor_green_extra_mean"): (
+                sum(extra) / len(extra) if extra else 0.0,
+                "s",
+            ),
+            self._kpi("signals_in_sync"): (float(in_sync), "1"),
+            self._kpi("resyncs"): (float(self._resyncs), "1"),
+            self._kpi("signals_released"): (float(self._released), "1"),
+        }
+
+    def write_outputs(self, folder: Path) -> None:
+        """<name>_signals.csv (one row per coordinated signal), <name>_green_starts.csv."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        with (folder / f"{self.name}_signals.csv").open("w", newline="", encoding="utf-8") as fh:
+            wr = csv.writer(fh)
+            wr.writerow(
+                ["chain", "order", "tls", "distance_m", "travel_time_s", "offset_s",
+                 "green_start_s", "cycle_s", "original_cycle_s", "corridor_phase",
+                 "corridor_green_s", "corridor_links"]
+            )  # fmt: skip
+            for s in sorted(self.signals.values(), key=lambda s: (s.chain, s.order)):
+                wr.writerow(
+                    [s.chain, s.order, s.tls, f"{s.distance_m:.1f}",
+                     f"{s.distance_m / self.speed_mps:.1f}", f"{s.offset_s:g}",
+                     "" if s.first_sync is None else f"{s.first_sync:g}", f"{self.cycle:g}",
+                     f"{s.original_cycle_s:g}", s.corridor_phase,
+                     f"{s.durations[s.corridor_phase]:g}", " ".join(map(str, sorted(s.links)))]
+                )  # fmt: skip
+        with (folder / f"{self.name}_green_starts.csv").open(
+            "w", newline="", encoding="utf-8"
+        ) as fh:
+            wr = csv.writer(fh)
+            wr.writerow(["time_s", "tls", "error_s"])
+            for start, tls, error in self._green_starts:
+                wr.writerow([f"{start:g}", tls, f"{error:g}"])
+
+
+def _cut_ring(passages: list[_Passage], total: float) -> list[_Passage]:
+    """A ring of signals as a chain starting after its longest gap (distances from there)."""
+    n = len(passages)
+    gaps = [
+        (passages[(k + 1) % n].dist - passages[k].dist) % total if n > 1 else total
+        for k in range(n)
+    ]
+    cut = max(range(n), key=lambda k: (gaps[k], -k))
+    order = passages[cut + 1 :] + passages[: cut + 1]
+    out, dist = [], 0.0
+    for k, p in enumerate(order):
+        if k:
+            dist += (p.dist - order[k - 1].dist) % total
+        out.append(_Passage(p.tls, p.links, dist, p.pos))
+    return out
