@@ -95,11 +95,13 @@ def _check_outputs(run_dir: Path, variants: list[str], seeds: int) -> None:
 @pytest.fixture(scope="module")
 def priority_run(products: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     sc = _short("bus-bike-priority")
-    return _run(sc, products, tmp_path_factory.mktemp("runs"), ["bus-priority"], "00:10")
+    return _run(
+        sc, products, tmp_path_factory.mktemp("runs"), ["bus-priority", "bike-priority"], "00:10"
+    )
 
 
 def test_bus_bike_priority_end_to_end(priority_run: Path) -> None:
-    _check_outputs(priority_run, ["baseline", "bus-priority"], 2)
+    _check_outputs(priority_run, ["baseline", "bus-priority", "bike-priority"], 2)
     for variant in ("baseline", "bus-priority"):
         assert (priority_run / variant / "seed-21" / "stopinfo.xml").exists()
     kpis = {k for _, _, k, _, _ in read_kpis_csv(priority_run / "kpis.csv")}
@@ -119,6 +121,23 @@ def test_bus_priority_lowers_bus_delay_at_treated_junctions(priority_run: Path) 
     assert mean_prio < 0.9 * mean_base, (base, prio)
     passages = _kpi(priority_run, "transit_passages_treated")
     assert min(passages["baseline"].values()) >= 10  # enough buses and trams passed to measure
+
+
+def test_bike_priority_lowers_bike_delay_at_treated_junctions(priority_run: Path) -> None:
+    """Same seeds: cyclists lose less time on the approaches of the bike-priority signals, measured
+    by SUMO's edge data for bikes; the KPI equals the sum of their time loss over their passages."""
+    d = _kpi(priority_run, "bike_delay_treated_junctions")
+    base, prio = d["baseline"], d["bike-priority"]
+    assert set(base) == set(prio) == {21, 22}
+    assert sum(prio.values()) < 0.9 * sum(base.values()), (base, prio)
+    assert min(_kpi(priority_run, "bike_passages_treated")["baseline"].values()) >= 50
+    plan = json.loads((priority_run / "plan.json").read_text(encoding="utf-8"))
+    treated = set(plan["bike_treated_edges"])
+    loss = left = 0.0
+    for el in ET.parse(priority_run / "baseline" / "seed-21" / "edgedata.bike.xml").iter("edge"):
+        if el.get("id") in treated:
+            loss, left = loss + float(el.get("timeLoss")), left + float(el.get("left"))
+    assert base[21] == pytest.approx(loss / left, rel=1e-6)
 
 
 def _trips(path: Path) -> list[dict[str, str]]:

@@ -30,6 +30,7 @@ VEHROUTES = "vehroutes.xml"
 FCD = "fcd.xml.gz"
 EDGEDATA = "edgedata.xml"
 TRANSIT_EDGEDATA = "edgedata.transit.xml"
+BIKE_EDGEDATA = "edgedata.bike.xml"
 GATES_E2 = "gates.e2.xml"
 SUMMARY = "summary.xml"
 STATISTICS = "statistics.xml"
@@ -65,6 +66,7 @@ class KpiContext:
     from_s: float = 0.0  # SUMO time where measuring starts (begin + warm-up)
     punctual_window_s: tuple[float, float] = (60.0, 180.0)
     treated_edges: list[str] = field(default_factory=list)  # approaches of the treated junctions
+    bike_treated_edges: list[str] = field(default_factory=list)  # of bike priority / green wave
     zone_edges: list[str] = field(default_factory=list)
     permit_classes: list[str] = field(default_factory=list)
     gates: list[dict[str, Any]] = field(default_factory=list)  # {name, edge, pos}
@@ -239,7 +241,9 @@ def run_kpis(folder: Path, ctx: KpiContext) -> list[tuple[str, float, str]]:
     rows.extend(_statistics(folder))
     rows.extend(_transit(folder, ctx, trips))
     if ctx.treated_edges:
-        rows.extend(_junction_delay(folder, ctx))
+        rows.extend(_junction_delay(folder / TRANSIT_EDGEDATA, ctx.treated_edges, "transit"))
+    if ctx.bike_treated_edges:
+        rows.extend(_junction_delay(folder / BIKE_EDGEDATA, ctx.bike_treated_edges, "bike"))
     if ctx.has_trucks:
         rows.extend(_freight(folder, ctx, trips, hours))
     if ctx.zone_edges:
@@ -324,19 +328,19 @@ def _line_of(vehicle_id: str) -> str:
     return base.split("-")[0] if base[:1].isdigit() else base
 
 
-def _junction_delay(folder: Path, ctx: KpiContext) -> list[tuple[str, float, str]]:
-    """Bus/tram time loss on the approaches of the treated junctions, per passage."""
-    treated = set(ctx.treated_edges)
+def _junction_delay(edgedata: Path, edges: list[str], prefix: str) -> list[tuple[str, float, str]]:
+    """Time loss of one group (transit, bike) on the approaches of the treated junctions, per passage."""
+    treated = set(edges)
     loss, passages = 0.0, 0.0
-    for el in _iter(folder / TRANSIT_EDGEDATA, "edge"):
+    for el in _iter(edgedata, "edge"):
         if el.get("id") in treated:
             loss += float(el.get("timeLoss", 0))
             passages += float(el.get("left", 0))
     if passages == 0:
-        return [("transit_passages_treated", 0.0, "veh")]
+        return [(f"{prefix}_passages_treated", 0.0, "veh")]
     return [
-        ("transit_delay_treated_junctions", loss / passages, "s/passage"),
-        ("transit_passages_treated", passages, "veh"),
+        (f"{prefix}_delay_treated_junctions", loss / passages, "s/passage"),
+        (f"{prefix}_passages_treated", passages, "veh"),
     ]
 
 
@@ -483,9 +487,15 @@ def read_kpis_csv(path: Path) -> list[tuple[str, int, str, float, str]]:
 
 
 def instruments(
-    path: Path, *, transit_vtypes: list[str], gates: list[dict[str, Any]], net: Any
+    path: Path,
+    *,
+    transit_vtypes: list[str],
+    gates: list[dict[str, Any]],
+    net: Any,
+    bike_vtypes: list[str] | None = None,
 ) -> Path:
-    """Additional file with the run's measuring devices: edge data (all, transit) and gate queue detectors.
+    """Additional file with the run's measuring devices: edge data (all, transit, bikes) and gate queue
+    detectors.
 
     Each gate gets lane-area detectors over its approach: the gate edge up to the check-in position,
     and the last 150 m of every lane feeding it (so a queue spilling back onto the road is counted).
@@ -495,6 +505,11 @@ def instruments(
     if transit_vtypes:
         lines.append(
             f'    <edgeData id="transit" file="{TRANSIT_EDGEDATA}" vTypes="{" ".join(transit_vtypes)}" '
+            'excludeEmpty="true"/>'
+        )
+    if bike_vtypes:
+        lines.append(
+            f'    <edgeData id="bike" file="{BIKE_EDGEDATA}" vTypes="{" ".join(bike_vtypes)}" '
             'excludeEmpty="true"/>'
         )
     for g in gates:

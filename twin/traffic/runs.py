@@ -77,6 +77,7 @@ class RunPlan:
     stops_file: Path | None
     controllers: dict[str, list[dict[str, Any]]]
     treated_edges: list[str] = field(default_factory=list)
+    bike_treated_edges: list[str] = field(default_factory=list)
     zone_edges: list[str] = field(default_factory=list)
     permit_classes: list[str] = field(default_factory=list)
     sumocfg: dict[str, Any] | None = None  # inputs of an existing SUMO config (see read_sumocfg)
@@ -143,12 +144,14 @@ def _approach_edges(
     return sorted(edges)
 
 
-def _treated_signals(controllers: Mapping[str, list[dict[str, Any]]]) -> list[str] | None:
-    """Signals the transit priority treats in any variant (None: 'auto', every signal)."""
+def _treated_signals(
+    controllers: Mapping[str, list[dict[str, Any]]], types: tuple[str, ...] = ("transit_priority",)
+) -> list[str] | None:
+    """Signals that controllers of `types` treat in any variant (None: 'auto', every signal)."""
     found: set[str] = set()
     for specs in controllers.values():
         for spec in specs:
-            if spec.get("type") != "transit_priority":
+            if spec.get("type") not in types:
                 continue
             if spec.get("junctions", "auto") == "auto":
                 return None
@@ -263,6 +266,12 @@ def _plan_run(
             zone_edges |= {e for s in zone["streets"] for e in index.streets.get(s, [])}
     has_priority = any(s.get("type") == "transit_priority" for v in resolved.values() for s in v)
     treated = _approach_edges(net, _treated_signals(resolved)) if has_priority else []
+    bike_types = ("bike_priority", "bike_green_wave")
+    bike_treated = (
+        _approach_edges(net, _treated_signals(resolved, bike_types), ("bicycle",))
+        if any(s.get("type") in bike_types for v in resolved.values() for s in v)
+        else []
+    )
     run_dir = new_run_dir(runs_root, scenario.name)
     plan = RunPlan(
         scenario=scenario,
@@ -276,6 +285,7 @@ def _plan_run(
         stops_file=stops_file.resolve() if stops_file else None,
         controllers=resolved,
         treated_edges=treated,
+        bike_treated_edges=bike_treated,
         zone_edges=sorted(zone_edges),
         permit_classes=sorted(permits),
         sumocfg=sumocfg,
@@ -321,6 +331,7 @@ def _plan_json(plan: RunPlan) -> dict[str, Any]:
         "seeds": plan.seeds,
         "net": str(plan.net_file),
         "treated_edges": plan.treated_edges,
+        "bike_treated_edges": plan.bike_treated_edges,
         "zone_edges": plan.zone_edges,
         "permit_classes": plan.permit_classes,
         "emission_model": sc.emission_model,
@@ -475,6 +486,7 @@ def sumo_args(
         cfg = plan.sumocfg
         begin = cfg["begin"]
         transit_types = sorted(t for t, c in cfg["vtypes"].items() if c in ("bus", "tram", "coach"))
+        bike_types = sorted(t for t, c in cfg["vtypes"].items() if c == "bicycle")
         adds = _patched_additionals(cfg["additionals"], folder)
         args = ["-n", cfg["net"], "-r", ",".join(cfg["routes"])]
         for key, value in cfg["options"].items():
@@ -482,6 +494,7 @@ def sumo_args(
     else:
         begin = 0.0
         transit_types = ["bus", "tram"]
+        bike_types = ["bike"]
         routes, adds, meta = _demand_for(plan, variant, seed)
         args = ["-n", str(plan.net_file), "-r", ",".join(routes)]
         args += ["--time-to-teleport", f"{sc.teleport_s:g}", "--step-length", f"{sc.step_length:g}"]
@@ -495,7 +508,11 @@ def sumo_args(
         else []
     )
     instruments = K.instruments(
-        folder / K.INSTRUMENTS, transit_vtypes=transit_types, gates=gates, net=net
+        folder / K.INSTRUMENTS,
+        transit_vtypes=transit_types,
+        gates=gates,
+        net=net,
+        bike_vtypes=bike_types if plan.bike_treated_edges else None,
     )
     timing = [
         "--begin", f"{begin:g}", "--end", f"{begin + plan.warmup_s + plan.end_s:g}", "--seed", str(seed),
@@ -641,6 +658,7 @@ def kpi_context(plan: RunPlan, variant: str, begin: float = 0.0) -> K.KpiContext
         occupancy=sc.occupancy,
         punctual_window_s=sc.punctual_window_s,
         treated_edges=plan.treated_edges,
+        bike_treated_edges=plan.bike_treated_edges,
         zone_edges=plan.zone_edges,
         permit_classes=plan.permit_classes,
         gates=gates,
