@@ -43,6 +43,7 @@ KEY_KPIS = (
     "schedule_delay_mean",
     "punctuality",
     "delay_mean_bike",
+    "bike_delay_treated_junctions",
     "delay_mean_car",
     "person_delay_mean",
     "stops_per_vehicle",
