@@ -524,7 +524,8 @@ def resolve_controllers(
 ) -> list[dict[str, Any]]:
     """Controller specs with street selectors turned into ids, every id checked against the net.
 
-    `corridor_streets` -> `junctions` (signals on those streets); `zone_streets` -> `zone_edges`.
+    `corridor_streets` -> `junctions` (signals on those streets; the bike green wave keeps the names
+    too); `zone_streets` -> `zone_edges`.
     """
     out = []
     for i, spec in enumerate(specs):
@@ -541,6 +542,8 @@ def resolve_controllers(
                 found |= index.signal_streets[s]
             given = spec.get("junctions")
             spec["junctions"] = sorted(found | set(given if isinstance(given, list) else []))
+            if spec.get("type") == "bike_green_wave":
+                spec["corridor_streets"] = list(streets)  # it follows the streets between signals
         zone = spec.pop("zone_streets", None)
         if zone is not None:
             edges: list[str] = list(spec.get("zone_edges", []))

@@ -24,8 +24,8 @@ from each, the path goes on to the corridor edge reached by a bike connection (n
 same street if there is one, else the straightest (ties: the lower edge id). A chain is the sequence
 of signals along such a path: a path that closes on itself (a ring road) is cut after its longest
 gap between two signals; the other paths start at an edge no path leads to and end where they join a
-ring. Given only ``junctions`` (a scenario turns ``corridor_streets`` into the signals on those
-streets), the corridor streets are the street names found at two or more of those signals.
+ring. Given both (as a scenario passes them), only the given signals are coordinated; given only
+``junctions``, the corridor streets are the street names found at two or more of those signals.
 
 Two-way streets. Each travel direction is its own chain over the same signals, and one program per
 signal serves one progression (the opposite direction would need offsets of ``-d_i / v``). Chains
