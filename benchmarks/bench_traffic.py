@@ -10,7 +10,7 @@ libsumo/TraCI ratio is then bounded by 1 + (socket time / SUMO's own step time).
 a reader of every vehicle's position and speed (a live 3D view; the workload of SUMO's TraCI
 performance page) to show the ratio where the coupling dominates.
 
-    python benchmarks/bench_traffic.py                       # Bologna + the Krefeld corridor
+    python benchmarks/bench_traffic.py        # Bologna, the Cologne port, the Krefeld corridor
     python benchmarks/bench_traffic.py --sumocfg my.sumocfg --end 1800 --repeat 5
     python benchmarks/bench_traffic.py --instructions --end 300   # valgrind: load-independent
 """
@@ -34,6 +34,8 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 BOLOGNA = SHARED_DATA / "sumo-scenarios" / "bologna-acosta" / "run.sumocfg"
 # a few residential edges around node 62 of the Bologna net: a small no-entry zone
 BOLOGNA_ZONE = ["m90", "m91", "89[0]", "90"]
+# the Cologne Rhine port: lorries, trains and ships (its config names a polygon file not shipped)
+COLOGNE = SHARED_DATA / "sumo-scenarios" / "port-cologne" / "osm.sumocfg"
 MODES = ("sumo", "off", "on", "traci_off", "traci_on", "poll", "traci_poll")
 
 
@@ -333,6 +335,13 @@ def _bench_all(ns: argparse.Namespace, zone: list[str], tmp: Path) -> int:
             scenarios.append(("Bologna (Acosta)", copy / BOLOGNA.name, BOLOGNA_ZONE))
         else:
             print(f"Bologna scenario not found at {BOLOGNA}: skipped")
+        if COLOGNE.is_file():
+            from twin.traffic.runs import without_missing_files
+
+            port = without_missing_files(COLOGNE, tmp / "port-cologne.sumocfg")
+            scenarios.append(("Cologne Rhine port", port, []))
+        else:
+            print(f"Cologne port scenario not found at {COLOGNE}: skipped")
         krefeld = _krefeld_config(tmp, ns.end)
         if krefeld is not None:
             scenarios.append(("Krefeld corridor (bus-bike-priority)", krefeld, []))

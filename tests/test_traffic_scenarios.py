@@ -24,7 +24,7 @@ from twin.errors import ConfigError, TwinError
 from twin.traffic.demand import build_demand
 from twin.traffic.kpis import KPI_COLUMNS, read_kpis_csv
 from twin.traffic.network import FACTS_FILE, NET_FILE, PTSTOPS_FILE, NetworkFacts, network_step
-from twin.traffic.runs import RunError, execute, plan_run, read_status
+from twin.traffic.runs import RunError, execute, plan_run, read_status, without_missing_files
 from twin.traffic.scenario import load_scenario, parse_hhmm, sumocfg_scenario
 
 REPO = Path(__file__).resolve().parents[1]
@@ -32,6 +32,7 @@ PACK = REPO / "data" / "krefeld" / "pack.toml"
 SIMULATIONS = REPO / "simulations"
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 BOLOGNA = SHARED / "sumo-scenarios" / "bologna-acosta"
+COLOGNE = SHARED / "sumo-scenarios" / "port-cologne"
 
 needs_pack = pytest.mark.skipif(
     not PACK.exists(), reason="the Krefeld data pack is not in data/krefeld"
@@ -448,6 +449,34 @@ def test_bologna_priority_lowers_bus_delay(tmp_path: Path) -> None:
     assert sum(treated["priority"].values()) < sum(treated["baseline"].values())
     html = (run_dir / "report.html").read_text(encoding="utf-8")
     assert "HBEFA2/" in html  # Bologna's own vehicle types state their (older) emission classes
+
+
+def test_cologne_port_runs_with_trucks_rail_and_ships(tmp_path: Path) -> None:
+    """SUMO's Cologne Rhine port (a port like the Rheinhafen): its config as shipped is refused in one
+    line (it names a polygon file that is not there); without it, a run counts lorries, trains and
+    ships, and the lorry delay equals the mean timeLoss of the lorries in SUMO's tripinfo (rel 1e-9)."""
+    cfg = COLOGNE / "osm.sumocfg"
+    if not cfg.exists():
+        pytest.skip(f"SUMO scenarios not found at {COLOGNE}")
+    with pytest.raises(ConfigError, match=r"osm\.poly\.xml, which does not exist"):
+        plan_run(sumocfg_scenario(cfg, junctions=None, duration_s=300.0, seeds=[1]),
+                 runs_root=tmp_path / "refused", products=None)  # fmt: skip
+    usable = without_missing_files(cfg, tmp_path / "port.sumocfg")
+    sc = sumocfg_scenario(usable, junctions=None, duration_s=300.0, seeds=[3])
+    run_dir = execute(plan_run(sc, runs_root=tmp_path / "runs", products=None))
+    _check_outputs(run_dir, ["baseline", "priority"], 1)
+    folder = run_dir / "baseline" / "seed-3"
+    classes = {t: v["vClass"] for t, v in json.loads((folder / "vtypes.json").read_text()).items()}
+    trips = list(ET.parse(folder / "tripinfo.xml").getroot().iter("tripinfo"))
+    by_class: dict[str, list[float]] = {}
+    for trip in trips:
+        by_class.setdefault(classes[trip.get("vType")], []).append(float(trip.get("timeLoss")))
+    assert {"truck", "rail", "ship", "passenger"} <= set(by_class)
+    trucks = by_class["truck"]
+    assert _kpi(run_dir, "delay_mean_truck")["baseline"][3] == pytest.approx(
+        sum(trucks) / len(trucks), rel=1e-9
+    )
+    assert _kpi(run_dir, "vehicles_inserted")["baseline"][3] == len(trips)
 
 
 # -- the command line and Dask ------------------------------------------------------------------------------

@@ -384,6 +384,24 @@ def read_sumocfg(cfg: Path) -> dict[str, Any]:
             "options": options, "begin": begin, "vtypes": vtypes}  # fmt: skip
 
 
+def without_missing_files(cfg: Path, out: Path) -> Path:
+    """Write a copy of a SUMO config to `out` with absolute input paths, leaving out the input files
+    that do not exist (e.g. a shipped scenario's polygon file for the GUI). Returns `out`."""
+    root = ET.parse(cfg).getroot()
+    for section in root:
+        for opt in list(section):
+            if opt.tag not in ("net-file", "route-files", "additional-files"):
+                continue
+            files = [cfg.parent / f.strip() for f in opt.get("value", "").split(",") if f.strip()]
+            kept = [str(f.resolve()) for f in files if f.exists()]
+            if kept:
+                opt.set("value", ",".join(kept))
+            else:
+                section.remove(opt)
+    ET.ElementTree(root).write(out, encoding="utf-8")
+    return out
+
+
 def _option(root: ET.Element, name: str) -> str | None:
     for el in root.iter(name):
         return el.get("value")
