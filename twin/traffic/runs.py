@@ -390,7 +390,7 @@ def without_missing_files(cfg: Path, out: Path) -> Path:
     root = ET.parse(cfg).getroot()
     for section in root:
         for opt in list(section):
-            if opt.tag not in ("net-file", "route-files", "additional-files"):
+            if not opt.tag.endswith(("-file", "-files")):  # inputs (outputs end in -output, -log)
                 continue
             files = [cfg.parent / f.strip() for f in opt.get("value", "").split(",") if f.strip()]
             kept = [str(f.resolve()) for f in files if f.exists()]
