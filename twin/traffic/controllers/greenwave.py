@@ -62,7 +62,7 @@ from twin.traffic.controllers.base import (
     text,
     validate_spec,
 )
-from twin.traffic.controllers.program import SignalProgram
+from twin.traffic.controllers.program import SignalProgram, traffic_lights_of
 from twin.traffic.controllers.safety import active_program, crossing_links
 from twin.traffic.install import import_sumo_module
 
@@ -210,25 +210,10 @@ class BikeGreenWave(Controller):
         return "corridor_streets" if self.corridor_streets else "junctions"
 
     def _resolve_junctions(self, conn: Any) -> list[str] | None:
-        """Traffic light ids for the given junction ids (a junction may be part of a joined one)."""
+        """Traffic light ids for the given junction ids (None: no junctions given)."""
         if self.junctions is None:
             return None
-        tls_ids = list(conn.trafficlight.getIDList())
-        by_junction: dict[str, str] = {}
-        for tls in tls_ids:
-            for j in conn.trafficlight.getControlledJunctions(tls):
-                by_junction.setdefault(j, tls)
-        out: list[str] = []
-        for jid in self.junctions:
-            tls = jid if jid in tls_ids else by_junction.get(jid)
-            if tls is None:
-                raise ConfigError(
-                    f"{self.name}: 'junctions': {jid!r} is neither a traffic light nor a "
-                    "signalised junction of the network"
-                )
-            if tls not in out:
-                out.append(tls)
-        return out
+        return traffic_lights_of(conn, self.junctions, self.name)
 
     def _corridor_streets(
         self, conn: Any, names: dict[str, str], candidates: list[str] | None

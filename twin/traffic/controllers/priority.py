@@ -39,7 +39,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from traci import constants as tc
 
-from twin.errors import ConfigError
 from twin.traffic.controllers.base import (
     Controller,
     Param,
@@ -49,7 +48,7 @@ from twin.traffic.controllers.base import (
     number,
     text,
 )
-from twin.traffic.controllers.program import SignalProgram
+from twin.traffic.controllers.program import SignalProgram, traffic_lights_of
 from twin.traffic.controllers.safety import active_program, crossing_links
 
 if TYPE_CHECKING:
@@ -206,27 +205,9 @@ class SignalPriority(Controller):
 
     # -- set-up -------------------------------------------------------------------------------
     def _resolve_junctions(self, conn: Any) -> list[str]:
-        tls_ids = list(conn.trafficlight.getIDList())
         if self.junctions == "auto":
-            return tls_ids
-        by_junction: dict[str, str] = {}
-        for tls in tls_ids:
-            for j in conn.trafficlight.getControlledJunctions(tls):
-                by_junction.setdefault(j, tls)
-        out: list[str] = []
-        for jid in self.junctions:
-            if jid in tls_ids:
-                tls = jid
-            elif jid in by_junction:
-                tls = by_junction[jid]
-            else:
-                raise ConfigError(
-                    f"{self.name}: junctions: {jid!r} is neither a traffic light nor a "
-                    "signalised junction of the network"
-                )
-            if tls not in out:
-                out.append(tls)
-        return out
+            return list(conn.trafficlight.getIDList())
+        return traffic_lights_of(conn, self.junctions, self.name)
 
     def _lane_allows(self, conn: Any, lane: str, cache: dict[str, bool]) -> bool:
         ok = cache.get(lane)

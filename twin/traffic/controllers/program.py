@@ -19,11 +19,35 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-__all__ = ["GREEN", "AMBER", "PhaseInfo", "SignalProgram", "is_crossing_lane"]
+from twin.errors import ConfigError
+
+__all__ = ["GREEN", "AMBER", "PhaseInfo", "SignalProgram", "is_crossing_lane", "traffic_lights_of"]
 
 GREEN = frozenset("Gg")
 AMBER = frozenset("yY")
 _CLEARANCE = frozenset("yYu")
+
+
+def traffic_lights_of(conn: Any, junctions: Iterable[str], owner: str) -> list[str]:
+    """Traffic light ids for junction or traffic light ids (a junction may belong to a joined
+    traffic light), in the given order without repeats; an unknown id is a ConfigError."""
+    tls_ids = list(conn.trafficlight.getIDList())
+    by_junction: dict[str, str] = {}
+    for tls in tls_ids:
+        for j in conn.trafficlight.getControlledJunctions(tls):
+            by_junction.setdefault(j, tls)
+    known = set(tls_ids)
+    out: list[str] = []
+    for jid in junctions:
+        tls = jid if jid in known else by_junction.get(jid)
+        if tls is None:
+            raise ConfigError(
+                f"{owner}: 'junctions': {jid!r} is neither a traffic light nor a signalised "
+                "junction of the network"
+            )
+        if tls not in out:
+            out.append(tls)
+    return out
 
 
 def is_crossing_lane(lane_id: str) -> bool:
