@@ -3,8 +3,9 @@ report at the end, and `status.json` saying whether the run finished or why it f
 
 `runs/<scenario>/<UTC timestamp>/` holds `status.json`, the scenario as given, one folder per variant and
 seed with SUMO's outputs (tripinfo, stopinfo, vehicle routes, edge data, gate queues, summary, FCD for the
-first seed), the controller logs and `run.sumocfg` (its inputs, for `sumo-gui -c`), then `kpis.csv` and `report.html` with its PNG plots. `kpis.csv` and the
-report are written only when every run succeeded, so a failed run never leaves results that look valid.
+first seed), the controller logs and `run.sumocfg` (its inputs, for `sumo-gui -c`), then `kpis.csv` and
+`report.html` with its PNG plots. `kpis.csv` and the report are written only when every run succeeded, so a
+failed run never leaves results that look valid.
 Sweeps run variants x seeds on Dask distributed: one process per worker, since libsumo holds one
 simulation per process (eclipse-sumo/sumo #7694).
 """
