@@ -5,6 +5,8 @@ views, and the `twin scene render` command."""
 from __future__ import annotations
 
 import colorsys
+import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -167,3 +169,99 @@ def test_scene_render_command(mini_tiles: Path, tmp_path: Path, capsys: pytest.C
     missing = tmp_path / "none" / "tileset.json"
     rc = main(["scene", "render", "--view", spec, "--tileset", str(missing), "-o", str(out)])
     assert rc == 1 and "twin data build" in capsys.readouterr().err
+
+
+# -- vehicles of a traffic run in the scene ------------------------------------------------------------
+
+
+def _fake_run(
+    root: Path, vehicles: list[tuple[str, str, float, float, float]], net_location: str
+) -> Path:
+    """A run folder as `twin traffic run` writes it: plan.json naming the net, and one seed folder
+    with vtypes.json and an FCD with time steps 0 and 10 s (the vehicles are in the second)."""
+    import gzip
+    import json
+
+    root.mkdir(parents=True, exist_ok=True)
+    net = root / "n.net.xml"
+    net.write_text(f'<net version="1.20">{net_location}<edge id="e"/></net>', encoding="utf-8")
+    (root / "plan.json").write_text(json.dumps({"net": str(net)}), encoding="utf-8")
+    seed = root / "baseline" / "seed-1"
+    seed.mkdir(parents=True)
+    types = {"car": "passenger", "bus": "bus", "bike": "bicycle"}
+    (seed / "vtypes.json").write_text(
+        json.dumps({t: {"vClass": c} for t, c in types.items()}), encoding="utf-8"
+    )
+    rows = "".join(
+        f'<vehicle id="{vid}" x="{x}" y="{y}" angle="{a}" type="{t}" speed="5"/>'
+        for vid, t, x, y, a in vehicles
+    )
+    fcd = (
+        f'<fcd-export><timestep time="0.00"/><timestep time="10.00">{rows}</timestep></fcd-export>'
+    )
+    with gzip.open(seed / "fcd.xml.gz", "wt", encoding="utf-8") as fh:
+        fh.write(fcd)
+    return root
+
+
+def test_fcd_step_and_vehicle_boxes(tmp_path: Path):
+    """Positions move from the net's coordinates (offset, or another projection) to EPSG:25832; a
+    box ends at the front bumper, as long and wide as its class, standing on the terrain."""
+    from twin.errors import DataError
+    from twin.scenes.vehicles import SHAPES, box_corners, load_vehicles
+
+    offset = '<location netOffset="-330000.00,-5689000.00" projParameter="EPSG:25832"/>'
+    run = _fake_run(tmp_path / "a", [("b1", "bus", 300.0, 100.0, 90.0)], offset)
+    t, vehicles = load_vehicles(run, 5.0)  # the first step at or after 5 s
+    assert t == 10.0 and len(vehicles) == 1
+    bus = vehicles[0]
+    assert (bus.vclass, bus.x, bus.y) == ("bus", 330300.0, 5689100.0)
+    corners = box_corners(bus, 40.0)  # heading east: the box lies west of the front bumper
+    length, width, height, _ = SHAPES["bus"]
+    assert corners[:, 0].min() == pytest.approx(330300.0 - length)
+    assert corners[:, 0].max() == pytest.approx(330300.0)
+    assert corners[:, 1].min() == pytest.approx(5689100.0 - width / 2)
+    assert corners[:, 2].min() == 40.0 and corners[:, 2].max() == pytest.approx(40.0 + height)
+    # EPSG:4647 is UTM zone 32 with the zone number before the easting
+    zoned = '<location netOffset="0.00,0.00" projParameter="EPSG:4647"/>'
+    run = _fake_run(tmp_path / "b", [("c1", "car", 32330300.0, 5689100.0, 0.0)], zoned)
+    _, (car,) = load_vehicles(run / "baseline" / "seed-1", 10.0)
+    assert (car.x, car.y) == (pytest.approx(330300.0, abs=1e-3), pytest.approx(5689100.0, abs=1e-3))
+    with pytest.raises(DataError, match=r"fcd\.xml\.gz: no time step at or after 99 s .*0\.\.10 s"):
+        load_vehicles(run, 99.0)
+    with pytest.raises(DataError, match="no FCD output"):
+        load_vehicles(tmp_path / "a" / "baseline", 0.0)
+
+
+def test_vehicles_of_a_run_are_drawn_in_the_scene(mini_tiles: Path, tmp_path: Path, capsys):
+    """A bus placed 60 m in front of the camera shows as red pixels that the picture without it lacks;
+    the command draws it from a run folder at the given time."""
+    from twin.geo import wgs84_to_utm
+
+    cam = mini_camera()
+    x0, y0 = (float(v) for v in wgs84_to_utm(cam.lon, cam.lat))
+    ang = math.radians(cam.heading)
+    x, y = x0 + 60 * math.sin(ang), y0 + 60 * math.cos(ang)
+    location = '<location netOffset="0.00,0.00" projParameter="EPSG:25832"/>'
+    run = _fake_run(tmp_path / "run", [("bus1", "bus", x, y, 90.0)], location)
+    pack_dir = mini_tiles.parents[1] / "pack"
+    build_dir = tmp_path / "build"  # laid out as `twin data build` does: <build>/<pack name>/
+    (build_dir / "mini").mkdir(parents=True)
+    shutil.copy(mini_tiles.parents[1] / "build" / "terrain.tif", build_dir / "mini")
+    spec = f"{cam.lat},{cam.lon},{cam.height},{cam.heading},{cam.pitch}"
+    pictures = {}
+    for name, extra in (("plain", []), ("bus", ["--traffic", str(run), "--at", "00:00:10"])):
+        out = tmp_path / f"{name}.png"
+        args = ["scene", "render", "--view", spec, "--tileset", str(mini_tiles), "--pack",
+                str(pack_dir), "--build-dir", str(build_dir), "-o", str(out), "--size", "240x135"]  # fmt: skip
+        assert main([*args, *extra]) == 0, capsys.readouterr().err
+        pictures[name] = np.asarray(Image.open(out).convert("RGB")).astype(int)
+    assert "1 vehicles at t=10 s" in capsys.readouterr().out
+    changed = np.abs(pictures["bus"] - pictures["plain"]).sum(axis=-1) > 30
+    r, g, b = (pictures["bus"][..., k] for k in range(3))
+    red = changed & (r > g + 60) & (r > b + 60)
+    assert red.sum() > 30, red.sum()
+    rc = main(["scene", "render", "--view", spec, "--tileset", str(mini_tiles), "--pack",
+               str(pack_dir), "--build-dir", str(build_dir), "-o", str(tmp_path / "x.png"),
+               "--traffic", str(run)])  # fmt: skip
+    assert rc == 1 and "--traffic needs --at" in capsys.readouterr().err

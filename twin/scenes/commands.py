@@ -6,6 +6,7 @@ import argparse
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 from twin.config import load_toml
 from twin.errors import ConfigError, DataError
@@ -32,14 +33,48 @@ def _pack_name(pack: Path) -> str:
     return name
 
 
+def _pack_build(args: argparse.Namespace, view_pack: Path | None) -> Path:
+    """<build-dir>/<pack name> of --pack, the view's pack, $TWIN_PACK or the default pack."""
+    from twin.cli import DEFAULT_PACK
+
+    pack = args.pack or view_pack or Path(os.environ.get("TWIN_PACK", DEFAULT_PACK))
+    return args.build_dir / _pack_name(Path(pack))
+
+
 def resolve_tileset(args: argparse.Namespace, view_pack: Path | None, tileset: str) -> Path:
     """The tileset to render: --tileset, else <build-dir>/<pack name>/<view's tileset>."""
     if args.tileset is not None:
         return Path(args.tileset)
-    from twin.cli import DEFAULT_PACK
+    return _pack_build(args, view_pack) / tileset
 
-    pack = args.pack or view_pack or Path(os.environ.get("TWIN_PACK", DEFAULT_PACK))
-    return args.build_dir / _pack_name(Path(pack)) / tileset
+
+def _sim_time(text: str) -> float:
+    """Simulation time: seconds, or HH:MM[:SS]."""
+    try:
+        if ":" in text:
+            parts = [float(v) for v in text.split(":")]
+            if len(parts) not in (2, 3):
+                raise ValueError
+            return sum(v * f for v, f in zip(parts, (3600.0, 60.0, 1.0), strict=False))
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"time {text!r}: expected seconds or HH:MM[:SS] of simulation time"
+        ) from None
+
+
+def _vehicle_overlays(args: argparse.Namespace, view: Any) -> tuple[list, str]:
+    """Boxes for the vehicles of --traffic at --at, in the view's camera frame, and a caption."""
+    from twin.scenes.vehicles import load_vehicles, terrain_sampler, vehicle_meshes
+
+    if args.at is None:
+        raise ConfigError("--traffic needs --at (simulation time, seconds or HH:MM[:SS])")
+    terrain = _pack_build(args, view.pack) / "terrain.tif"
+    if not terrain.exists():
+        raise DataError(f"{terrain}: no terrain to stand the vehicles on; run `twin data build`")
+    t, vehicles = load_vehicles(args.traffic, args.at)
+    meshes = vehicle_meshes(vehicles, view.camera.frame(), terrain_sampler(terrain))
+    return meshes, f", {len(vehicles)} vehicles at t={t:g} s"
 
 
 def cmd_render(args: argparse.Namespace) -> int:
@@ -56,6 +91,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     size = args.size or view.size
     layers = tuple(args.layers) if args.layers else view.layers
     t0 = time.perf_counter()
+    overlays, caption = _vehicle_overlays(args, view) if args.traffic else ([], "")
     img = render_tileset(
         tileset,
         view.camera,
@@ -63,9 +99,12 @@ def cmd_render(args: argparse.Namespace) -> int:
         max_sse=args.sse if args.sse is not None else view.max_sse,
         show=layers,
         out=args.output,
+        overlays=overlays,
     )
     took = time.perf_counter() - t0
-    print(f"{args.output}: {img.shape[1]}x{img.shape[0]} view {view.name!r} in {took:.1f} s")
+    print(
+        f"{args.output}: {img.shape[1]}x{img.shape[0]} view {view.name!r}{caption} in {took:.1f} s"
+    )
     return 0
 
 
@@ -107,6 +146,16 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--sse", type=float, default=None, help="max screen-space error in px (16)")
     p.add_argument(
         "--layers", nargs="+", choices=("ground", "buildings"), help="what to draw (default: all)"
+    )
+    p.add_argument(
+        "--traffic",
+        type=Path,
+        default=None,
+        help="draw the vehicles of a traffic run: a (variant, seed) folder with fcd.xml.gz, a run "
+        "folder (its baseline's first seed) or runs/<scenario> (the newest run)",
+    )
+    p.add_argument(
+        "--at", type=_sim_time, default=None, help="with --traffic: simulation time (s or HH:MM:SS)"
     )
     p.set_defaults(func=cmd_render)
     p = sub.add_parser("views", help="list the named views in scenes/")

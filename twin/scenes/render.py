@@ -117,9 +117,11 @@ def render_tileset(
     max_sse: float = 16.0,
     show: Sequence[str] = LAYERS,
     out: str | Path | None = None,
+    overlays: Sequence[tuple[Any, tuple[float, float, float]]] = (),
 ) -> np.ndarray:
     """Render the tileset as seen from `camera`; returns the (height, width, 3) uint8 image and
-    writes it as PNG to `out` when given (atomically)."""
+    writes it as PNG to `out` when given (atomically). `overlays` are extra (mesh, colour) pairs in
+    the camera's ENU frame (`camera.frame()`), e.g. the vehicles of a traffic run."""
     import pyvista as pv
     from vtkmodules.vtkCommonCore import vtkLogger
 
@@ -158,6 +160,8 @@ def render_tileset(
         for mesh, poly in zip(meshes, to_pyvista(meshes), strict=True):
             far = max(far, float(np.linalg.norm(poly.points, axis=1).max()))
             pl.add_mesh(poly, **_style(mesh, poly, textures))
+        for poly, color in overlays:
+            pl.add_mesh(poly, color=color, ambient=0.45, diffuse=0.65, specular=0.0)
         pl.camera.position = (0.0, 0.0, 0.0)
         pl.camera.focal_point = tuple(fwd * 100.0)
         pl.camera.up = tuple(up)
