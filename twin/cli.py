@@ -125,6 +125,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
              "--runs-dir", runs, *data],
         ),
         (
+            "Rendering the Ostwall with the baseline's vehicles 10 minutes after the warm-up",
+            ["scene", "render", "--view", "ostwall", "-o", str(demo / "ostwall-traffic.png"),
+             "--traffic", str(Path(runs) / "bus-bike-priority"), "--at", "00:25:00", *data],
+        ),
+        (
             "Ground water today: three months with the loggers' readings assimilated",
             ["groundwater", "run", str(PROJECT_ROOT / "simulations" / "groundwater-today.toml"),
              "--runs-dir", runs, *data],
@@ -136,7 +141,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         code = sub_args.func(sub_args)
         if code:
             return code
-    print(f"\nPictures and reports: {demo / 'ostwall.png'}, and under {runs}/ per scenario")
+    pictures = f"{demo / 'ostwall.png'}, {demo / 'ostwall-traffic.png'}"
+    print(f"\nPictures and reports: {pictures}, and under {runs}/ per scenario")
     return 0
 
 
