@@ -2,7 +2,8 @@
 cyclists riding at the progression speed, no breach of minimum green or clearance times, bad specs.
 
 The street: Hauptstraße, two-way with a bike lane, four signals 180-250 m apart, a cross street at
-each. Baseline: fixed-time programs with unrelated offsets (one of them with a longer cycle).
+each. Baseline: fixed-time programs with unrelated offsets (one of them with a longer cycle); for the
+coordinated-actuated mode, actuated programs with the same phases and steady cross-street traffic.
 """
 
 from __future__ import annotations
@@ -59,8 +60,9 @@ def _street() -> tuple[str, str]:
     )
 
 
-def _baseline_programs(net: Path) -> str:
-    """Fixed-time programs with netconvert's phase states, our durations and unrelated offsets."""
+def _baseline_programs(net: Path, actuated: bool = False) -> str:
+    """Fixed-time programs with netconvert's phase states, our durations and unrelated offsets;
+    or actuated ones (greens from 5 s up to 20 s more)."""
     out = ["<additional>"]
     for tl in ET.parse(net).getroot().iter("tlLogic"):
         states = [p.get("state") for p in tl.iter("phase")]
@@ -72,10 +74,13 @@ def _baseline_programs(net: Path) -> str:
         j = tl.get("id")
         phases = [(CORRIDOR_GREEN, corridor), (3, amber[corridor]), (2, red),
                   (CROSS_GREEN[j], cross), (3, amber[cross]), (2, red)]  # fmt: skip
+        kind = "actuated" if actuated else "static"
         out.append(
-            f'  <tlLogic id="{j}" type="static" programID="fixed" offset="{BASE_OFFSET[j]}">'
+            f'  <tlLogic id="{j}" type="{kind}" programID="{kind}" offset="{BASE_OFFSET[j]}">'
         )
-        out += [f'    <phase duration="{d}" state="{s}"/>' for d, s in phases]
+        for d, s in phases:
+            span = f' minDur="{MIN_GREEN:g}" maxDur="{d + 20}"' if actuated and "G" in s else ""
+            out.append(f'    <phase duration="{d}" state="{s}"{span}/>')
         out.append("  </tlLogic>")
     out.append("</additional>")
     return "\n".join(out) + "\n"
@@ -86,6 +91,7 @@ def street(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     folder = tmp_path_factory.mktemp("greenwave")
     net = _netconvert(folder, *_street())
     (folder / "fixed.add.xml").write_text(_baseline_programs(net), encoding="utf-8")
+    (folder / "actuated.add.xml").write_text(_baseline_programs(net, True), encoding="utf-8")
     # cyclists at 18 km/h both ways, every 17 s (they meet the signals at all points of the cycle)
     (folder / "bikes.rou.xml").write_text(
         '<routes>\n  <vType id="bike" vClass="bicycle" maxSpeed="5" speedFactor="1" speedDev="0" '
@@ -96,6 +102,13 @@ def street(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
         'departLane="0" departSpeed="max"/>\n</routes>\n',
         encoding="utf-8",
     )
+    # for the actuated programs: the same cyclists and steady traffic on the cross streets
+    cars = [f'  <flow id="cross{k}" from="N{k}_{j}" to="{j}_S{k}" begin="5" end="1200" period="4"/>'
+            for k, j in enumerate(SIGNALS, start=1)]  # fmt: skip
+    bikes = (folder / "bikes.rou.xml").read_text(encoding="utf-8")
+    (folder / "busy.rou.xml").write_text(
+        bikes.replace("</routes>", "\n".join(cars) + "\n</routes>"), encoding="utf-8"
+    )
     return SimpleNamespace(folder=folder, net=net)
 
 
@@ -105,6 +118,7 @@ def _run(
     spec: list[dict],
     *,
     fixed: bool = True,
+    actuated: bool = False,
     start: float = 0.0,
     backend: str = "libsumo",
     others: tuple[Controller, ...] = (),
@@ -119,10 +133,11 @@ def _run(
     (out / "events.add.xml").write_text(
         "<additional>\n" + "\n".join(events) + "\n</additional>\n", encoding="utf-8"
     )
-    adds = [street.folder / "fixed.add.xml"] if fixed else []
+    adds = [street.folder / ("actuated.add.xml" if actuated else "fixed.add.xml")] if fixed else []
     adds.append(out / "events.add.xml")
     tripinfo = out / "tripinfo.xml"
-    args = ["-n", str(street.net), "-r", str(street.folder / "bikes.rou.xml"), "--seed", "1"]
+    routes = street.folder / ("busy.rou.xml" if actuated else "bikes.rou.xml")
+    args = ["-n", str(street.net), "-r", str(routes), "--seed", "1"]
     args += ["--tripinfo-output", str(tripinfo), "--end", "1200"]
     args += ["-a", ",".join(str(a) for a in adds)]
     controllers = build_controllers(spec, net_file=street.net)
@@ -140,14 +155,21 @@ def _run(
         if float(t.get("depart")) >= WARMUP
     ]
     greens: dict[tuple[str, str, str], list[float]] = {}
+    intervals: dict[tuple[str, str, str], list[tuple[float, float]]] = {}
     for j in SIGNALS:
         path = out / f"{j}.xml"
         if path.exists():
             for s in ET.parse(path).getroot().iter("tlsSwitch"):
                 key = (j, s.get("fromLane"), s.get("toLane"))
                 greens.setdefault(key, []).append(float(s.get("begin")))
+                intervals.setdefault(key, []).append((float(s.get("begin")), float(s.get("end"))))
     return SimpleNamespace(
-        controllers=controllers, trips=trips, greens=greens, before=before, after=after
+        controllers=controllers,
+        trips=trips,
+        greens=greens,
+        intervals=intervals,
+        before=before,
+        after=after,
     )
 
 
@@ -361,3 +383,72 @@ def test_bad_specs_name_the_key(street: SimpleNamespace) -> None:
         (ctl,) = build_controllers([{"type": "bike_green_wave", **extra}], net_file=net)
         with Simulation(["-n", str(net)]) as sim, pytest.raises(ConfigError, match=message):
             sim.run(1, [ctl])
+
+
+# -- coordinated-actuated mode ------------------------------------------------------------------
+WINDOW = 15.0
+
+
+def test_actuated_mode_keeps_the_window(street: SimpleNamespace) -> None:
+    """Actuated baseline programs (and cross traffic): the programs stay, the corridor green covers
+    [T_i + kC, T_i + kC + W] in every full cycle after the first, and cyclists stop less."""
+    spec = [
+        {"type": "safety_monitor"},
+        {"type": "bike_green_wave", "corridor_streets": ["Hauptstraße"], "mode": "actuated",
+         "window_s": WINDOW},
+    ]  # fmt: skip
+    run = _run(street, "e_actuated", spec, actuated=True)
+    monitor, wave = run.controllers
+    assert isinstance(wave, BikeGreenWave) and wave.chains == [SIGNALS] and wave.cycle == CYCLE
+    assert monitor.violations == []
+    for j in SIGNALS:  # the actuated programs were kept
+        assert run.after[j].programID == "actuated" and int(run.after[j].type) != 0
+    # the targets: d_i / v after the first signal's, modulo the cycle
+    sigs = wave.signals
+    for j in SIGNALS:
+        assert abs(_fold(sigs[j].target - sigs["J1"].target - X[j] / V, CYCLE)) <= STEP
+    # SUMO's record of the bike links' green intervals covers every window (one step tolerance)
+    for j in SIGNALS:
+        greens = run.intervals[_bike_link(j, True)]
+        windows = 0
+        for k in range(-2, 100):
+            ws = sigs[j].target + k * CYCLE
+            if ws < CYCLE:  # the first cycle: coming into step
+                continue
+            if ws + WINDOW > 1200 - CYCLE:
+                break
+            assert any(b <= ws + STEP and e >= ws + WINDOW - STEP for b, e in greens), (j, ws)
+            windows += 1
+        assert windows >= 10, j
+    res = wave.results()
+    assert res["bike_green_wave.mode_actuated"][0] == 1
+    assert res["bike_green_wave.window_met_share"][0] == 1.0
+    assert res["bike_green_wave.signals_released"][0] == 0
+    # cyclists riding the coordinated direction stop less than with the plain actuated programs
+    base = _run(street, "e_base", [], actuated=True).trips
+    b_stops, b_wait, n = _bike_stats(base, "east")
+    w_stops, w_wait, m = _bike_stats(run.trips, "east")
+    assert n == m >= 20
+    # measured: 3.0 -> 1.3 stops and 35.8 -> 17.6 s waiting per cyclist
+    assert w_stops < b_stops and w_wait < b_wait, (b_stops, w_stops, b_wait, w_wait)
+
+
+def test_bad_mode_or_window_names_the_key(street: SimpleNamespace) -> None:
+    net = street.net
+    with pytest.raises(ConfigError, match="'mode' must be one of"):
+        build_controllers(
+            [{"type": "bike_green_wave", "corridor_streets": ["Hauptstraße"], "mode": "x"}],
+            net_file=net,
+        )
+    with pytest.raises(ConfigError, match="'window_s' must be a number >= 1"):
+        build_controllers(
+            [{"type": "bike_green_wave", "corridor_streets": ["Hauptstraße"], "window_s": 0}],
+            net_file=net,
+        )
+    # longer than the corridor greens' maximum (50 s): no signal can be coordinated
+    spec = {"type": "bike_green_wave", "corridor_streets": ["Hauptstraße"], "mode": "actuated",
+            "window_s": 60}  # fmt: skip
+    (ctl,) = build_controllers([spec], net_file=net)
+    args = ["-n", str(net), "-a", str(street.folder / "actuated.add.xml")]
+    with Simulation(args) as sim, pytest.raises(ConfigError, match="'window_s' = 60 s"):
+        sim.run(1, [ctl])

@@ -1,4 +1,4 @@
-"""Bike green wave: fixed-time signals with a common cycle and offsets for cyclists' speed.
+"""Bike green wave: signals with a common cycle and offsets for cyclists' speed.
 
 Cyclists riding a corridor at the progression speed ``v`` should meet green at every signal once
 they have passed the first one. The controller finds the chains of signalised junctions along the
@@ -40,6 +40,14 @@ the smaller change, shortened (green phases cut down to their minimum, never cle
 corridor green starts on time. Every later corridor green start is checked against the target and
 re-synchronised the same way if another controller moved it. The programs carry the minimum of each
 green phase (``minDur``), so a safety monitor judges them against the same limits as the originals.
+
+Modes. ``mode = "fixed"`` does the above. ``mode = "actuated"`` keeps the running (actuated)
+programs and only enforces a wave window: the corridor green must show during
+``[T_i + k C, T_i + k C + window_s]`` (``T_i`` the targets above). Just before the window the
+phases up to the corridor green are cut to their minimum (the same shortening as above: greens only,
+never clearances) so that the corridor green starts in time; a corridor green running into the
+window is held to its end (not beyond the phase's maximum; signals whose corridor phase cannot last
+``window_s`` are left as they are). Outside the window the actuated logic runs freely.
 """
 
 from __future__ import annotations
@@ -79,7 +87,7 @@ _SUPPORTED_TYPES = (
     tc.TRAFFICLIGHT_TYPE_ACTUATED,
     tc.TRAFFICLIGHT_TYPE_DELAYBASED,
 )
-_TL_VARS = (tc.TL_CURRENT_PHASE, tc.TL_SPENT_DURATION, tc.TL_CURRENT_PROGRAM)
+_TL_VARS = (tc.TL_CURRENT_PHASE, tc.TL_SPENT_DURATION, tc.TL_CURRENT_PROGRAM, tc.TL_NEXT_SWITCH)
 # SUMO's link directions: straight, partly left/right, left/right; U-turns are never followed
 _TURN_RANK = {"s": 0, "L": 1, "R": 1, "l": 2, "r": 2}
 _COMPASS = {"north": (0.0, 1.0), "east": (1.0, 0.0), "south": (0.0, -1.0), "west": (-1.0, 0.0)}
@@ -125,6 +133,7 @@ class _Signal:
     order: int
     distance_m: float
     links: frozenset[int]
+    main: frozenset[int]  # the corridor links green throughout the corridor green run
     program: SignalProgram
     corridor_phase: int
     run_start: int  # first phase of the green run of the corridor links
@@ -138,6 +147,12 @@ class _Signal:
     released: bool = False
     first_sync: float | None = None
     last_error: float | None = None
+    cut: float | None = None  # actuated mode: the window (its start) last cut for, held for
+    held: float | None = None
+    window: float | None = None  # the window being observed (its start) and whether it is met
+    window_met: bool = True
+    windows: int = 0
+    windows_met: int = 0
 
 
 class BikeGreenWave(Controller):
@@ -153,6 +168,8 @@ class BikeGreenWave(Controller):
         "direction": choice(("longest", *_COMPASS), default="longest"),
         "min_green_s": number(0.0, default=5.0),
         "pedestrian_min_green_s": number(0.0, default=7.0),
+        "mode": choice(("fixed", "actuated"), default="fixed"),
+        "window_s": number(1.0, 300.0, default=15.0),
     }
 
     @classmethod
@@ -176,6 +193,8 @@ class BikeGreenWave(Controller):
         direction: str = "longest",
         min_green_s: float = 5.0,
         pedestrian_min_green_s: float = 7.0,
+        mode: str = "fixed",
+        window_s: float = 15.0,
     ) -> None:
         self.name = name
         self.corridor_streets = list(corridor_streets) if corridor_streets else None
@@ -185,6 +204,8 @@ class BikeGreenWave(Controller):
         self.direction = direction
         self.min_green_s = float(min_green_s)
         self.pedestrian_min_green_s = float(pedestrian_min_green_s)
+        self.mode = mode
+        self.window_s = float(window_s)
         self.cycle = 0.0  # the common cycle in use (s)
         self.signals: dict[str, _Signal] = {}
         self.chains: list[list[str]] = []
@@ -193,6 +214,7 @@ class BikeGreenWave(Controller):
         self._resyncs = 0
         self._released = 0
         self._dt = 1.0
+        self._t0 = 0.0
         self._program_id = name
 
     @property
@@ -430,12 +452,15 @@ class BikeGreenWave(Controller):
             start = prev
         else:
             return "the corridor's bike links are always green"
+        if self.mode == "actuated" and best.max_s < self.window_s - _EPS:
+            return f"'window_s' = {self.window_s:g} s exceeds its corridor green's maximum"
         return _Signal(
             tls=tls,
             chain=0,
             order=0,
             distance_m=0.0,
             links=frozenset(corridor),
+            main=frozenset(main),
             program=prog,
             corridor_phase=best.index,
             run_start=start,
@@ -497,35 +522,19 @@ class BikeGreenWave(Controller):
         Returns (new remaining time of the current phase, the next corridor green start) and
         fills ``sig.plan`` with the durations of the phases after the current one.
         """
-        phases, d, cycle = sig.program.phases, sig.durations, self.cycle
-        n = len(phases)
-        path = [phase]
-        q = (phase + 1) % n
-        while q != sig.run_start:
-            path.append(q)
-            q = (q + 1) % n
+        d, cycle = sig.durations, self.cycle
+        path = self._path(sig, phase)
         natural = t + remaining + sum(d[q] for q in path[1:])
         delta = self._grid((sig.target - natural) % cycle)
         if delta >= cycle - _EPS:
             delta = 0.0
-        slack = {}
-        for q in path:
-            if phases[q].clearance:
-                continue
-            if q == phase:
-                slack[q] = self._grid(remaining - max(0.0, phases[q].min_s - spent), down=True)
-            else:
-                slack[q] = self._grid(d[q] - phases[q].min_s, down=True)
+        slack = self._slack(sig, path, spent, remaining)
         change = dict.fromkeys(path, 0.0)
         back = cycle - delta
         if not slack:  # only clearances before the corridor green: adjust the cycle after it
             delta = 0.0
         if delta > 0 and back < delta and sum(max(s, 0.0) for s in slack.values()) >= back - _EPS:
-            # shorten: the other directions' greens first, the corridor's last
-            for q in sorted(path, key=lambda q: bool(phases[q].greens & sig.links)):
-                cut = min(max(slack.get(q, 0.0), 0.0), back)
-                change[q] -= cut
-                back -= cut
+            change = self._shorten(sig, path, slack, back)
             delta = -(cycle - delta)
         elif delta > 0:
             receiver = (
@@ -536,6 +545,43 @@ class BikeGreenWave(Controller):
             change[receiver] += delta
         sig.plan = {q: d[q] + change[q] for q in path[1:] if change[q] != 0.0}
         return remaining + change[phase], natural + delta
+
+    @staticmethod
+    def _path(sig: _Signal, phase: int) -> list[int]:
+        """``phase`` and the phases after it up to (without) the corridor green run's start."""
+        n = len(sig.program.phases)
+        path, q = [phase], (phase + 1) % n
+        while q != sig.run_start:
+            path.append(q)
+            q = (q + 1) % n
+        return path
+
+    def _slack(
+        self, sig: _Signal, path: list[int], spent: float, remaining: float
+    ) -> dict[int, float]:
+        """Seconds each green phase of ``path`` may be cut (the first one is running)."""
+        phases, slack = sig.program.phases, {}
+        for q in path:
+            if phases[q].clearance:
+                continue
+            if q == path[0]:
+                slack[q] = self._grid(remaining - max(0.0, phases[q].min_s - spent), down=True)
+            else:
+                slack[q] = self._grid(sig.durations[q] - phases[q].min_s, down=True)
+        return slack
+
+    @staticmethod
+    def _shorten(
+        sig: _Signal, path: list[int], slack: dict[int, float], need: float
+    ) -> dict[int, float]:
+        """Cuts (negative changes per phase) of up to ``need`` s: the other directions' greens
+        first, the corridor's last, none below its minimum, clearances never."""
+        phases, change = sig.program.phases, dict.fromkeys(path, 0.0)
+        for q in sorted(path, key=lambda q: bool(phases[q].greens & sig.links)):
+            cut = min(max(slack.get(q, 0.0), 0.0), need)
+            change[q] -= cut
+            need -= cut
+        return change
 
     # -- the controller interface ----------------------------------------------------------------
     def attach(self, sim: Simulation) -> None:
@@ -568,18 +614,23 @@ class BikeGreenWave(Controller):
         if not chosen:
             raise ConfigError(
                 f"{self.name}: '{self._key()}': no two signals in a row along "
-                f"{', '.join(self.streets)} can run a fixed-time program"
+                f"{', '.join(self.streets)} can be coordinated: {'; '.join(skipped)}"
             )
         longest = max(s.original_cycle_s for sigs in chosen for s in sigs)
         cycle = self.cycle_s if self.cycle_s is not None else longest
         self.cycle = math.ceil(cycle / self._dt - _EPS) * self._dt
         v = self.speed_mps
+        self._t0 = t
+        actuated = self.mode == "actuated"
         for chain_no, sigs in enumerate(chosen, start=1):
             first = None
             d0 = sigs[0].distance_m
             for order, sig in enumerate(sigs, start=1):
                 sig.chain, sig.order, sig.distance_m = chain_no, order, sig.distance_m - d0
-                self._fit_cycle(sig, self.cycle)
+                if actuated:  # the program stays: its own durations stand for the actuated ones
+                    sig.durations = [ph.duration for ph in sig.program.phases]
+                else:
+                    self._fit_cycle(sig, self.cycle)
                 travel = self._grid(sig.distance_m / v)
                 sig.offset_s = travel % self.cycle
                 phase = int(conn.trafficlight.getPhase(sig.tls))
@@ -594,17 +645,19 @@ class BikeGreenWave(Controller):
                     first = sig.target
                 else:
                     sig.target = first + travel
-                new_remaining, _ = self._plan(sig, t, phase, spent, remaining)
-                conn.trafficlight.setProgramLogic(sig.tls, self._logic(conn, sig, phase))
-                conn.trafficlight.setPhaseDuration(sig.tls, new_remaining)
+                if not actuated:
+                    new_remaining, _ = self._plan(sig, t, phase, spent, remaining)
+                    conn.trafficlight.setProgramLogic(sig.tls, self._logic(conn, sig, phase))
+                    conn.trafficlight.setPhaseDuration(sig.tls, new_remaining)
                 sig.last_phase = phase
                 self.signals[sig.tls] = sig
                 sim.watch("trafficlight", sig.tls, _TL_VARS)
             self.chains.append([s.tls for s in sigs])
         self._read = {var: sim.reader("trafficlight", var) for var in _TL_VARS}
         log.info(
-            "%s: %d signals in %d chains along %s, cycle %g s, %g km/h: %s",
+            "%s (%s): %d signals in %d chains along %s, cycle %g s, %g km/h: %s",
             self.name,
+            self.mode,
             len(self.signals),
             len(self.chains),
             ", ".join(self.streets),
@@ -615,43 +668,92 @@ class BikeGreenWave(Controller):
 
     def _natural_rest(self, sig: _Signal, phase: int) -> float:
         """Seconds of the phases after ``phase`` up to the corridor green start."""
-        n = len(sig.durations)
-        total, q = 0.0, (phase + 1) % n
-        while q != sig.run_start:
-            total += sig.durations[q]
-            q = (q + 1) % n
-        return total
+        return sum(sig.durations[q] for q in self._path(sig, phase)[1:])
+
+    def _window(self, sig: _Signal, t: float) -> float:
+        """Start of the wave window running at ``t``, else of the next one."""
+        ws = sig.target + math.floor((t - sig.target) / self.cycle + _EPS) * self.cycle
+        return ws + self.cycle if t >= ws + self.window_s - _EPS else ws
+
+    def _observe(self, sig: _Signal, t: float, green: bool) -> None:
+        """Count the windows (after the first cycle) the corridor green covers, to one step."""
+        if sig.window is not None and t >= sig.window + self.window_s - _EPS:
+            if sig.window >= self._t0 + self.cycle - _EPS:
+                sig.windows += 1
+                sig.windows_met += sig.window_met
+            sig.window = None
+        ws = self._window(sig, t)
+        if ws > t + _EPS:
+            return
+        if sig.window != ws:
+            sig.window, sig.window_met = ws, True
+        if not green and t >= ws + self._dt - _EPS:
+            sig.window_met = False
+
+    def _enforce(self, sim: Simulation, sig: _Signal, t: float, phase: int, spent: float) -> None:
+        """Actuated mode: cut the phases before the corridor green just in time for the window,
+        hold a corridor green running into it until the window ends."""
+        ws = self._window(sig, t)
+        ph, tl = sig.program.phases[phase], sim.conn.trafficlight
+        if sig.main <= ph.greens:
+            if sig.held != ws and ws + self.window_s - (t - spent) <= ph.max_s + _EPS:
+                tl.setPhaseDuration(sig.tls, ws + self.window_s - t)
+                sig.held = ws
+            return
+        if sig.cut == ws:
+            return
+        if ph.clearance:
+            remaining = self._grid(max(0.0, self._read[tc.TL_NEXT_SWITCH](sig.tls) - t))
+        else:
+            remaining = self._grid(max(0.0, ph.max_s - spent))
+        path = self._path(sig, phase)
+        change = self._shorten(sig, path, self._slack(sig, path, spent, remaining), math.inf)
+        earliest = t + remaining + sum(change.values())
+        earliest += sum(sig.durations[q] for q in path[1:])
+        if earliest + self._dt > ws + _EPS:  # one step later would be too late
+            sig.plan = {q: sig.durations[q] + change[q] for q in path[1:] if change[q]}
+            if change[phase]:
+                tl.setPhaseDuration(sig.tls, remaining + change[phase])
+            sig.cut = ws
 
     def step(self, sim: Simulation, t: float) -> None:
-        """Apply planned phase durations; check every corridor green start against its target."""
+        """Apply planned phase durations; check every corridor green start against its target;
+        in actuated mode enforce the wave window."""
         read_phase = self._read[tc.TL_CURRENT_PHASE]
         read_program = self._read[tc.TL_CURRENT_PROGRAM]
+        actuated = self.mode == "actuated"
         for tls, sig in self.signals.items():
             if sig.released:
                 continue
             program = read_program(tls)
             if program is None:
                 continue  # no results yet (TraCI subscription made this step)
-            if program != self._program_id:
+            if program != (sig.program.program_id if actuated else self._program_id):
                 sig.released = True
                 self._released += 1
                 log.warning("%s: signal %s switched to program %r: left", self.name, tls, program)
                 continue
             phase = int(read_phase(tls))
-            if phase == sig.last_phase:
-                continue
-            sig.last_phase = phase
             spent = float(self._read[tc.TL_SPENT_DURATION](tls))
-            planned = sig.plan.pop(phase, None)
-            if planned is not None:
-                sim.conn.trafficlight.setPhaseDuration(tls, max(0.0, planned - spent))
-            if phase != sig.run_start:
+            self._observe(sig, t, sig.main <= sig.program.phases[phase].greens)
+            changed = phase != sig.last_phase
+            if changed:
+                sig.last_phase = phase
+                planned = sig.plan.pop(phase, None)
+                if planned is not None:
+                    sim.conn.trafficlight.setPhaseDuration(tls, max(0.0, planned - spent))
+                if phase == sig.run_start:
+                    sig.plan.clear()
+                    start = t - spent
+                    error = (start - sig.target + self.cycle / 2) % self.cycle - self.cycle / 2
+                    sig.last_error = error
+                    self._green_starts.append((start, tls, error))
+            if actuated:
+                self._enforce(sim, sig, t, phase, spent)
                 continue
-            sig.plan.clear()
-            start = t - spent
-            error = (start - sig.target + self.cycle / 2) % self.cycle - self.cycle / 2
-            sig.last_error = error
-            self._green_starts.append((start, tls, error))
+            if not changed or phase != sig.run_start:
+                continue
+            error, start = sig.last_error or 0.0, t - spent
             if abs(error) <= self._dt / 2 + _EPS:
                 if sig.first_sync is None:
                     sig.first_sync = start
@@ -666,21 +768,29 @@ class BikeGreenWave(Controller):
             sim.conn.trafficlight.setPhaseDuration(tls, new_remaining)
 
     def results(self) -> dict[str, tuple[float, str]]:
-        """Signals and chains coordinated, the cycle and speed, and how well they kept in sync."""
+        """The mode, signals and chains coordinated, the cycle and speed, how well they kept in
+        sync (actuated mode: the last window met) and the share of windows met."""
         sigs = list(self.signals.values())
         in_sync = sum(
             1
             for s in sigs
             if not s.released
-            and s.last_error is not None
-            and abs(s.last_error) <= self._dt / 2 + _EPS
+            and (
+                s.windows > 0 and s.window_met
+                if self.mode == "actuated"
+                else s.last_error is not None and abs(s.last_error) <= self._dt / 2 + _EPS
+            )
         )
         extra = [s.durations[s.corridor_phase] - s.program.phases[s.corridor_phase].duration
                  for s in sigs]  # fmt: skip
         length = sum(
             max(s.distance_m for s in sigs if s.chain == k + 1) for k in range(len(self.chains))
         )
+        shares = [s.windows_met / s.windows for s in sigs if s.windows]
         return {
+            self._kpi("mode_actuated"): (float(self.mode == "actuated"), "1"),
+            self._kpi("window"): (self.window_s, "s"),
+            self._kpi("window_met_share"): (sum(shares) / len(shares) if shares else 0.0, "1"),
             self._kpi("signals_coordinated"): (float(len(sigs)), "1"),
             self._kpi("chains"): (float(len(self.chains)), "1"),
             self._kpi("corridor_length"): (length, "m"),
