@@ -72,6 +72,17 @@ def wgs84_to_utm(lon: ArrayLike, lat: ArrayLike) -> tuple[np.ndarray, np.ndarray
     return np.asarray(x), np.asarray(y)
 
 
+def to_utm(x: ArrayLike, y: ArrayLike, crs: str) -> tuple[np.ndarray, np.ndarray]:
+    """Points in any projected or geographic CRS (EPSG code, WKT or PROJ string) to EPSG:25832."""
+    x, y = _as_arrays(x=x, y=y)
+    try:
+        tr = _transformer(crs, CRS_PLANAR)
+    except Exception as exc:  # pyproj's CRSError and friends
+        raise DataError(f"twin.geo: {crs!r} is not a coordinate reference system: {exc}") from exc
+    ux, uy = tr.transform(x, y)
+    return np.asarray(ux), np.asarray(uy)
+
+
 def utm_to_wgs84(x: ArrayLike, y: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """EPSG:25832 easting/northing (m) to WGS84 lon/lat (degrees)."""
     x, y = _as_arrays(x=x, y=y)

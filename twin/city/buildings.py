@@ -7,13 +7,12 @@ from typing import Any
 
 import numpy as np
 import pyogrio
-import rasterio
 import shapely
 import trimesh
 from rasterio.features import rasterize
 
 from twin.city.build import StepContext
-from twin.city.raster import grid_transform, write_geotiff
+from twin.city.raster import grid_transform, values_at, write_geotiff
 from twin.city.vector import read_vector, write_gpkg
 from twin.errors import DataError
 
@@ -65,15 +64,9 @@ def build_buildings(ctx: StepContext) -> None:
 
 def _ground_height(terrain: Path, geoms: np.ndarray) -> np.ndarray:
     """Lowest terrain height under each footprint's vertices (a building stands on its lowest corner)."""
-    with rasterio.open(terrain) as src:
-        z = src.read(1)
-        nodata = src.nodata
-        coords, index = shapely.get_coordinates(geoms, return_index=True)
-        rows, cols = rasterio.transform.rowcol(src.transform, coords[:, 0], coords[:, 1])
-    rows = np.clip(np.asarray(rows), 0, z.shape[0] - 1)
-    cols = np.clip(np.asarray(cols), 0, z.shape[1] - 1)
-    h = z[rows, cols].astype(float)
-    h[h == nodata] = np.inf
+    coords, index = shapely.get_coordinates(geoms, return_index=True)
+    h = values_at(terrain, coords[:, 0], coords[:, 1], clip=True)
+    h[np.isnan(h)] = np.inf
     base = np.full(len(geoms), np.inf)
     np.minimum.at(base, index, h)
     if np.isinf(base).any():

@@ -73,3 +73,24 @@ def read_to_grid(
             resampling=resampling,
         )
     return out, nodata
+
+
+def values_at(path: Path, x: np.ndarray, y: np.ndarray, *, clip: bool = False) -> np.ndarray:
+    """Band 1 of a GeoTIFF at points in its CRS (the cell containing each point), as floats: NaN for
+    nodata, and for points outside the raster unless `clip` takes the nearest edge cell."""
+    try:
+        with rasterio.open(path) as src:
+            z = src.read(1).astype(float)
+            nodata = src.nodata
+            rows, cols = rasterio.transform.rowcol(src.transform, np.asarray(x), np.asarray(y))
+    except rasterio.errors.RasterioIOError as exc:
+        raise DataError(f"{path}: cannot read the raster: {exc}") from exc
+    rows, cols = np.atleast_1d(np.asarray(rows)), np.atleast_1d(np.asarray(cols))
+    if nodata is not None:
+        z[z == nodata] = np.nan
+    if clip:
+        return z[np.clip(rows, 0, z.shape[0] - 1), np.clip(cols, 0, z.shape[1] - 1)]
+    inside = (rows >= 0) & (rows < z.shape[0]) & (cols >= 0) & (cols < z.shape[1])
+    out = np.full(rows.shape, np.nan)
+    out[inside] = z[rows[inside], cols[inside]]
+    return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import time
 from pathlib import Path
@@ -65,7 +66,8 @@ def _sim_time(text: str) -> float:
 
 def _vehicle_overlays(args: argparse.Namespace, view: Any) -> tuple[list, str]:
     """Boxes for the vehicles of --traffic at --at, in the view's camera frame, and a caption."""
-    from twin.scenes.vehicles import load_vehicles, terrain_sampler, vehicle_meshes
+    from twin.city.raster import values_at
+    from twin.scenes.vehicles import load_vehicles, vehicle_meshes
 
     if args.at is None:
         raise ConfigError("--traffic needs --at (simulation time, seconds or HH:MM[:SS])")
@@ -73,7 +75,7 @@ def _vehicle_overlays(args: argparse.Namespace, view: Any) -> tuple[list, str]:
     if not terrain.exists():
         raise DataError(f"{terrain}: no terrain to stand the vehicles on; run `twin data build`")
     t, vehicles = load_vehicles(args.traffic, args.at)
-    meshes = vehicle_meshes(vehicles, view.camera.frame(), terrain_sampler(terrain))
+    meshes = vehicle_meshes(vehicles, view.camera.frame(), functools.partial(values_at, terrain))
     return meshes, f", {len(vehicles)} vehicles at t={t:g} s"
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from twin.errors import DataError
-from twin.geo import LocalFrame
+from twin.geo import LocalFrame, to_utm
 
 FCD = "fcd.xml.gz"
 
@@ -74,16 +74,7 @@ def _to_utm(net_file: Path) -> Callable[[np.ndarray, np.ndarray], tuple[np.ndarr
     dx, dy, proj = _net_location(net_file)
     if proj in ("!", ""):
         raise DataError(f"{net_file}: projParameter '!': the network is not geo-referenced")
-    from pyproj import CRS, Transformer
-
-    try:
-        crs = CRS.from_user_input(proj)
-    except Exception as exc:
-        raise DataError(f"{net_file}: projParameter {proj!r} is not a projection: {exc}") from exc
-    if crs.equals(CRS.from_epsg(25832)):
-        return lambda x, y: (x - dx, y - dy)
-    tr = Transformer.from_crs(crs, "EPSG:25832", always_xy=True)
-    return lambda x, y: tr.transform(x - dx, y - dy)
+    return lambda x, y: to_utm(x - dx, y - dy, proj)
 
 
 def read_fcd_step(fcd: Path, time_s: float) -> tuple[float, list[dict[str, str]]]:
@@ -194,28 +185,3 @@ def vehicle_meshes(
         cells = np.hstack([np.full((len(faces), 1), 4), faces]).ravel()
         out.append((pv.PolyData(points, cells), SHAPES.get(vclass, _DEFAULT)[3]))
     return out
-
-
-def terrain_sampler(terrain_tif: Path) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-    """Heights (m a.s.l.) of a terrain GeoTIFF in EPSG:25832 at points (nearest cell; NaN outside)."""
-    import rasterio
-
-    try:
-        with rasterio.open(terrain_tif) as ds:
-            z = ds.read(1).astype(float)
-            inv = ~ds.transform
-            nodata = ds.nodata
-    except rasterio.errors.RasterioIOError as exc:
-        raise DataError(f"{terrain_tif}: cannot read the terrain: {exc}") from exc
-    if nodata is not None:
-        z[z == nodata] = np.nan
-
-    def sample(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        col, row = inv * (np.asarray(x, float), np.asarray(y, float))
-        r, c = np.floor(row).astype(int), np.floor(col).astype(int)
-        inside = (r >= 0) & (r < z.shape[0]) & (c >= 0) & (c < z.shape[1])
-        out = np.full(r.shape, np.nan)
-        out[inside] = z[r[inside], c[inside]]
-        return out
-
-    return sample
