@@ -23,6 +23,7 @@ DEFAULT_PACK = PROJECT_ROOT / "data" / "krefeld" / "pack.toml"
 # Domain sub-commands: each lives in `twin/<package>/commands.py` as `add_commands(subparsers)`. Until a
 # domain has that module, its sub-command says in one line that it is not available and exits non-zero.
 DOMAINS = {
+    "tiles": ("tiles", "read and describe OGC 3D Tiles tilesets"),
     "traffic": (
         "traffic",
         "SUMO traffic scenarios (network, demand, priority controllers, virtual barriers, KPIs)",
@@ -146,19 +147,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_tiles_info(args: argparse.Namespace) -> int:
-    """Describe a 3D Tiles tileset."""
-    try:
-        from twin.tiles.info import format_info, tileset_info
-    except ImportError:
-        raise NotYetAvailable(
-            "twin tiles: the 3D Tiles reader is not part of this version"
-        ) from None
-    info = tileset_info(args.tileset)
-    print(json.dumps(info, indent=2) if args.json else format_info(info))
-    return 0
-
-
 def _planned(name: str, what: str) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         raise NotYetAvailable(f"twin {name}: {what} are not available in this version yet")
@@ -187,13 +175,6 @@ def build_parser() -> argparse.ArgumentParser:
     _add_pack_args(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_data_info)
-
-    tiles = sub.add_parser("tiles", help="read and describe OGC 3D Tiles tilesets")
-    tsub = tiles.add_subparsers(dest="action", metavar="ACTION", required=True)
-    p = tsub.add_parser("info", help="tiles, depth, contents, triangles, textures, region")
-    p.add_argument("tileset", help="tileset.json (or its folder)")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.set_defaults(func=cmd_tiles_info)
 
     for name, (package, what) in DOMAINS.items():
         module = f"twin.{package}.commands"
