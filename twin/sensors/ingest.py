@@ -11,6 +11,11 @@ and the writes run in a worker process (``worker="process"``, the default there)
 only queue the raw bytes, a dispatcher thread sends them in batches through a pipe, and a collector
 thread runs the callbacks when the worker reports a batch committed. Other stores, and validators
 with an injected clock (tests), use one writer thread in this process (``worker="thread"``).
+
+No message takes another with it: validation never raises for what a message holds, and a batch the
+store refuses is written again one message at a time, the one it still refuses quarantined as
+'internal' (:func:`write_batch`). Only a store that fails as a whole (disk full, locked, gone) stops
+the ingest, with nothing uncommitted acknowledged.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import contextlib
 import multiprocessing
 import queue
 import signal
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -30,7 +36,7 @@ from twin.errors import ConfigError, DataError
 from twin.sensors.devices import Catalogue
 from twin.sensors.profiles import Profiles
 from twin.sensors.store import SQLiteStore, Store
-from twin.sensors.validate import Outcome, Prepared, Validator
+from twin.sensors.validate import Batch, Outcome, Prepared, Validator
 
 Callback = Callable[[Outcome], None]
 _STOP = object()
@@ -162,18 +168,20 @@ class Ingestor:
         with f:
             chunk: list[tuple[bytes, str]] = []
             source = f"file:{path.name}"
-            for line in f:
+            first = 0  # the number of the chunk's first line
+            for number, line in enumerate(f, 1):
                 line = line.strip()
                 if not line:
                     continue
+                first = first or number
                 chunk.append((line, source))
                 if len(chunk) >= self.batch_size:
-                    self._commit(chunk, [])
-                    chunk = []
+                    self._commit_lines(path, first, number, chunk)
+                    chunk, first = [], 0
                     if progress:
                         progress(self.counters)
             if chunk:
-                self._commit(chunk, [])
+                self._commit_lines(path, first, number, chunk)
         if progress:
             progress(self.counters)
         got = self.counters
@@ -185,6 +193,17 @@ class Ingestor:
              if v - before.reasons.get(k, 0)},
         )  # fmt: skip
 
+    def _commit_lines(self, path: Path, first: int, last: int, chunk: list) -> None:
+        """Commit the messages of lines ``first``..``last`` of a file; a store that fails says
+        which lines were not stored (those before are, and a second ingest skips them)."""
+        try:
+            self._commit(chunk, [])
+        except Exception as exc:
+            raise DataError(
+                f"{path}: lines {first}-{last} not stored: {exc} (lines before {first} are "
+                f"stored; ingesting the file again skips them)"
+            ) from None
+
     def _commit(self, items: list[tuple[bytes, str]] | list[Prepared], tags: list) -> list[Outcome]:
         if self._conn is not None:
             # The worker process owns the writes while it runs: two writers would race between
@@ -192,8 +211,7 @@ class Ingestor:
             return self._through_worker(items)  # type: ignore[arg-type]
         prepared = [p if isinstance(p, Prepared) else self.validator.prepare(*p) for p in items]
         with self._write_lock:
-            batch = self.validator.resolve(prepared)
-            self.store.write_batch(batch)
+            batch = write_batch(self.validator, self.store, prepared)
             self.counters.add(batch.outcomes)
         if self.on_commit is not None:
             self.on_commit(time.time(), batch.outcomes, tags)
@@ -420,6 +438,41 @@ class Ingestor:
             self._slots.release()
 
 
+def write_batch(validator: Validator, store: Store, prepared: list[Prepared]) -> Batch:
+    """Resolve and write prepared messages in one transaction; return the batch (its outcomes).
+
+    When the store refuses the batch for something a message holds, each message is written in a
+    transaction of its own, and one the store still refuses is quarantined as 'internal' with the
+    error, so it takes no other message with it. An error of the store itself (locked, disk full,
+    read-only: ``sqlite3.OperationalError``), or a store that cannot even write the quarantine
+    entry, is raised."""
+    saved = validator.frame_counters()
+    try:
+        batch = validator.resolve(prepared)
+        store.write_batch(batch)
+        return batch
+    except sqlite3.OperationalError:
+        validator.restore(saved)
+        raise
+    except Exception:
+        validator.restore(saved)
+    outcomes: list[Outcome] = []
+    for p in prepared:
+        saved = validator.frame_counters()
+        try:
+            one = validator.resolve([p])
+            store.write_batch(one)
+        except sqlite3.OperationalError:
+            validator.restore(saved)
+            raise
+        except Exception as exc:
+            validator.restore(saved)
+            one = validator.refused(p, exc)
+            store.write_batch(one)
+        outcomes += one.outcomes
+    return Batch(outcomes=outcomes)
+
+
 def _worker_main(conn, path: str) -> None:
     """The worker process: take the catalogue, profiles and validator options from the pipe, then
     validate and write each batch it brings, and report the outcomes.
@@ -449,8 +502,7 @@ def _worker_main(conn, path: str) -> None:
                 conn.send(("closed", None))
                 return
             try:
-                batch = validator.check(items)
-                store.write_batch(batch)
+                batch = write_batch(validator, store, [validator.prepare(*m) for m in items])
             except Exception as exc:
                 conn.send(("error", f"writing a batch failed: {exc}"))
                 return

@@ -27,6 +27,33 @@ _NUMBER = (int, float)  # a tuple, not `int | float`, which builds a union objec
 class DecodeError(DataError):
     """A payload does not match its profile's layout (length, port, missing decoded field)."""
 
+    reason = "decode"  # the quarantine reason of a message that fails so
+
+
+class NumberError(DecodeError):
+    """A value that cannot be a number: NaN ('not_a_number'), or beyond the float range such as
+    1e400 (read as infinity) or a 400-digit integer ('overflow')."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def finite(value: int | float, what: str) -> float:
+    """``value`` as a finite float, or a :class:`NumberError` naming ``what``: a JSON number such
+    as 1e400 reads as infinity, and an integer of 400 digits has no float."""
+    try:
+        x = float(value)
+    except OverflowError:
+        raise NumberError(
+            "overflow", f"{what}: an integer of {value.bit_length()} bits is beyond the float range"
+        ) from None
+    if math.isnan(x):
+        raise NumberError("not_a_number", f"{what} is NaN")
+    if math.isinf(x):
+        raise NumberError("overflow", f"{what} is beyond the float range (read as {x})")
+    return x
+
 
 @dataclass(frozen=True)
 class Quantity:
@@ -181,9 +208,14 @@ class Profile:
             if isinstance(raw, bool) or not isinstance(raw, _NUMBER):
                 raise DecodeError(
                     f"profile {self.name} port {port}: field '{o.source}' must be a number, "
-                    f"got {raw!r}"
+                    f"got {raw!r:.40}"
                 )
-            value = float(raw)
+            try:
+                value = float(raw)
+            except OverflowError:
+                value = math.inf
+            if not math.isfinite(value):  # NaN, or beyond the float range: finite() says which
+                finite(raw, f"profile {self.name} port {port}: field '{o.source}'")
             if o.method == "reference_minus":
                 value = device["reference_height_m"] - value
             elif o.method == "pressure_head":

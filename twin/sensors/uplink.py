@@ -11,12 +11,19 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import json
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NoReturn
+
+from twin.sensors.profiles import NumberError, finite
 
 FORMATS = ("tts", "chirpstack")
+# Nesting levels a message may have (the servers' messages have 6): deeper JSON is refused before
+# the parser, which recurses once per level, ever sees it.
+MAX_DEPTH = 32
 
 
 class MessageRejected(Exception):
@@ -78,13 +85,13 @@ def _eui(value: str, path: str) -> str:
 def _time(value: str, path: str) -> float:
     try:
         t = datetime.fromisoformat(value.strip())
-    except ValueError:
+        if t.tzinfo is None:
+            raise MessageRejected("schema", f"field '{path}' has no time zone: {value!r:.40}")
+        return t.timestamp()
+    except (ValueError, OverflowError):  # OverflowError: year 1 at +14:00 has no timestamp
         raise MessageRejected(
             "schema", f"field '{path}' is not an ISO 8601 time: {value!r:.40}"
         ) from None
-    if t.tzinfo is None:
-        raise MessageRejected("schema", f"field '{path}' has no time zone: {value!r:.40}")
-    return t.timestamp()
 
 
 def _b64(value: str, path: str) -> bytes:
@@ -99,9 +106,75 @@ def _b64(value: str, path: str) -> bytes:
 def _counter(value: Any, path: str, top: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= top:
         raise MessageRejected(
-            "schema", f"field '{path}' must be an integer 0..{top}, got {value!r}"
+            "schema", f"field '{path}' must be an integer 0..{top}, got {value!r:.40}"
         )
     return value
+
+
+_SPECIAL = re.compile(rb'[][{}"\\]')  # what the nesting scan looks at: brackets, quotes, escapes
+
+
+def nesting_exceeds(body: bytes, limit: int = MAX_DEPTH) -> bool:
+    """True when the JSON text nests arrays and objects deeper than ``limit`` (brackets within
+    strings do not count). A linear scan of the bytes, without recursion."""
+    if body.count(b"[") + body.count(b"{") <= limit:
+        return False  # the usual case: fewer brackets than the limit, whatever their order
+    depth = 0
+    in_string = False
+    escaped = -1  # the position after a backslash in a string
+    for m in _SPECIAL.finditer(body):
+        pos = m.start()
+        if pos == escaped:
+            continue
+        c = body[pos]
+        if in_string:
+            if c == 0x5C:  # backslash
+                escaped = pos + 1
+            elif c == 0x22:  # quote
+                in_string = False
+        elif c == 0x22:
+            in_string = True
+        elif c in (0x5B, 0x7B):  # [ {
+            depth += 1
+            if depth > limit:
+                return True
+        elif c in (0x5D, 0x7D):  # ] }
+            depth -= 1
+    return False
+
+
+def _no_constants(name: str) -> NoReturn:
+    raise MessageRejected("not_a_number", f"{name} in the message: JSON numbers are finite")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_no_constants)
+
+
+def load_json(body: bytes, max_depth: int = MAX_DEPTH) -> Any:
+    """The JSON value of a message body (UTF-8, an optional byte order mark). Raises
+    :class:`MessageRejected`: 'invalid_json' (not UTF-8, not JSON), 'too_deep' (nested deeper than
+    ``max_depth``), 'not_a_number' (NaN, Infinity) or 'overflow' (an integer too long to read)."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise MessageRejected("invalid_json", f"not UTF-8 text: {exc}") from None
+    if nesting_exceeds(body, max_depth):
+        raise MessageRejected("too_deep", f"JSON nested deeper than {max_depth} levels")
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    try:
+        return _DECODER.decode(text)
+    except json.JSONDecodeError as exc:
+        raise MessageRejected("invalid_json", f"not JSON: {exc}") from None
+    except ValueError as exc:  # an integer over Python's 4300 digits for int <-> str
+        raise MessageRejected("overflow", f"a number too long to read: {exc}") from None
+
+
+def _real(value: int | float, path: str) -> float:
+    try:
+        return finite(value, f"field '{path}'")
+    except NumberError as exc:
+        raise MessageRejected(exc.reason, str(exc)) from None
 
 
 def detect_format(msg: Any) -> str:
@@ -157,12 +230,16 @@ def parse_uplink(msg: Any) -> Uplink:
     if f_port == 0:
         raise MessageRejected("not_uplink", "f_port 0 carries MAC commands, not application data")
     rssi = snr = gw_time = None
-    for m in meta:
+    meta_path = "uplink_message.rx_metadata" if fmt == "tts" else "rxInfo"
+    for i, m in enumerate(meta):
         if isinstance(m, dict):
             r, s = m.get("rssi"), m.get("snr")
-            if isinstance(r, _NUMBER) and (rssi is None or r > rssi):
-                rssi = float(r)
-                snr = float(s) if isinstance(s, _NUMBER) else None
+            if isinstance(r, _NUMBER) and not isinstance(r, bool):
+                r = _real(r, f"{meta_path}[{i}].rssi")
+                if rssi is None or r > rssi:
+                    rssi = r
+                    ok = isinstance(s, _NUMBER) and not isinstance(s, bool)
+                    snr = _real(s, f"{meta_path}[{i}].snr") if ok else None
             when = m.get("time")
             if isinstance(when, str):
                 try:

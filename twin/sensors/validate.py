@@ -1,14 +1,14 @@
 """Validation without loss: every received message becomes readings, a duplicate or a quarantine entry.
 
-Checks, in order: JSON and schema, known device, payload decoding, valid ranges, clock skew,
-duplicates (same device and frame counter), out-of-order and late arrival. Failing messages are
-quarantined with their reason; out-of-order and late ones are kept as readings with quality flags.
+Checks, in order: JSON (UTF-8, nesting depth, finite numbers) and schema, known device, payload
+decoding, valid ranges, clock skew, duplicates (same device and frame counter), out-of-order and late
+arrival. Failing messages are quarantined with their reason and their bytes as received, whatever
+they hold; out-of-order and late ones are kept as readings with quality flags.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -17,7 +17,7 @@ from typing import Protocol
 
 from twin.sensors.devices import Catalogue
 from twin.sensors.profiles import DecodeError, Profile, Profiles
-from twin.sensors.uplink import MessageRejected, parse_uplink
+from twin.sensors.uplink import MessageRejected, load_json, parse_uplink
 
 # Quality flags of a reading (bit mask).
 LATE = 1  # arrived more than `late_after_s` after it was received by the network server
@@ -26,7 +26,10 @@ FROM_DECODED = 4  # value from the network server's decoded payload, not from ou
 FLAG_NAMES = {LATE: "late", OUT_OF_ORDER: "out_of_order", FROM_DECODED: "from_decoded"}
 
 REASONS = (
-    "invalid_json",
+    "invalid_json",  # not UTF-8, not JSON, not an object
+    "too_deep",  # JSON nested deeper than uplink.MAX_DEPTH
+    "not_a_number",  # NaN or Infinity
+    "overflow",  # a number beyond the float range: 1e400, a 400-digit integer
     "schema",
     "not_uplink",
     "unknown_device",
@@ -34,6 +37,7 @@ REASONS = (
     "out_of_range",
     "clock_skew",
     "duplicate",
+    "internal",  # a check or the store's write failed on this message (the error's text)
 )
 # LoRaWAN 1.0 dates from 2015: an earlier reception time is a clock that was never set.
 _EARLIEST = datetime(2015, 1, 1, tzinfo=UTC).timestamp()
@@ -140,10 +144,31 @@ class Validator:
 
     def prepare(self, body: bytes, source: str) -> Prepared:
         """The per-message checks that need no store (JSON, schema, device, decoding, ranges, clock
-        skew); cheap to run in the thread that received the message."""
+        skew); cheap to run in the thread that received the message. Never raises for what a
+        message holds: a check that fails unforeseen quarantines it as 'internal'."""
         body = bytes(body)
-        return Prepared(body, source, hashlib.sha256(body).digest(),
-                        self._parse(body, source, self.now()))  # fmt: skip
+        try:
+            result = self._parse(body, source, self.now())
+        except Exception as exc:
+            result = MessageRejected("internal", describe(exc))
+        return Prepared(body, source, hashlib.sha256(body).digest(), result)
+
+    def frame_counters(self) -> dict[str, int]:
+        """A copy of the highest frame counter seen per device, to restore after a failed write."""
+        return dict(self._last_fcnt)
+
+    def restore(self, frame_counters: dict[str, int]) -> None:
+        """Forget what :meth:`resolve` saw since :meth:`frame_counters` (its batch was not written)."""
+        self._last_fcnt = frame_counters
+
+    def refused(self, p: Prepared, exc: BaseException) -> Batch:
+        """A batch that quarantines ``p`` as 'internal' with the store's error, for a message the
+        store refused: it keeps the bytes as received and a source any store can write."""
+        batch = Batch()
+        source = p.source.encode("utf-8", "backslashreplace").decode("utf-8")
+        rej = MessageRejected("internal", describe(exc))
+        self._quarantine(batch, p.sha, self.now(), source, None, None, None, p.body, rej)
+        return batch
 
     def check(self, messages: Iterable[tuple[bytes, str]]) -> Batch:
         """Validate ``(body, source)`` pairs; return the rows to write and one outcome each."""
@@ -210,9 +235,9 @@ class Validator:
         if event and event != "up":
             return MessageRejected("not_uplink", f"a '{event}' event, not an uplink")
         try:
-            msg = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            return MessageRejected("invalid_json", f"not JSON: {exc}")
+            msg = load_json(body)
+        except MessageRejected as rej:
+            return rej
         if not isinstance(msg, dict):
             return MessageRejected("invalid_json", "expected a JSON object")
         try:
@@ -239,8 +264,8 @@ class Validator:
                 fields = dict(up.decoded or {})
                 flags |= FROM_DECODED
             values = profile.derive(up.f_port, fields, device.attrs)
-        except DecodeError as exc:
-            raise MessageRejected("decode", str(exc)) from None
+        except DecodeError as exc:  # NumberError too: 'not_a_number' or 'overflow'
+            raise MessageRejected(exc.reason, str(exc)) from None
         ranges = self._ranges
         for q, v in values.items():
             lo, hi = ranges[q]
@@ -262,6 +287,13 @@ class Validator:
         if up.time < _EARLIEST:
             raise MessageRejected("clock_skew", "reception time before 2015 (clock never set)")
         return up, device, values, flags
+
+
+def describe(exc: BaseException) -> str:
+    """An exception as the detail of an 'internal' quarantine entry: its type and text, in UTF-8
+    any store can write."""
+    text = f"{type(exc).__name__}: {exc}"[:500]
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def summarize(outcomes: Iterable[Outcome]) -> Mapping[str, int]:
