@@ -292,7 +292,9 @@ class Ingestor:
             self._conn = None
             self._process.join(max(0.1, deadline - time.monotonic()))
             if self._process.is_alive():  # stuck: what it has not reported stays unacknowledged
-                self._process.terminate()
+                # kill, not terminate: the worker ignores SIGTERM (see _worker_main), and a child
+                # left alive would make multiprocessing wait for it at exit, for ever
+                self._process.kill()
                 self._process.join(5)
             self._process = None
             # The worker wrote: the highest frame counter per device comes from the store again.
@@ -365,7 +367,7 @@ class Ingestor:
             ours.close()
             proc.join(5)
             if proc.is_alive():
-                proc.terminate()
+                proc.kill()  # it ignores SIGTERM
                 proc.join(5)
             raise DataError(
                 f"{path}: the ingest worker process did not start: {detail} "
