@@ -7,6 +7,7 @@ file always gives one message naming the file, the key and what was expected.
 from __future__ import annotations
 
 import difflib
+import math
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -133,6 +134,9 @@ def _validate_value(value: Any, spec: Field, *, file: str | Path, dotted: str) -
         raise ConfigError(
             f"{file}: '{dotted}' must be {_type_name(spec.type)}, got {_describe(value)}"
         )
+    if _is_number(value) and _wants_number(spec.type) and not _finite(value):
+        # TOML writes inf and nan; no setting of the twin means either, and both break arithmetic
+        raise ConfigError(f"{file}: '{dotted}' must be a finite number, got {_describe(value)}")
     if spec.choices is not None and value not in spec.choices:
         options = ", ".join(repr(c) for c in spec.choices)
         raise ConfigError(f"{file}: '{dotted}' must be one of {options}, got {_describe(value)}")
@@ -145,16 +149,32 @@ def _validate_value(value: Any, spec: Field, *, file: str | Path, dotted: str) -
     return value
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _wants_number(t: type | tuple[type, ...]) -> bool:
+    return float in (t if isinstance(t, tuple) else (t,))
+
+
+def _finite(value: int | float) -> bool:
+    """True for a number that is a finite float (an integer of 400 digits is not)."""
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
+
+
 def numbers(n: int | None = None, positive: bool = False) -> Callable[[Any], str | None]:
-    """A check for an array of numbers (of length n, optionally all > 0)."""
+    """A check for an array of finite numbers (of length n, optionally all > 0)."""
 
     def check(value: Any) -> str | None:
-        what = f"an array of {n} numbers" if n else "an array of numbers"
+        what = f"an array of {n} finite numbers" if n else "an array of finite numbers"
         if positive:
             what += " greater than zero"
         if not isinstance(value, list) or (n is not None and len(value) != n):
             return what
-        if not all(_type_ok(v, float) for v in value):
+        if not all(_type_ok(v, float) and _finite(v) for v in value):
             return what
         if positive and not all(v > 0 for v in value):
             return what

@@ -1,4 +1,4 @@
-"""The `twin groundwater` sub-commands: run a scenario (with a progress bar) or check its file.
+"""The `twin groundwater` sub-commands: run a scenario (with a progress bar) or check it.
 
 Kept light at import time: the model and numba load only when a sub-command runs.
 """
@@ -59,17 +59,35 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    """Validate a scenario file and summarise it."""
-    from twin.groundwater.scenario import load_scenario
+    """Validate a scenario as a run would (files, sizes, wells, aquifer) without solving."""
+    from twin.groundwater.scenario import MAX_RUN_BYTES, build_setup, load_scenario
 
     sc = load_scenario(args.scenario)
-    c = sc.config
+    setup = build_setup(
+        sc,
+        pack=args.pack,
+        build_dir=args.build_dir,
+        end=args.end,
+        progress=lambda message: print(f"  … {message}", file=sys.stderr, flush=True),
+    )
+    c, g = sc.config, setup.grid
     print(
-        f"{sc.path}: scenario '{sc.name}' is valid: {c['scenario']['start']} to "
-        f"{c['scenario']['end']}, {c['grid']['cell']:g} m cells, readings: "
-        f"{c['readings']['source']}"
+        f"{sc.path}: scenario '{sc.name}' is valid: {setup.clock.isoformat(0)} to "
+        f"{setup.clock.isoformat(setup.clock.duration or 0.0)}, {setup.steps} steps of "
+        f"{c['scenario']['time_step_hours']:g} h, {g.ny} x {g.nx} cells of {g.cell:g} m, "
+        f"{len(setup.pumping)} pumping wells, readings: {c['readings']['source']}; "
+        f"memory about {setup.memory_bytes / 2**20:,.0f} MiB of {MAX_RUN_BYTES / 2**30:g} GiB"
     )
     return 0
+
+
+def _setup_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("scenario", type=Path, help="the scenario TOML file")
+    p.add_argument("--end", help="stop at this ISO 8601 UTC time instead of the scenario's end")
+    p.add_argument("--pack", type=Path, default=None, help="another data pack (pack.toml)")
+    p.add_argument(
+        "--build-dir", type=Path, default=None, help="where the data products are (per pack)"
+    )
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -82,16 +100,14 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     sub = gw.add_subparsers(dest="action", metavar="ACTION", required=True)
     p = sub.add_parser("run", help="run a scenario (simulations/groundwater-*.toml)")
-    p.add_argument("scenario", type=Path, help="the scenario TOML file")
-    p.add_argument("--end", help="stop at this ISO 8601 UTC time instead of the scenario's end")
+    _setup_options(p)
     p.add_argument("--runs-dir", type=Path, default=Path("runs"), help="default: runs/")
-    p.add_argument("--pack", type=Path, default=None, help="another data pack (pack.toml)")
-    p.add_argument(
-        "--build-dir", type=Path, default=None, help="where the data products are (per pack)"
-    )
     p.set_defaults(func=cmd_run)
-    p = sub.add_parser("check", help="validate a scenario file")
-    p.add_argument("scenario", type=Path, help="the scenario TOML file")
+    p = sub.add_parser(
+        "check",
+        help="check a scenario as a run would (data products are built), without solving",
+    )
+    _setup_options(p)
     p.set_defaults(func=cmd_check)
 
 

@@ -142,12 +142,24 @@ class Grid:
             raise GroundwaterError(f"{name}: expected finite numbers (found NaN or infinity)")
         return np.ascontiguousarray(arr)
 
+    @staticmethod
+    def covering_shape(extent: tuple[float, float, float, float], cell: float) -> tuple[int, int]:
+        """``(ny, nx)`` of the grid :meth:`covering` would make, without making it (no arrays)."""
+        xmin, ymin, xmax, ymax = (float(v) for v in extent)
+        if not all(math.isfinite(v) for v in (xmin, ymin, xmax, ymax)):
+            raise GroundwaterError(f"extent: expected finite numbers, got {extent}")
+        if xmax <= xmin or ymax <= ymin:
+            raise GroundwaterError(f"extent: expected xmin < xmax and ymin < ymax, got {extent}")
+        cell = float(cell)
+        if not math.isfinite(cell) or cell <= 0:
+            raise GroundwaterError(f"Grid cell: expected a size in metres > 0, got {cell!r}")
+        cols, rows = (xmax - xmin) / cell, (ymax - ymin) / cell
+        if not (math.isfinite(cols) and math.isfinite(rows)):
+            raise GroundwaterError(f"Grid cell: {cell!r} m makes more cells than can be counted")
+        return max(1, math.ceil(rows - 1e-9)), max(1, math.ceil(cols - 1e-9))
+
     @classmethod
     def covering(cls, extent: tuple[float, float, float, float], cell: float) -> Grid:
         """The grid of ``cell``-metre cells that covers ``extent`` (xmin, ymin, xmax, ymax)."""
-        xmin, ymin, xmax, ymax = (float(v) for v in extent)
-        if xmax <= xmin or ymax <= ymin:
-            raise GroundwaterError(f"extent: expected xmin < xmax and ymin < ymax, got {extent}")
-        nx = max(1, math.ceil((xmax - xmin) / cell - 1e-9))
-        ny = max(1, math.ceil((ymax - ymin) / cell - 1e-9))
-        return cls(nx=nx, ny=ny, cell=cell, origin=(xmin, ymin))
+        ny, nx = cls.covering_shape(extent, cell)
+        return cls(nx=nx, ny=ny, cell=cell, origin=(float(extent[0]), float(extent[1])))

@@ -20,11 +20,22 @@ import numpy as np
 from twin.config import Field, load_toml, numbers, positive, validate
 from twin.core.clock import Clock, parse_utc
 from twin.errors import ConfigError, DataError, TwinError
-from twin.groundwater.grid import Grid
+from twin.groundwater.grid import Grid, GroundwaterError
 from twin.groundwater.model import Model
 
 SECONDS_PER_YEAR = 365.25 * 86400.0
 SECONDS_PER_DAY = 86400.0
+
+# What a run may take, checked by build_setup before any array is made (so `check` refuses what
+# `run` could not hold, and a run never dies of MemoryError half-way). Sizes measured on runs of
+# the test pack (tracemalloc): the model, its multigrid hierarchy and the synthetic truth peak
+# at about 600 B per cell; a run keeps both head fields (assimilated and free, 8 B a cell each)
+# of every step for the hydrographs and stacks them once more to write them: 32 B per cell and
+# step. 2 GiB leaves room for the rest on an 8 GB laptop or a 7 GB CI runner.
+MAX_CELLS = 2_000_000  # ~1.2 GB of model arrays; a 1000 x 1000 grid already needs seconds a step
+MAX_RUN_BYTES = 2 * 1024**3
+BYTES_PER_CELL = 600
+BYTES_PER_CELL_STEP = 32
 # Lower Rhine: most recharge falls in winter, little in summer (long-term shape, mean 1).
 DEFAULT_MONTHLY = [1.7, 1.6, 1.3, 0.9, 0.6, 0.5, 0.5, 0.5, 0.6, 0.9, 1.4, 1.5]
 
@@ -290,6 +301,9 @@ class Setup:
     stage_times: np.ndarray = field(default_factory=lambda: np.zeros(0))
     stage_values: np.ndarray = field(default_factory=lambda: np.zeros(0))
     river_name: str | None = None
+    steps: int = 0  # implicit steps from start to end (see step_count)
+    memory_bytes: float = 0.0  # the run's estimated peak (see run_bytes)
+    hydrographs: list[tuple[str, float, float]] = field(default_factory=list)  # name, x, y
 
     def recharge_at(self, t: float, factor: float = 1.0) -> np.ndarray:
         """Recharge (m/s) at model time ``t``: base field x monthly factor x scale x ``factor``."""
@@ -326,25 +340,33 @@ class Setup:
             model.set_river_stage(stage + stage_offset, self.river_name)
 
 
-def _read_pumping_table(path: Path) -> list[dict[str, Any]]:
+def _read_pumping_table(scenario: Scenario) -> list[dict[str, Any]]:
+    """The wells of ``pumping.table`` (CSV: name,x,y,rate_m3_per_day), each with its line."""
+    path = scenario.resolve(scenario.config["pumping"]["table"])
     try:
         with path.open(newline="", encoding="utf-8") as f:
             rows = list(csv.DictReader(f))
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read the pumping table: {exc}") from None
+    except FileNotFoundError:
+        raise ConfigError(f"{scenario.path}: 'pumping.table': file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{scenario.path}: 'pumping.table': cannot read {path}: {exc}") from None
     out = []
     for n, row in enumerate(rows, start=2):
         try:
-            out.append({
+            well = {
                 "name": row["name"].strip(),
                 "x": float(row["x"]),
                 "y": float(row["y"]),
                 "rate_m3_per_day": float(row["rate_m3_per_day"]),
-            })  # fmt: skip
+                "where": f"'pumping.table' ({path.name} line {n})",
+            }  # fmt: skip
         except (KeyError, TypeError, ValueError, AttributeError):
+            well = None
+        if well is None or not all(math.isfinite(well[k]) for k in ("x", "y", "rate_m3_per_day")):
             raise DataError(
-                f"{path}: line {n}: expected columns name, x, y, rate_m3_per_day with numbers"
-            ) from None
+                f"{path}: line {n}: expected columns name, x, y, rate_m3_per_day with finite numbers"
+            )
+        out.append(well)
     return out
 
 
@@ -424,6 +446,136 @@ def _raster_or(
     return np.where(np.isfinite(values), values, default)
 
 
+def step_count(duration_s: float, step_s: float) -> float:
+    """Implicit steps a run makes over ``duration_s`` (at least one; a float, it may be huge)."""
+    steps = duration_s / step_s
+    return max(1.0, float(math.ceil(steps - 1e-9))) if math.isfinite(steps) else math.inf
+
+
+def run_bytes(cells: int, steps: float) -> float:
+    """The estimated memory peak of a run: per cell, plus per cell and step (see MAX_RUN_BYTES)."""
+    return cells * (BYTES_PER_CELL + BYTES_PER_CELL_STEP * (steps + 1))
+
+
+def _size(n: float) -> str:
+    for unit, scale in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if n >= scale:
+            return f"{n / scale:,.1f} {unit}"
+    return f"{n:,.0f} B"
+
+
+def _grid(scenario: Scenario, extent: tuple[float, ...], where: str) -> Grid:
+    """The model grid, refused before any array exists when it has more cells than MAX_CELLS."""
+    cell = scenario.config["grid"]["cell"]
+    try:
+        ny, nx = Grid.covering_shape(tuple(extent), cell)
+    except GroundwaterError as exc:
+        raise ConfigError(f"{scenario.path}: 'grid.cell': {exc}") from None
+    if nx * ny > MAX_CELLS:
+        raise ConfigError(
+            f"{scenario.path}: 'grid.cell' = {cell:g} m over {where} gives {ny:,} x {nx:,} = "
+            f"{nx * ny:,} cells, more than the limit of {MAX_CELLS:,} cells (about "
+            f"{_size(nx * ny * BYTES_PER_CELL)} before any step is kept); use larger cells or a "
+            "smaller 'grid.extent'"
+        )
+    return Grid.covering(tuple(extent), cell)
+
+
+def _check_memory(scenario: Scenario, grid: Grid, clock: Clock) -> tuple[int, float]:
+    """Steps and estimated bytes of the run; refused above MAX_RUN_BYTES, the numbers named."""
+    hours = scenario.config["scenario"]["time_step_hours"]
+    steps = step_count(clock.duration or 0.0, hours * 3600.0)
+    need = run_bytes(grid.size, steps)
+    if need > MAX_RUN_BYTES:
+        count = f"{steps:,.0f}" if math.isfinite(steps) else "too many"
+        raise ConfigError(
+            f"{scenario.path}: 'scenario.time_step_hours' = {hours:g} h and 'grid.cell' = "
+            f"{grid.cell:g} m: {count} steps x {grid.size:,} cells would hold about "
+            f"{_size(need)} ({BYTES_PER_CELL_STEP} B per cell and step + {BYTES_PER_CELL} B per "
+            f"cell), more than the limit of {_size(MAX_RUN_BYTES)}; use a longer step, a shorter "
+            "period or larger cells"
+        )
+    return int(steps), need
+
+
+def _pumping_wells(scenario: Scenario, grid: Grid) -> list[dict[str, Any]]:
+    """The wells of ``pumping.wells`` and ``pumping.table``; each must lie inside the grid."""
+    cfg = scenario.config["pumping"]
+    wells = [{**w, "where": f"'pumping.wells[{i}]'"} for i, w in enumerate(cfg.get("wells") or [])]
+    if cfg.get("table"):
+        wells += _read_pumping_table(scenario)
+    for w in wells:
+        if not grid.contains(np.array([w["x"]]), np.array([w["y"]]))[0]:
+            raise ConfigError(
+                f"{scenario.path}: {w['where']}: pumping well {w['name']!r} at ({w['x']:.1f}, "
+                f"{w['y']:.1f}) lies outside the model grid "
+                f"{tuple(round(v, 1) for v in grid.extent)} (xmin, ymin, xmax, ymax)"
+            )
+    return wells
+
+
+def _check_files(scenario: Scenario) -> None:
+    """Every file the scenario names (rasters, readings) exists, named with its key."""
+    cfg = scenario.config
+    named = [(f"aquifer.{k}", cfg["aquifer"].get(k)) for k in
+             ("k_raster", "sy_raster", "bottom_raster")]  # fmt: skip
+    if cfg["readings"]["source"] == "csv":
+        named.append(("readings.path", cfg["readings"].get("path")))
+    for key, value in named:
+        if value and not scenario.resolve(value).is_file():
+            raise ConfigError(
+                f"{scenario.path}: '{key}': file not found: {scenario.resolve(value)}"
+            )
+
+
+def logger_wells(config: dict[str, Any], wells: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The logger wells whose readings a run uses: all, or ``readings.wells`` of them (seeded)."""
+    rd = config["readings"]
+    n = len(wells.get("id", ()))
+    if rd["wells"] and rd["wells"] < n:
+        rng = np.random.default_rng(rd["seed"])
+        keep = np.sort(rng.choice(n, rd["wells"], replace=False))
+        wells = {k: v[keep] for k, v in wells.items()}
+    return wells
+
+
+def hydrograph_wells(
+    scenario: Scenario, wells: dict[str, np.ndarray], pumping: list[dict[str, Any]]
+) -> list[tuple[str, float, float]]:
+    """The wells a run draws hydrographs for (``output``): each named one must exist.
+
+    With readings, the logger wells are those read (:func:`logger_wells`); without, all inside.
+    """
+    out_cfg = scenario.config["output"]
+    if scenario.config["readings"]["source"] != "none":
+        wells = logger_wells(scenario.config, wells)
+    ids = wells.get("id", np.zeros(0))
+    xs, ys = wells.get("x", np.zeros(0)), wells.get("y", np.zeros(0))
+    lookup = {str(i): (float(x), float(y)) for i, x, y in zip(ids, xs, ys, strict=True)}
+    lookup.update({w["name"]: (w["x"], w["y"]) for w in pumping})
+    chosen: list[tuple[str, float, float]] = []
+    for n, w in enumerate(out_cfg["hydrograph_wells"]):
+        if str(w) not in lookup:
+            raise ConfigError(
+                f"{scenario.path}: 'output.hydrograph_wells[{n}]' names {w!r}, which is neither a "
+                f"logger well inside the grid nor a pumping well{_close(str(w), lookup)}"
+            )
+        chosen.append((str(w), *lookup[str(w)]))
+    if not out_cfg["hydrograph_wells"] and len(ids):
+        order = np.argsort(ids.astype(str))
+        step = max(1, len(order) // max(out_cfg["hydrographs"], 1))
+        for n in order[::step][: out_cfg["hydrographs"]]:
+            chosen.append((str(ids[n]), float(xs[n]), float(ys[n])))
+    return chosen
+
+
+def _close(name: str, known: dict[str, Any]) -> str:
+    import difflib
+
+    hint = difflib.get_close_matches(name, list(known), n=1)
+    return f" (did you mean {hint[0]!r}?)" if hint else ""
+
+
 def build_setup(
     scenario: Scenario,
     *,
@@ -432,7 +584,12 @@ def build_setup(
     end: str | None = None,
     progress: Any = None,
 ) -> Setup:
-    """Build the data products the scenario needs and the model it describes."""
+    """Check everything a run needs, build the data products and the model; solve nothing.
+
+    `twin groundwater check` and `run` both come here, so what one accepts the other starts:
+    files, the grid's size and the run's memory (refused before any array exists), wells inside
+    the grid, hydrograph wells, the aquifer against the terrain. Errors name the file and key.
+    """
     from twin.city.build import run_build
     from twin.city.pack import load_pack
     from twin.city.steps import city_steps
@@ -440,13 +597,26 @@ def build_setup(
 
     cfg = scenario.config
     say = progress or (lambda msg: None)
-    pack_file = pack or scenario.resolve(cfg["scenario"]["pack"])
+    pack_file = Path(pack) if pack else scenario.resolve(cfg["scenario"]["pack"])
+    if not (pack_file.is_file() or (pack_file / "pack.toml").is_file()):
+        key = "--pack" if pack else f"{scenario.path}: 'scenario.pack'"
+        raise ConfigError(f"{key}: no data pack at {pack_file}")
     data_pack = load_pack(pack_file)
     products = (build_dir or scenario.resolve(cfg["scenario"]["build_dir"])) / data_pack.name
-    run_build(data_pack, city_steps(), products, only=["terrain", "landcover"], progress=say)
 
-    extent = cfg["grid"].get("extent") or data_pack.extent
-    grid = Grid.covering(tuple(extent), cfg["grid"]["cell"])
+    extent = cfg["grid"].get("extent")
+    where = "'grid.extent'" if extent else f"the pack's extent ({data_pack.file})"
+    grid = _grid(scenario, tuple(extent or data_pack.extent), where)
+    clock = scenario.clock(end)
+    steps, need = _check_memory(scenario, grid, clock)
+    pumping = _pumping_wells(scenario, grid)
+    _check_files(scenario)
+    wells = read_wells(data_pack.layers["wells"].path)
+    inside = grid.contains(wells["x"], wells["y"])
+    wells = {key: values[inside] for key, values in wells.items()}
+    hydrographs = hydrograph_wells(scenario, wells, pumping)
+
+    run_build(data_pack, city_steps(), products, only=["terrain", "landcover"], progress=say)
     terrain = _resample(products / "terrain.tif", grid, "terrain")
     sealed = np.nan_to_num(_resample(products / "sealed.tif", grid, "sealed-fraction"), nan=0.0)
     missing = ~np.isfinite(terrain)
@@ -458,17 +628,22 @@ def build_setup(
     top = terrain_filled if aq["top"] == "terrain" else np.full(grid.shape, float(aq["top"]))
     bottom = _raster_or(scenario, aq.get("bottom_raster"), grid, aq["bottom"], "aquifer base")
     if (top - bottom <= 0).any():
+        key = "aquifer.bottom_raster" if aq.get("bottom_raster") else "aquifer.bottom"
         raise ConfigError(
-            f"{scenario.path}: 'aquifer.bottom' ({aq['bottom']} m) must lie below the aquifer top "
-            f"everywhere; the lowest top is {top.min():.1f} m"
+            f"{scenario.path}: '{key}' ({aq['bottom']} m) must lie below the aquifer top "
+            f"everywhere; the lowest top is {top.min():.1f} m, the highest base "
+            f"{bottom.max():.1f} m"
         )
     if aq.get("k_raster"):
         k = _raster_or(scenario, aq["k_raster"], grid, aq["k"], "hydraulic conductivity")
     else:
         k = lognormal_field(grid, aq["k"], aq["k_log10_sd"], aq["k_correlation_m"], aq["seed"])
     sy = _raster_or(scenario, aq.get("sy_raster"), grid, aq["sy"], "specific yield")
-    model = Model(grid, k=k, top=top, bottom=bottom, ss=aq["ss"], sy=sy,
-                  confined=aq["confined"], min_saturation=aq["min_saturation"])  # fmt: skip
+    try:
+        model = Model(grid, k=k, top=top, bottom=bottom, ss=aq["ss"], sy=sy,
+                      confined=aq["confined"], min_saturation=aq["min_saturation"])  # fmt: skip
+    except GroundwaterError as exc:  # the model's own rules on its parameters
+        raise ConfigError(f"{scenario.path}: 'aquifer': {exc}") from None
     if missing.any():
         model.set_inactive(missing)
 
@@ -485,8 +660,8 @@ def build_setup(
          "north": mask[-1:, :]}[side][...] = True  # fmt: skip
         model.set_fixed_head(mask & ~missing, float(head))
 
-    clock = scenario.clock(end)
-    setup = Setup(scenario, grid, model, terrain_filled, sealed, {}, [], base, clock)
+    setup = Setup(scenario, grid, model, terrain_filled, sealed, wells, [], base, clock,
+                  steps=steps, memory_bytes=need, hydrographs=hydrographs)  # fmt: skip
     river = cfg.get("river")
     if river is not None:
         mask, area = river_cells(grid, river["line"], river["width_m"])
@@ -507,22 +682,10 @@ def build_setup(
         cond = np.full(grid.shape, grid.area * seep["leakance_per_day"] / SECONDS_PER_DAY)
         model.add_drain(on, terrain_filled, cond, name="seepage")
 
-    pumping = list(cfg["pumping"].get("wells") or [])
-    if cfg["pumping"].get("table"):
-        pumping += _read_pumping_table(scenario.resolve(cfg["pumping"]["table"]))
     for w in pumping:
-        if not grid.contains(np.array([w["x"]]), np.array([w["y"]]))[0]:
-            raise ConfigError(
-                f"{scenario.path}: pumping well {w['name']!r} at ({w['x']}, {w['y']}) lies "
-                f"outside the model grid {grid.extent}"
-            )
         rate = w["rate_m3_per_day"] / SECONDS_PER_DAY  # scaled by Setup.apply
         model.add_well(w["x"], w["y"], rate, name=w["name"])
         setup.pumping.append((w["name"], w["x"], w["y"], rate))
-
-    wells = read_wells(data_pack.layers["wells"].path)
-    inside = grid.contains(wells["x"], wells["y"])
-    setup.wells = {key: values[inside] for key, values in wells.items()}
     return setup
 
 
