@@ -525,8 +525,11 @@ def resolve_controllers(
     """Controller specs with street selectors turned into ids, every id checked against the net.
 
     `corridor_streets` -> `junctions` (signals on those streets; the bike green wave keeps the names
-    too); `zone_streets` -> `zone_edges`.
+    too); `zone_streets` -> `zone_edges`. Each resolved spec is then checked by its controller's
+    own parameter rules, so `twin traffic check` refuses every value a run would refuse.
     """
+    from twin.traffic.controllers import check_spec, is_gate
+
     out = []
     for i, spec in enumerate(specs):
         spec = copy.deepcopy(spec)
@@ -563,6 +566,11 @@ def resolve_controllers(
                 for e in value:
                     if e not in index.edges:
                         raise _unknown(file, f"{at}.{key}", "edge", e, index.edges)
+            elif key == "gates" and isinstance(value, list):
+                for g in value:
+                    if not isinstance(g, str) or not is_gate(g, index.edges):
+                        raise _unknown(file, f"{at}.gates", "edge or lane", g, index.edges)
+        check_spec(spec, where=f"{file}: '{at}'")  # the controller's own rules on its values
         out.append(spec)
     return out
 

@@ -33,6 +33,8 @@ __all__ = [
     "Violation",
     "VirtualBarrier",
     "build_controllers",
+    "check_spec",
+    "is_gate",
 ]
 
 CONTROLLER_TYPES: dict[str, type[Controller]] = {
@@ -70,12 +72,31 @@ def _read_net_ids(net_file: Path) -> _NetIds:
     return _NetIds(frozenset(edges), frozenset(signals))
 
 
+def is_gate(gate: str, edges: frozenset[str] | set[str]) -> bool:
+    """Whether a camera gate id names an edge of the net, or a lane of one ("<edge>_<index>")."""
+    return gate in edges or gate.rsplit("_", 1)[0] in edges
+
+
 def _check_ids(ids: Any, known: frozenset[str], where: str, key: str, what: str, net: Path) -> None:
     if isinstance(ids, list):
         for i in ids:
-            # gates may also be lanes: "<edge>_<index>"
-            if i not in known and not (key == "gates" and i.rsplit("_", 1)[0] in known):
+            if not (is_gate(i, known) if key == "gates" else i in known):
                 raise ConfigError(f"{where}: {key!r}: {what} {i!r} is not in {net}")
+
+
+def check_spec(item: Any, *, where: str) -> Controller:
+    """One controller spec checked by its controller's own rules (type, keys, values); no net.
+
+    ``where`` names the spec in messages, e.g. "controllers[2]"; the type is added to it.
+    """
+    if not isinstance(item, Mapping):
+        raise ConfigError(f"{where}: expected a table, got {type(item).__name__}")
+    kind = item.get("type")
+    if kind not in CONTROLLER_TYPES:
+        raise ConfigError(
+            f"{where}: 'type' must be one of {', '.join(sorted(CONTROLLER_TYPES))}; got {kind!r}"
+        )
+    return CONTROLLER_TYPES[kind].from_spec(item, where=f"{where} (type {kind!r})")
 
 
 def build_controllers(spec: Sequence[Mapping[str, Any]], *, net_file: Path) -> list[Controller]:
@@ -92,17 +113,8 @@ def build_controllers(spec: Sequence[Mapping[str, Any]], *, net_file: Path) -> l
     out: list[Controller] = []
     names: set[str] = set()
     for i, item in enumerate(spec):
-        if not isinstance(item, Mapping):
-            raise ConfigError(f"controllers[{i}]: expected a table, got {type(item).__name__}")
-        kind = item.get("type")
-        if kind not in CONTROLLER_TYPES:
-            raise ConfigError(
-                f"controllers[{i}]: 'type' must be one of {', '.join(sorted(CONTROLLER_TYPES))}; "
-                f"got {kind!r}"
-            )
-        where = f"controllers[{i}] (type {kind!r})"
-        cls = CONTROLLER_TYPES[kind]
-        ctl = cls.from_spec(item, where=where)
+        ctl = check_spec(item, where=f"controllers[{i}]")
+        where = f"controllers[{i}] (type {item['type']!r})"
         checks = [
             (key, "edge" if key != "junctions" else "signal")
             for key in ("zone_edges", "gates", "junctions")
