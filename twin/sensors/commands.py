@@ -198,54 +198,77 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace, ingestor) -> None:
+    """Serve until Ctrl-C, SIGTERM, --duration or --idle-exit; then write what is queued, answer
+    or acknowledge it, and end the worker process.
+
+    The source is set up before the worker starts, so a port in use or a broker that cannot be
+    reached ends the command at once (one line, exit 1) and leaves no process behind."""
     from twin.sensors.mqtt import MqttIngest
     from twin.sensors.webhook import WebhookServer
 
-    ingestor.start()
-    source = None
-    server = None
-    if args.mqtt is not None:
-        source = MqttIngest(args.mqtt, ingestor, client_id=args.client_id).start()
-        if source.wait_connected(10.0):
-            _say(f"subscribed to {args.mqtt} as {args.client_id} (QoS 1, persistent session)")
-        else:
-            _say(f"{args.mqtt}: broker not reachable yet; retrying with back-off")
-    else:
-        token = _token(args, required=False)
-        if not token:
-            token = secrets.token_urlsafe(24)
-            _say(f"no token given: using {token} (set {TOKEN_ENV} or --token to choose one)")
-        server = WebhookServer(ingestor, token, host=args.host, port=args.http,
-                               max_body=args.max_body).start()  # fmt: skip
-        _say(f"webhook listening on {server.url} (POST uplinks; header Authorization: Bearer ...)")
     previous = signal.getsignal(signal.SIGTERM)
 
     def terminate(signum, frame):  # SIGTERM ends the ingest like Ctrl-C: flush, then exit 0
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, terminate)
-    deadline = None if args.duration is None else time.monotonic() + args.duration
-    last_count, last_change = 0, time.monotonic()
+    source = None
+    server = None
     try:
-        with _Live(ingestor.counters.line):
-            while deadline is None or time.monotonic() < deadline:
-                time.sleep(0.1)
-                if ingestor.error is not None:
-                    raise DataError(f"{args.store}: writing failed: {ingestor.error}")
-                n = ingestor.counters.received
-                if n != last_count:
-                    last_count, last_change = n, time.monotonic()
-                elif args.idle_exit and n and time.monotonic() - last_change > args.idle_exit:
-                    break
+        if args.mqtt is not None:
+            source = MqttIngest(args.mqtt, ingestor, client_id=args.client_id)
+            source.connect(args.connect_timeout)
+            _say(f"subscribed to {args.mqtt} as {args.client_id} (QoS 1, persistent session)")
+        else:
+            token = _token(args, required=False)
+            if not token:
+                token = secrets.token_urlsafe(24)
+                _say(f"no token given: using {token} (set {TOKEN_ENV} or --token to choose one)")
+            server = WebhookServer(ingestor, token, host=args.host, port=args.http,
+                                   max_body=args.max_body, read_timeout=args.read_timeout,
+                                   idle_timeout=args.idle_timeout,
+                                   max_connections=args.max_connections)  # fmt: skip
+        ingestor.start()
+        if server is not None:
+            server.start()
+            _say(f"webhook listening on {server.url} (POST uplinks; header Authorization: "
+                 f"Bearer ...)")  # fmt: skip
+        if ingestor.worker_pid is not None:
+            _say(f"writing to {args.store} in worker process {ingestor.worker_pid}")
+        _wait(args, ingestor)
     except KeyboardInterrupt:
         _say("stopping: writing what is queued …")
     finally:
-        signal.signal(signal.SIGTERM, previous)
-        if server is not None:
-            server.stop()
-        ingestor.close()  # commit and acknowledge what is queued, while still connected
-        if source is not None:
-            source.stop()
+        # A second signal would interrupt the flush half-way, with the worker still holding its
+        # pipe; the flush is bounded instead (the webhook's grace, then Ingestor.close's timeout,
+        # after which the worker is killed).
+        interrupt = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        try:
+            if server is not None:
+                server.stop()  # in-progress requests are answered while the ingest still runs
+            ingestor.close()  # commit and acknowledge what is queued, while still connected
+            if source is not None:
+                source.stop()
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            signal.signal(signal.SIGINT, interrupt)
+
+
+def _wait(args: argparse.Namespace, ingestor) -> None:
+    """Show live counts until --duration or --idle-exit is reached, or the store fails."""
+    deadline = None if args.duration is None else time.monotonic() + args.duration
+    last_count, last_change = 0, time.monotonic()
+    with _Live(ingestor.counters.line):
+        while deadline is None or time.monotonic() < deadline:
+            time.sleep(0.1)
+            if ingestor.error is not None:
+                raise DataError(f"{args.store}: writing failed: {ingestor.error}")
+            n = ingestor.counters.received
+            if n != last_count:
+                last_count, last_change = n, time.monotonic()
+            elif args.idle_exit and n and time.monotonic() - last_change > args.idle_exit:
+                break
 
 
 # -- status, quarantine, export ----------------------------------------------------------------------
@@ -374,6 +397,18 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1", help="webhook address (default 127.0.0.1)")
     p.add_argument("--token", help=f"webhook token (default: ${TOKEN_ENV}, else a random one)")
     p.add_argument("--max-body", type=int, default=64 * 1024, help="webhook body limit in bytes")
+    p.add_argument("--read-timeout", type=float, default=10.0, metavar="S",
+                   help="webhook: a request must arrive whole within S seconds of its first "
+                   "byte (default 10)")  # fmt: skip
+    p.add_argument("--idle-timeout", type=float, default=15.0, metavar="S",
+                   help="webhook: close a connection that sends no request for S seconds "
+                   "(default 15)")  # fmt: skip
+    p.add_argument("--max-connections", type=int, default=256, metavar="N",
+                   help="webhook: serve at most N connections at once, answer more with 503 "
+                   "(default 256)")  # fmt: skip
+    p.add_argument("--connect-timeout", type=float, default=10.0, metavar="S",
+                   help="MQTT: give up when the broker has not answered within S seconds "
+                   "(default 10)")  # fmt: skip
     p.add_argument("--client-id", default="twin-sensors-ingest",
                    help="MQTT client id of the persistent session")  # fmt: skip
     p.add_argument("--duration", type=float, help="stop after this many seconds")

@@ -10,6 +10,7 @@ exponential back-off.
 from __future__ import annotations
 
 import functools
+import socket
 import threading
 import time
 from collections.abc import Sequence
@@ -114,6 +115,8 @@ class MqttIngest:
         self.client.on_message = self._on_message
         self.client.on_disconnect = self._on_disconnect
         self.connected = threading.Event()
+        self._answered = threading.Event()  # the broker answered the first CONNECT
+        self._refusal: str | None = None
         self.connections = 0
         self.session_present = False
         self._generation = 0
@@ -123,6 +126,29 @@ class MqttIngest:
         """Connect (retrying with back-off) and process messages in paho's network thread."""
         self.client.connect_async(self.url.host, self.url.port, keepalive=30)
         self.client.loop_start()
+        return self
+
+    def connect(self, timeout: float = 10.0) -> MqttIngest:
+        """Connect now and wait until subscribed, or raise :class:`ConfigError` naming the broker
+        and why (refused, unknown host, no answer within ``timeout`` s, refused by the broker);
+        afterwards paho reconnects with back-off as after :meth:`start`."""
+        where = f"MQTT broker {self.url.host}:{self.url.port}"
+        self.client.connect_timeout = timeout
+        try:
+            self.client.connect(self.url.host, self.url.port, keepalive=30)
+        except ConnectionRefusedError:
+            raise ConfigError(f"{where}: connection refused (is the broker running?)") from None
+        except socket.gaierror as exc:
+            raise ConfigError(f"{where}: unknown host ({exc.strerror})") from None
+        except TimeoutError:
+            raise ConfigError(f"{where}: no answer within {timeout:g} s") from None
+        except OSError as exc:
+            raise ConfigError(f"{where}: cannot connect: {exc.strerror or exc}") from None
+        self.client.loop_start()
+        if not self._answered.wait(timeout) or self._refusal is not None:
+            self.stop()
+            why = self._refusal or f"no answer to CONNECT within {timeout:g} s"
+            raise ConfigError(f"{where}: {why}")
         return self
 
     def wait_connected(self, timeout: float = 10.0) -> bool:
@@ -136,6 +162,9 @@ class MqttIngest:
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
+            if not self.connections:  # the first answer decides whether connect() fails
+                self._refusal = f"the broker refused the connection: {reason_code}"
+                self._answered.set()
             return
         self._generation += 1
         self.connections += 1
@@ -143,6 +172,7 @@ class MqttIngest:
         # Subscribing again is harmless when the broker kept the session, and needed when it did not.
         client.subscribe([(t, 1) for t in self.topics])
         self.connected.set()
+        self._answered.set()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self.connected.clear()
