@@ -21,10 +21,11 @@ from twin.city.build import run_build
 from twin.city.pack import load_pack
 from twin.cli import main
 from twin.errors import ConfigError, TwinError
+from twin.runs import read_status
 from twin.traffic.demand import build_demand
 from twin.traffic.kpis import KPI_COLUMNS, read_kpis_csv
 from twin.traffic.network import FACTS_FILE, NET_FILE, PTSTOPS_FILE, NetworkFacts, network_step
-from twin.traffic.runs import RunError, execute, plan_run, read_status, without_missing_files
+from twin.traffic.runs import RunError, execute, plan_run, without_missing_files
 from twin.traffic.scenario import load_scenario, parse_hhmm, sumocfg_scenario
 
 REPO = Path(__file__).resolve().parents[1]
@@ -71,7 +72,9 @@ def _kpi(run_dir: Path, kpi: str) -> dict[str, dict[int, float]]:
 
 def _check_outputs(run_dir: Path, variants: list[str], seeds: int) -> None:
     status = read_status(run_dir)
-    assert status["state"] == "finished" and status["error"] is None
+    assert status["state"] == "finished" and status["error"] is None and status["kind"] == "traffic"
+    assert not run_dir.name.startswith(".") and "." not in run_dir.name  # a plain <stamp> name
+    assert status["metrics"]["simulations"] == len(variants) * seeds
     with (run_dir / "kpis.csv").open(encoding="utf-8") as f:
         reader = csv.reader(f)
         assert tuple(next(reader)) == KPI_COLUMNS
@@ -420,6 +423,7 @@ def test_failing_sumo_marks_the_run_failed(tmp_path: Path) -> None:
         execute(plan)
     status = read_status(plan.run_dir)
     assert status["state"] == "failed" and "no_such_edge" in status["error"]
+    assert plan.run_dir.name.endswith(".failed")
     assert not (plan.run_dir / "kpis.csv").exists() and not (plan.run_dir / "report.html").exists()
     assert (plan.folder("baseline", 1) / "FAILED").exists()
 

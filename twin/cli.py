@@ -15,6 +15,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from twin import runs
 from twin.errors import NotYetAvailable, TwinError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -187,6 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
             p.set_defaults(func=_planned(name, what))
         else:
             commands.add_commands(sub)
+
+    runs.add_commands(sub)
 
     p = sub.add_parser(
         "demo", help="build the Krefeld data products and run each part of the twin on them"

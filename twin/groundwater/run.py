@@ -1,20 +1,18 @@
 """Run a ground-water scenario: steady state, transient steps with assimilation, outputs on disk.
 
-A run writes into ``runs/<scenario>/.<UTC-stamp>.partial/`` and renames the folder to
-``<UTC-stamp>/`` only when everything is written; a failed or interrupted run becomes
-``<UTC-stamp>.failed/`` with ``status.json`` saying why, so nothing half-written looks valid.
+The run folder comes from the run layer (:mod:`twin.runs`): written as ``runs/<scenario>/.<stamp>.partial/``
+and renamed ``<stamp>/`` only when everything is written, ``<stamp>.failed/`` or ``<stamp>.interrupted/``
+otherwise, with ``status.json`` saying why. Besides the common keys, status.json keeps the ground-water
+run's own: ``status`` (= state), ``reason`` (= error), ``started``, ``finished``, ``seconds``, ``start``,
+``end`` (the simulated period) and ``file``.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +29,7 @@ from twin.groundwater.outputs import (
     write_geotiff,
 )
 from twin.groundwater.scenario import Setup, build_setup, load_scenario, lognormal_field
+from twin.runs import Run, describe, now_utc
 
 
 @dataclass
@@ -54,10 +53,6 @@ class RunResult:
     steps: int
     seconds: float
     metrics: dict[str, Any] = field(default_factory=dict)
-
-
-def _stamp() -> str:
-    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
 
 
 def _truth_model(setup: Setup) -> Model:
@@ -492,41 +487,26 @@ def run_scenario(
 ) -> RunResult:
     """Validate, build, simulate and write a scenario's run folder; return where it went."""
     scenario = load_scenario(path)
-    runs = (runs_dir or Path("runs")) / scenario.name
-    runs.mkdir(parents=True, exist_ok=True)
-    stamp = _stamp()
-    partial = runs / f".{stamp}.partial"
-    partial.mkdir()
-    started = datetime.now(UTC)
     t0 = time.perf_counter()
-    status: dict[str, Any] = {"scenario": scenario.name, "file": str(scenario.path),
-                              "started": started.isoformat(timespec="seconds")}  # fmt: skip
-    try:
-        setup = build_setup(scenario, pack=pack, build_dir=build_dir, end=end, progress=say)
-        shutil.copyfile(scenario.path, partial / "scenario.toml")
-        result = simulate(setup, progress=progress, say=say)
-        seconds = time.perf_counter() - t0
-        metrics = write_outputs(partial, setup, result, seconds)
-        status.update(
+    legacy = {"file": str(scenario.path), "started": now_utc(), "status": "running"}
+    with Run(runs_dir or Path("runs"), scenario.name, "groundwater",
+             inputs={"scenario": scenario.path}, **legacy) as run:  # fmt: skip
+        try:
+            setup = build_setup(scenario, pack=pack, build_dir=build_dir, end=end, progress=say)
+            shutil.copyfile(scenario.path, run.path / "scenario.toml")
+            result = simulate(setup, progress=progress, say=say)
+            seconds = time.perf_counter() - t0
+            metrics = write_outputs(run.path, setup, result, seconds)
+        except BaseException as exc:  # the run layer marks it; these are the older keys
+            state, reason = describe(exc)
+            run.update(status=state, reason=reason, finished=now_utc())
+            raise
+        final = run.finish(
+            metrics=metrics,
             status="finished",
-            finished=datetime.now(UTC).isoformat(timespec="seconds"),
+            finished=now_utc(),
             seconds=round(seconds, 3),
             start=setup.clock.isoformat(0),
             end=setup.clock.isoformat(result["times"][-1]),
-            metrics=metrics,
         )
-        (partial / "status.json").write_text(json.dumps(status, indent=2) + "\n", "utf-8")
-        final = runs / stamp
-        os.replace(partial, final)
-        return RunResult(final, metrics["steps"], seconds, metrics)
-    except BaseException as exc:
-        reason = (
-            "interrupted" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
-        )
-        status.update(status="failed", reason=reason,
-                      finished=datetime.now(UTC).isoformat(timespec="seconds"))  # fmt: skip
-        if not isinstance(exc, TwinError | KeyboardInterrupt):
-            status["traceback"] = traceback.format_exc()
-        (partial / "status.json").write_text(json.dumps(status, indent=2) + "\n", "utf-8")
-        os.replace(partial, runs / f"{stamp}.failed")
-        raise
+    return RunResult(final, metrics["steps"], seconds, metrics)

@@ -153,8 +153,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "--traffic",
         type=Path,
         default=None,
-        help="draw the vehicles of a traffic run: a (variant, seed) folder with fcd.xml.gz, a run "
-        "folder (its baseline's first seed) or runs/<scenario> (the newest run)",
+        help="draw the vehicles of a finished traffic run: a (variant, seed) folder with "
+        "fcd.xml.gz, a run folder (its baseline's first seed) or runs/<scenario> (the newest "
+        "finished run); a run whose status.json does not say finished is refused",
     )
     p.add_argument(
         "--at", type=_sim_time, default=None, help="with --traffic: simulation time (s or HH:MM:SS)"

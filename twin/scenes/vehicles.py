@@ -21,6 +21,7 @@ import numpy as np
 
 from twin.errors import DataError
 from twin.geo import LocalFrame, to_utm
+from twin.runs import STATUS, finished_run, finished_runs
 
 FCD = "fcd.xml.gz"
 
@@ -102,16 +103,22 @@ def read_fcd_step(fcd: Path, time_s: float) -> tuple[float, list[dict[str, str]]
 
 
 def run_folder_fcd(path: Path) -> Path:
-    """The folder of one (variant, seed) with FCD: given as such, or the first seed of the baseline
-    of a run folder, or of the newest finished run in a scenario's runs folder."""
+    """The (variant, seed) folder with FCD of a finished traffic run: `path` itself, the first seed
+    with FCD of a run folder's baseline, or of the newest finished run in `runs/<scenario>/`.
+
+    Whether a run finished is read from its status.json (twin.runs); any other run is refused."""
     path = Path(path)
     if (path / FCD).is_file():
+        finished_run(path.parent.parent)
         return path
-    runs = (
-        [path] if (path / "plan.json").is_file() else sorted(path.glob("*/plan.json"), reverse=True)
-    )
-    for plan in runs:
-        run = plan.parent if plan.name == "plan.json" else plan
+    if (path / STATUS).is_file():
+        finished_run(path)
+        candidates = [path]
+    else:
+        candidates = finished_runs(path, kind="traffic")
+        if not candidates:
+            raise DataError(f"{path}: no finished traffic run here (see `twin runs list`)")
+    for run in candidates:
         for seed in sorted((run / "baseline").glob("seed-*")):
             if (seed / FCD).is_file():
                 return seed

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from twin.runs import stamp_of
 from twin.traffic.install import sumo_version
 from twin.traffic.scenario import BASELINE
 
@@ -216,7 +217,7 @@ def write_report(
         f"<h1>{esc(sc.title)}</h1>",
         f"<p>{esc(sc.description)}</p>",
         "<ul>",
-        f"<li>Scenario <code>{esc(sc.name)}</code> ({esc(str(sc.file))}); run folder <code>{esc(run_dir.name)}</code></li>",
+        f"<li>Scenario <code>{esc(sc.name)}</code> ({esc(str(sc.file))}); run folder <code>{esc(stamp_of(run_dir))}</code></li>",
         f"<li>Start {esc(sc.start_utc.isoformat())} (UTC), {plan.end_s / 3600:.2f} h simulated per run</li>",
         f"<li>Seeds: {', '.join(str(s) for s in plan.seeds)} (values are means over these seeds ± sample sd)</li>",
         f"<li>Variants: {', '.join(esc(labels[v]) for v in plan.variants)}</li>",

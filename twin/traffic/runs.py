@@ -1,7 +1,9 @@
 """Scenario runs: a run folder per call, every (variant, seed) simulated with its controllers, KPIs and a
 report at the end, and `status.json` saying whether the run finished or why it failed.
 
-`runs/<scenario>/<UTC timestamp>/` holds `status.json`, the scenario as given, one folder per variant and
+The run folder comes from the run layer (:mod:`twin.runs`): `runs/<scenario>/.<stamp>.partial/` while
+it runs, `<stamp>/` when it finished, `<stamp>.failed/` or `<stamp>.interrupted/` otherwise. It holds
+`status.json`, the scenario as given, one folder per variant and
 seed with SUMO's outputs (tripinfo, stopinfo, vehicle routes, edge data, gate queues, summary, FCD for the
 first seed), the controller logs and `run.sumocfg` (its inputs, for `sumo-gui -c`), then `kpis.csv` and
 `report.html` with its PNG plots. `kpis.csv` and the report are written only when every run succeeded, so a
@@ -29,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from twin import runs
 from twin.core.model import Model
 from twin.core.variables import Grid, Variable
 from twin.errors import ConfigError, DataError, TwinError
@@ -48,7 +51,6 @@ from twin.traffic.scenario import (
     net_index,
 )
 
-STATUS = "status.json"
 SUMOCFG = "run.sumocfg"  # in each (variant, seed) folder: `sumo-gui -c run.sumocfg` replays it
 PLAN = "plan.json"
 FCD_SEEDS = (
@@ -87,48 +89,6 @@ class RunPlan:
     def folder(self, variant: str, seed: int) -> Path:
         """Output folder of one (variant, seed)."""
         return self.run_dir / variant / f"seed-{seed}"
-
-
-def _utc_stamp() -> str:
-    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-
-
-def write_status(run_dir: Path, **fields: Any) -> dict[str, Any]:
-    """Update status.json (atomically) with `fields`; returns the new status."""
-    path = run_dir / STATUS
-    status: dict[str, Any] = {}
-    if path.exists():
-        with contextlib.suppress(OSError, ValueError):
-            status = json.loads(path.read_text(encoding="utf-8"))
-    status.update(fields)
-    status["updated_utc"] = datetime.now(UTC).isoformat(timespec="seconds")
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(status, indent=2, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return status
-
-
-def read_status(run_dir: Path) -> dict[str, Any]:
-    """The status.json of a run folder."""
-    try:
-        return json.loads((Path(run_dir) / STATUS).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{run_dir}: no readable {STATUS}: {exc}") from None
-
-
-def new_run_dir(runs_root: Path, scenario_name: str) -> Path:
-    """A fresh `runs/<scenario>/<UTC timestamp>/` folder (suffixed when two start in one second)."""
-    base = runs_root / scenario_name
-    base.mkdir(parents=True, exist_ok=True)
-    stamp = _utc_stamp()
-    for i in range(100):
-        folder = base / (stamp if i == 0 else f"{stamp}-{i}")
-        try:
-            folder.mkdir()
-            return folder.resolve()
-        except FileExistsError:
-            continue
-    raise RunError(f"{base}: cannot create a new run folder")
 
 
 def _approach_edges(
@@ -188,17 +148,11 @@ def record_failure(
     runs_root: Path, name: str, exc: BaseException, *, scenario_file: Path | None = None
 ) -> Path:
     """A run folder with status 'failed' for a run that could not start (bad scenario, bad names)."""
-    run_dir = new_run_dir(runs_root, name)
-    write_status(
-        run_dir,
-        state="failed",
-        scenario=name,
-        scenario_file=str(scenario_file) if scenario_file else None,
-        error=str(exc),
-        created_utc=datetime.now(UTC).isoformat(timespec="seconds"),
-        finished_utc=datetime.now(UTC).isoformat(timespec="seconds"),
-    )
-    return run_dir
+    inputs = {"scenario": scenario_file} if scenario_file and scenario_file.is_file() else None
+    return runs.record_failure(
+        runs_root, name, "traffic", exc, inputs=inputs,
+        scenario_file=str(scenario_file) if scenario_file else None, created_utc=runs.now_utc(),
+    )  # fmt: skip
 
 
 def _plan_run(
@@ -273,7 +227,24 @@ def _plan_run(
         if any(s.get("type") in bike_types for v in resolved.values() for s in v)
         else []
     )
-    run_dir = new_run_dir(runs_root, scenario.name)
+    inputs = {"scenario": scenario.file} if scenario.file.is_file() else {}
+    if sumocfg is None:
+        inputs.update(net=net_file, facts=facts_file, stops=stops_file)
+    run_dir = runs.create(
+        runs_root,
+        scenario.name,
+        "traffic",
+        inputs=inputs,
+        title=scenario.title,
+        scenario_file=str(scenario.file),
+        variants=names,
+        seeds=seed_list,
+        start_utc=scenario.start_utc.isoformat(),
+        end_s=end,
+        warmup_s=scenario.warmup_s,
+        created_utc=runs.now_utc(),
+        runs={v: {str(s): "pending" for s in seed_list} for v in names},
+    )
     plan = RunPlan(
         scenario=scenario,
         variants=names,
@@ -295,21 +266,6 @@ def _plan_run(
     if scenario.file.suffix == ".toml":
         shutil.copy2(scenario.file, run_dir / "scenario.toml")
     (run_dir / PLAN).write_text(json.dumps(_plan_json(plan), indent=2, default=str) + "\n", "utf-8")
-    write_status(
-        run_dir,
-        state="running",
-        scenario=scenario.name,
-        title=scenario.title,
-        scenario_file=str(scenario.file),
-        variants=names,
-        seeds=seed_list,
-        start_utc=scenario.start_utc.isoformat(),
-        end_s=end,
-        warmup_s=scenario.warmup_s,
-        created_utc=datetime.now(UTC).isoformat(timespec="seconds"),
-        runs={v: {str(s): "pending" for s in seed_list} for v in names},
-        error=None,
-    )
     return plan
 
 
@@ -447,8 +403,8 @@ def _patched_additionals(files: list[str], folder: Path) -> list[str]:
         if not writes:
             out.append(f)
             continue
-        for el in writes:
-            el.set("file", str(folder / f"{Path(f).stem}.{Path(el.get('file')).name}"))
+        for el in writes:  # relative to the copy beside them, so they move with the run folder
+            el.set("file", f"{Path(f).stem}.{Path(el.get('file')).name}")
         copy = folder / f"input.{Path(f).name}"
         tree.write(copy, encoding="utf-8", xml_declaration=True)
         out.append(str(copy))
@@ -720,22 +676,42 @@ def finish(plan: RunPlan, results: list[dict[str, Any]]) -> Path:
     }
     write_report(plan, rows, meta)
     os.replace(plan.run_dir / "kpis.csv.partial", plan.run_dir / "kpis.csv")
-    write_status(
-        plan.run_dir, state="finished", finished_utc=datetime.now(UTC).isoformat(timespec="seconds")
-    )
+    plan.run_dir = runs.finish(plan.run_dir, metrics=_metrics(rows, results))
     return plan.run_dir
 
 
+def _metrics(rows: list[tuple[str, int, str, float, str]], results: list[dict[str, Any]]) -> dict:
+    """status.json's metrics of a traffic run: each key KPI's mean over seeds per variant."""
+    from twin.traffic.report import KEY_KPIS, aggregate
+
+    agg = aggregate(rows)
+    kpis = {
+        k: {"unit": next(iter(agg[k].values()))["unit"],
+            **{v: c["mean"] for v, c in agg[k].items() if c["n"]}}
+        for k in KEY_KPIS if k in agg
+    }  # fmt: skip
+    return {"simulations": len(results), "kpis": kpis}
+
+
 def fail(plan: RunPlan, exc: BaseException) -> RunError:
-    """Mark the run failed (status.json with the reason); returns the error to raise."""
-    reason = str(exc) if isinstance(exc, TwinError) else f"{type(exc).__name__}: {exc}"
-    if isinstance(exc, KeyboardInterrupt):
-        reason = "interrupted"
+    """Mark the run failed or interrupted (status.json with the reason) and rename its folder;
+    returns the error to raise (re-raise an interrupt itself, so the command says 'interrupted')."""
     for name in ("kpis.csv", "kpis.csv.partial", "report.html"):
         (plan.run_dir / name).unlink(missing_ok=True)
-    write_status(plan.run_dir, state="failed", error=reason,
-                 finished_utc=datetime.now(UTC).isoformat(timespec="seconds"))  # fmt: skip
-    return RunError(f"run failed ({plan.run_dir}): {reason}")
+    plan.run_dir = runs.end(plan.run_dir, exc)
+    return RunError(f"run failed ({plan.run_dir}): {runs.describe(exc)[1]}")
+
+
+def _marked(plan: RunPlan, work: Callable[[], Path]) -> Path:
+    """Do `work` with SIGTERM as an interrupt; when it raises, mark the run failed or interrupted."""
+    with runs.signals_interrupt():
+        try:
+            return work()
+        except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: the command says 'interrupted'
+            fail(plan, exc)
+            raise
+        except BaseException as exc:
+            raise fail(plan, exc) from exc
 
 
 def execute(
@@ -744,11 +720,12 @@ def execute(
     progress: Callable[[str, float], None] | None = None,
 ) -> Path:
     """Run every (variant, seed) of the plan one after the other in this process, then finish."""
-    results = []
-    try:
+
+    def work() -> Path:
+        results = []
         for seed in plan.seeds:
             for variant in plan.variants:
-                write_status(plan.run_dir, **{"current": f"{variant}/seed-{seed}"})
+                runs.write_status(plan.run_dir, current=f"{variant}/seed-{seed}")
                 cb = (
                     (lambda t, v=variant, s=seed: progress(f"{v}/seed-{s}", t))
                     if progress
@@ -757,15 +734,14 @@ def execute(
                 results.append(run_one(plan, variant, seed, progress=cb))
                 _mark(plan, variant, seed, "finished")
         return finish(plan, results)
-    except BaseException as exc:
-        raise fail(plan, exc) from exc
+
+    return _marked(plan, work)
 
 
 def _mark(plan: RunPlan, variant: str, seed: int, state: str) -> None:
-    status = read_status(plan.run_dir)
-    runs = status.get("runs", {})
-    runs.setdefault(variant, {})[str(seed)] = state
-    write_status(plan.run_dir, runs=runs)
+    per_seed = runs.read_status(plan.run_dir).get("runs", {})
+    per_seed.setdefault(variant, {})[str(seed)] = state
+    runs.write_status(plan.run_dir, runs=per_seed)
 
 
 def sweep(
@@ -782,8 +758,9 @@ def sweep(
         raise ConfigError(
             "twin traffic sweep needs Dask: pip install 'dask[distributed]'"
         ) from None
-    cluster = None
-    try:
+
+    def work() -> Path:
+        cluster = None
         if scheduler:
             client = Client(scheduler, timeout="20s")
         else:
@@ -792,35 +769,33 @@ def sweep(
             cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
                                    dashboard_address=None, silence_logs=40)  # fmt: skip
             client = Client(cluster)
-    except OSError as exc:
-        raise fail(plan, exc) from exc
-    try:
-        futures = {
-            client.submit(
-                run_task,
-                plan,
-                v,
-                s,
-                key=f"{plan.scenario.name}-{v}-{s}-{plan.run_dir.name}",
-                pure=False,
-            ): (v, s)  # fmt: skip
-            for s in plan.seeds
-            for v in plan.variants
-        }
-        results = []
-        for fut in as_completed(futures):
-            v, s = futures[fut]
-            results.append(fut.result())
-            _mark(plan, v, s, "finished")
-            if on_done:
-                on_done(v, s)
+        try:
+            futures = {
+                client.submit(
+                    run_task,
+                    plan,
+                    v,
+                    s,
+                    pure=False,
+                    key=f"{plan.scenario.name}-{v}-{s}-{runs.stamp_of(plan.run_dir)}",
+                ): (v, s)  # fmt: skip
+                for s in plan.seeds
+                for v in plan.variants
+            }
+            results = []
+            for fut in as_completed(futures):
+                v, s = futures[fut]
+                results.append(fut.result())
+                _mark(plan, v, s, "finished")
+                if on_done:
+                    on_done(v, s)
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
         return finish(plan, results)
-    except BaseException as exc:
-        raise fail(plan, exc) from exc
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+
+    return _marked(plan, work)
 
 
 # -- the coupled-model adapter ----------------------------------------------------------------------------

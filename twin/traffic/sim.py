@@ -11,8 +11,8 @@ first, so sweeps must use one process per run.
 
 from __future__ import annotations
 
-import _thread
 import contextlib
+import ctypes
 import io
 import itertools
 import logging
@@ -132,13 +132,29 @@ def _stderr_copied() -> Iterator[list[str]]:
             box.append(text)
 
 
+class _Stalled(BaseException):
+    """Raised by the watchdog in the thread that steps; Simulation.run turns it into its error."""
+
+
+def _raise_in(thread_id: int, exc: type[BaseException] | None) -> None:
+    """Raise `exc` in another Python thread at its next bytecode (None: withdraw one not yet raised).
+
+    Unlike `_thread.interrupt_main` this does not go through the SIGINT handler, so it works where
+    SIGINT is ignored (a process started in the background, `cmd &`, or under nohup) or handled by
+    someone else, and in any thread (a Dask worker steps in a worker thread, not the main one).
+    """
+    set_exc = ctypes.pythonapi.PyThreadState_SetAsyncExc
+    set_exc.argtypes = [ctypes.c_ulong, ctypes.c_void_p]
+    set_exc(thread_id, None if exc is None else id(exc))
+
+
 class _Watchdog(threading.Thread):
     """Raises the alarm when no simulation step has completed for ``timeout`` seconds of wall time.
 
     A step that returns late is caught by the run loop itself; this thread handles a step that does
-    not return: it stops the SUMO process (TraCI) or interrupts the main thread (a Python-level
-    hang, e.g. in a controller). A libsumo step hung inside C++ cannot be interrupted in-process;
-    that case is logged so that the parent of the worker process can end it.
+    not return: it stops the SUMO process (TraCI) and raises :class:`_Stalled` in the stepping
+    thread (a Python-level hang, e.g. in a controller). A libsumo step hung inside C++ cannot be
+    interrupted in-process; that case is logged so that the parent of the worker process can end it.
     """
 
     def __init__(self, sim: Simulation, timeout: float) -> None:
@@ -147,32 +163,36 @@ class _Watchdog(threading.Thread):
         self.timeout = timeout
         self.fired = False
         self._stop_event = threading.Event()
-        self._main = threading.current_thread() is threading.main_thread()
+        self._target = threading.get_ident()  # made by the thread that steps
+        self._lock = threading.Lock()
 
     def run(self) -> None:
         """Poll the heartbeat until stopped; raise the alarm once."""
         poll = min(1.0, max(0.05, self.timeout / 4.0))
         while not self._stop_event.wait(poll):
             if time.perf_counter() - self.sim._heartbeat > self.timeout:
-                if self._stop_event.is_set():
-                    return
-                self.fired = True
+                with self._lock:
+                    if self._stop_event.is_set():
+                        return
+                    self.fired = True
+                    process = getattr(self.sim.conn, "_process", None)
+                    if self.sim.backend == "traci" and process is not None:
+                        _kill_group(process)
+                    _raise_in(self._target, _Stalled)
                 log.error(
                     "simulation %s: no step completed for %.1f s of wall time (t=%.1f s)",
                     self.sim.label,
                     self.timeout,
                     self.sim.time,
                 )
-                process = getattr(self.sim.conn, "_process", None)
-                if self.sim.backend == "traci" and process is not None:
-                    _kill_group(process)
-                elif self._main:
-                    _thread.interrupt_main()
                 return
 
     def stop(self) -> None:
-        """Stop watching (the run is over)."""
-        self._stop_event.set()
+        """Stop watching (the run is over); an alarm raised but not yet arrived is withdrawn."""
+        with self._lock:
+            self._stop_event.set()
+            if self.fired:
+                _raise_in(self._target, None)
 
 
 class Simulation:
@@ -535,19 +555,19 @@ class Simulation:
             self._loop(end - eps, controllers, progress, stall_timeout_s, watchdog)
         except BaseException as exc:  # re-raised below, after the watchdog is settled
             failure = exc
-        watchdog.stop()
-        if watchdog.fired:
-            watchdog.join()
-            with contextlib.suppress(KeyboardInterrupt):
-                for _ in range(1000):
-                    pass  # let an interrupt the watchdog sent arrive here, not in the caller
+        while True:  # an alarm can arrive once, while stopping the watchdog: it is caught here
+            try:
+                watchdog.stop()
+                break
+            except _Stalled:
+                continue
         if failure is not None or watchdog.fired:
             self.close()
             stalled = SimulationError(self._stall_message(stall_timeout_s))
             if isinstance(failure, TwinError):
                 raise failure
             if watchdog.fired:
-                cause = None if isinstance(failure, KeyboardInterrupt) else failure
+                cause = None if isinstance(failure, _Stalled) else failure
                 raise stalled from cause
             if isinstance(failure, Exception):
                 raise SimulationError(
