@@ -4,30 +4,26 @@ a webhook and a broker, replay, status, quarantine and the SensorThings export."
 from __future__ import annotations
 
 import json
-import os
 import signal
-import socket
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from sensor_service import TWIN, Service, alive, clean_env
 
 from twin.sensors.broker import LocalBroker, free_port
 from twin.sensors.synthetic import write_synthetic_catalogue
 
-TWIN = Path(sys.executable).parent / "twin"
 START = "2024-06-01T06:00:00Z"
 
 
 def twin(
-    *args: str | Path, cwd: Path | None = None, timeout: float = 120
+    *args: str | Path, cwd: Path | None = None, timeout: float = 300
 ) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in ("TWIN_DEBUG", "TWIN_SENSORS_TOKEN")}
     return subprocess.run([str(TWIN), *map(str, args)], capture_output=True, text=True, cwd=cwd,
-                          env=env, timeout=timeout)  # fmt: skip
+                          env=clean_env(), timeout=timeout)  # fmt: skip
 
 
 @pytest.fixture
@@ -114,30 +110,17 @@ def test_webhook_ingest_with_replay(tmp_path: Path, cat):
          "--format", "chirpstack", "--no-parking", *cat)  # fmt: skip
     n = len(stream.read_text().splitlines())
     store, port = tmp_path / "w.sqlite", free_port()
-    env = {**os.environ, "TWIN_SENSORS_TOKEN": "tok"}
-    proc = subprocess.Popen([str(TWIN), "sensors", "ingest", "--http", str(port), "--store",
-                             str(store), "--idle-exit", "1", "--no-parking", *cat],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.1)
+    with Service("sensors", "ingest", "--http", port, "--store", store, "--idle-exit", "1",
+                 "--no-parking", *cat, env=clean_env(TWIN_SENSORS_TOKEN="tok")) as service:  # fmt: skip
+        service.wait_line("webhook listening")
         r = twin("sensors", "replay", stream, "--http", f"http://127.0.0.1:{port}/uplink",
                  "--token", "tok", "--speed", "0")  # fmt: skip
         assert r.returncode == 0, r.stderr
         counts = json.loads(r.stdout)
         assert counts == {"sent": n, "http_200": n}
-        out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            proc.wait(10)
-    assert proc.returncode == 0, err
-    assert f"{n} received, {n} stored" in out
+        rc = service.stop(signal.SIGINT)  # usually --idle-exit has ended it already
+    assert rc == 0, service.lines
+    assert f"{n} received, {n} stored" in service.out
     assert status(store)["readings"] > 0
 
 
@@ -147,22 +130,22 @@ def test_mqtt_ingest_with_replay(tmp_path: Path, cat):
          "--no-parking", *cat)  # fmt: skip
     n = len(stream.read_text().splitlines())
     store = tmp_path / "m.sqlite"
-    with LocalBroker() as broker:
-        proc = subprocess.Popen([str(TWIN), "sensors", "ingest", "--mqtt", broker.url, "--store",
-                                 str(store), "--no-parking", *cat],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
-        try:
-            assert "subscribed" in proc.stderr.readline()
-            r = twin("sensors", "replay", stream, "--mqtt", broker.url, "--speed", "0")
-            assert r.returncode == 0, r.stderr
-            assert json.loads(r.stdout)["sent"] == n
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline and status(store)["messages"] < n:
-                time.sleep(0.2)
-        finally:
-            proc.send_signal(signal.SIGINT)
-            out, err = proc.communicate(timeout=30)
-    assert proc.returncode == 0, err
+    with (
+        LocalBroker() as broker,
+        Service("sensors", "ingest", "--mqtt", broker.url, "--store", store, "--no-parking",
+                *cat) as service,
+    ):  # fmt: skip
+        service.wait_line("subscribed")
+        worker = int(service.wait_line("worker process").rsplit(" ", 1)[1])
+        r = twin("sensors", "replay", stream, "--mqtt", broker.url, "--speed", "0")
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout)["sent"] == n
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and status(store)["messages"] < n:
+            time.sleep(0.2)
+        rc = service.stop(signal.SIGTERM)
+    assert rc == 0, service.lines
+    assert not alive(worker)
     s = status(store)
     assert (s["messages"], s["uplinks"], s["quarantined"]) == (n, n, 0)
 

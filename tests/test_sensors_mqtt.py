@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from twin.sensors.broker import LocalBroker, mosquitto_path
+from twin.errors import ConfigError
+from twin.sensors.broker import LocalBroker, free_port, mosquitto_path
 from twin.sensors.devices import DEFAULT_PARKING, load_catalogue
 from twin.sensors.ingest import Ingestor
 from twin.sensors.mqtt import MqttIngest, MqttPublisher
@@ -57,7 +58,7 @@ def setup(tmp_path: Path):
     store.close()
 
 
-def _wait_stored(store: SQLiteStore, n: int, timeout: float = 30.0) -> int:
+def _wait_stored(store: SQLiteStore, n: int, timeout: float = 120.0) -> int:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         got = store.status()["uplinks"]
@@ -82,11 +83,11 @@ def test_stream_arrives_exactly_once(broker, setup):
     store, ingestor, items, keys = setup
     source = MqttIngest(broker.url, ingestor, client_id="ingest-once").start()
     try:
-        assert source.wait_connected(10)
+        assert source.wait_connected(60)
         with MqttPublisher(broker.url) as pub:
             for topic, body in items:
                 pub.publish(topic, body)
-            assert pub.wait(30)
+            assert pub.wait(120)
         assert _wait_stored(store, len(items)) == len(items)
         time.sleep(0.3)  # anything extra (a duplicate) would show up now
     finally:
@@ -103,23 +104,23 @@ def test_stream_survives_a_broker_restart(broker, setup):
     half = len(items) // 2
     source = MqttIngest(broker.url, ingestor, client_id="ingest-restart").start()
     try:
-        assert source.wait_connected(10)
+        assert source.wait_connected(60)
         with MqttPublisher(broker.url, client_id="publisher-restart") as pub:
             for topic, body in items[:half]:
                 pub.publish(topic, body)
-            assert pub.wait(30)
+            assert pub.wait(120)
             if broker.kind == "amqtt":
                 # amqtt forgets what it queued: only what it delivered before the restart counts
                 assert _wait_stored(store, half) == half
             broker.restart()  # Mosquitto: mid-stream, with messages still queued for the ingest
             if broker.kind == "amqtt":
-                deadline = time.monotonic() + 15
+                deadline = time.monotonic() + 60
                 while source.connections < 2 and time.monotonic() < deadline:
                     time.sleep(0.05)
-                assert source.wait_connected(15)
+                assert source.wait_connected(60)
             for topic, body in items[half:]:
                 pub.publish(topic, body)
-            assert pub.wait(30)
+            assert pub.wait(120)
         assert _wait_stored(store, len(items)) == len(items)
         time.sleep(0.3)
         assert source.connections >= 2
@@ -139,12 +140,14 @@ def test_messages_wait_for_the_ingest_across_a_restart(tmp_path: Path, setup):
     store, ingestor, items, keys = setup
     with LocalBroker("mosquitto", workdir=tmp_path) as broker:
         first = MqttIngest(broker.url, ingestor, client_id="ingest-away").start()
-        assert first.wait_connected(10)
-        first.stop()
+        try:
+            assert first.wait_connected(60)
+        finally:
+            first.stop()
         with MqttPublisher(broker.url) as pub:
             for topic, body in items:
                 pub.publish(topic, body)
-            assert pub.wait(30)
+            assert pub.wait(120)
         broker.restart()
         assert store.status()["uplinks"] == 0
         again = MqttIngest(broker.url, ingestor, client_id="ingest-away").start()
@@ -154,3 +157,18 @@ def test_messages_wait_for_the_ingest_across_a_restart(tmp_path: Path, setup):
         finally:
             again.stop()
     assert set(_stored_keys(store)) == keys
+
+
+def test_connect_subscribes_or_says_why_not(broker, setup):
+    """``connect`` (what the command uses) waits for the broker's answer; with nobody on the port
+    it raises one clear error instead of retrying in the background for ever."""
+    store, ingestor, items, _ = setup
+    source = MqttIngest(broker.url, ingestor, client_id="ingest-connect")
+    try:
+        source.connect(60)
+        assert source.connected.is_set() and source.connections == 1
+    finally:
+        source.stop()
+    nobody = f"mqtt://127.0.0.1:{free_port()}"
+    with pytest.raises(ConfigError, match="connection refused"):
+        MqttIngest(nobody, ingestor, client_id="ingest-nobody").connect(60)
