@@ -198,3 +198,17 @@ def test_geotiff_is_north_up(tmp_path: Path):
         (value,) = src.sample([(330050.0, 5689250.0)])  # a point in the northern row
     assert data[0].tolist() == [2.0] * 4 and value[0] == 2.0
     assert src.bounds == (330000.0, 5689000.0, 330400.0, 5689300.0)
+
+
+def test_check_builds_the_setup_a_run_would_and_takes_the_run_options(
+    tmp_path: Path, mini_pack: Path
+):
+    """`check` takes --end like `run`: the step count and memory are those of that run."""
+    scenario = write_scenario(tmp_path, mini_pack)
+    r = twin("groundwater", "check", str(scenario), "--end", "2024-03-08T00:00:00Z", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "7 steps of 24 h, 12 x 20 cells of 50 m, pumping wells: 1" in r.stdout
+    assert (tmp_path / "build" / "mini" / "terrain.tif").is_file()  # built as the run builds it
+    r = twin("groundwater", "check", str(scenario), "--end", "2024-02-01T00:00:00Z", cwd=tmp_path)
+    assert r.returncode == 1 and "scenario.start" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1

@@ -75,7 +75,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         f"{sc.path}: scenario '{sc.name}' is valid: {setup.clock.isoformat(0)} to "
         f"{setup.clock.isoformat(setup.clock.duration or 0.0)}, {setup.steps} steps of "
         f"{c['scenario']['time_step_hours']:g} h, {g.ny} x {g.nx} cells of {g.cell:g} m, "
-        f"{len(setup.pumping)} pumping wells, readings: {c['readings']['source']}; "
+        f"pumping wells: {len(setup.pumping)}, readings: {c['readings']['source']}; "
         f"memory about {setup.memory_bytes / 2**20:,.0f} MiB of {MAX_RUN_BYTES / 2**30:g} GiB"
     )
     return 0
