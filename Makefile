@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # The Khronos glTF validator (npm) that the tileset tests run; without npm those tests say so and skip.
 GLTF_VALIDATOR := $(VENV)/npm/node_modules/gltf-validator/package.json
 
-.PHONY: demo test test-all lint format build bench clean
+.PHONY: demo test test-all lint format build bench bench-full clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,8 +40,17 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# Every benchmark in its short mode, one table of ratios against their anchors, checked against
+# benchmarks/floors.toml (fails below a floor); the Krefeld products it reads are built first
+# (incremental). The table also goes to build/bench/results.json.
 bench: $(STAMP)
-	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	$(BIN)/twin data build
+	$(BIN)/python benchmarks/run.py
+
+# The same with each benchmark's long defaults (tens of minutes).
+bench-full: $(STAMP)
+	$(BIN)/twin data build
+	$(BIN)/python benchmarks/run.py --full
 
 clean:
 	rm -rf build runs .pytest_cache .ruff_cache

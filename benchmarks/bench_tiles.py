@@ -1,12 +1,17 @@
 """Benchmark the 3D Tiles reader against py3dtiles, and camera traversal of 100 000 tiles.
 
 Usage: .venv/bin/python benchmarks/bench_tiles.py [TILESET] [--repeat N] [--tiles N]
+       [--contents N] [--short]
 
 1. Reads every content of TILESET (default: the largest sample tileset in ../shared/data) with
    twin.tiles (parse + geometry in the tile frame) and, for the formats it reads (b3dm, pnts, glb),
    with py3dtiles (parse + vertex positions), in the same run; prints MB/s, triangles/s, the ratio.
 2. Builds a synthetic quadtree tileset of N tiles (default 100 000) over Krefeld and times
-   select_by_camera from a few viewpoints (after a first, loading traversal).
+   select_by_camera from a few viewpoints (after a first, loading traversal); printed only, as
+   there is no anchor to compare with.
+
+``--short`` (what `make bench` runs): the first 250 contents of each tileset, 3 repeats (the fastest
+counts), a 20 000-tile synthetic tileset.
 """
 
 from __future__ import annotations
@@ -23,11 +28,15 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from common import Row, add_arguments, finish, skipped  # noqa: E402
+
 from twin.geo import LocalFrame  # noqa: E402
 from twin.tiles import Camera, Tileset, select_by_camera  # noqa: E402
 
 SAMPLES = REPO.parent / "shared" / "data" / "3dtiles-samples"
 KREFELD_TILES = REPO / "build" / "krefeld" / "tiles"
+BENCH = "tiles"
+ANCHOR = "py3dtiles (parse + vertex positions, b3dm/pnts/glb)"
 
 
 def largest_sample() -> Path:
@@ -181,12 +190,16 @@ def bench_traversal(n_tiles: int, repeat: int) -> None:
         )
 
 
-def bench_reader(target: Path, repeat: int) -> None:
-    """Read every content of `target` with twin.tiles and py3dtiles; print rates and the ratio."""
+def bench_reader(target: Path, repeat: int, limit: int | None = None) -> tuple | None:
+    """Read every content of `target` (the first `limit`) with twin.tiles and py3dtiles; print
+    rates and the ratio; return both results (py3dtiles' None where it is not installed)."""
     print(f"reading every content of {target}", flush=True)
     ts = Tileset(target)
     refs = content_refs(ts)
     print(f"  {len(ts):,} tiles, {len(refs):,} contents", flush=True)
+    if limit is not None and len(refs) > limit:
+        refs = refs[:limit]
+        print(f"  timing the first {limit:,} contents", flush=True)
     ours = min((read_ours(ts, refs) for _ in range(repeat)), key=lambda r: r[3])
     print("  twin.tiles done", flush=True)
     theirs = read_py3dtiles(ts, refs)
@@ -205,36 +218,60 @@ def bench_reader(target: Path, repeat: int) -> None:
         print(
             f"  ratio (MB/s twin.tiles / py3dtiles): {ratio:.1f}x  (py3dtiles reads only b3dm/pnts/glb)"
         )
+    return ours, theirs
 
 
-def main() -> None:
+def reader_row(measure: str, target: Path, repeat: int, limit: int | None) -> Row:
+    """The table row of one tileset: twin.tiles MB/s against py3dtiles' on the same contents."""
+    ours, theirs = bench_reader(target, repeat, limit)
+    if theirs is None:
+        return skipped(BENCH, measure, ANCHOR, "py3dtiles is not installed")
+    if ours[0] == 0 or theirs[0] == 0:
+        return skipped(BENCH, measure, ANCHOR, f"no content of {target.name} read by both")
+    return Row(BENCH, measure, "MB/s", ours[0] / 1e6 / ours[3], theirs[0] / 1e6 / theirs[3],
+               ANCHOR)  # fmt: skip
+
+
+def main() -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument(
         "tileset", nargs="?", help="tileset.json, folder or .3tz (default: largest sample)"
     )
-    ap.add_argument("--repeat", type=int, default=5, help="timed repetitions (default 5)")
+    ap.add_argument("--repeat", type=int, help="timed repetitions (default 5, short 3)")
     ap.add_argument(
-        "--tiles", type=int, default=100_000, help="synthetic tileset size (default 100000)"
+        "--tiles", type=int, help="synthetic tileset size (default 100000, short 20000)"
     )
+    ap.add_argument("--contents", type=int,
+                    help="time at most this many contents per tileset (default all, short 250)")  # fmt: skip
+    add_arguments(ap)
     args = ap.parse_args()
+    repeat = args.repeat or (3 if args.short else 5)
+    limit = args.contents or (250 if args.short else None)
+    n_tiles = args.tiles or (20_000 if args.short else 100_000)
 
+    rows = []
     if args.tileset:
-        targets = [Path(args.tileset)]
+        rows.append(reader_row("read_given", Path(args.tileset), repeat, limit))
     else:  # the largest sample and the Krefeld tileset, when built
-        targets = [largest_sample()] if SAMPLES.exists() else []
-        if not targets:
-            print(f"no samples at {SAMPLES}: skipping them")
-        if KREFELD_TILES.exists():
-            targets.append(KREFELD_TILES)
+        if SAMPLES.exists():
+            rows.append(reader_row("read_sample", largest_sample(), repeat, limit))
         else:
-            print(f"no Krefeld tileset at {KREFELD_TILES} (run `twin data build`): skipping it")
-    for target in targets:
-        bench_reader(target, args.repeat)
-    print(f"camera traversal of a synthetic {args.tiles:,}-tile tileset", flush=True)
-    bench_traversal(args.tiles, args.repeat)
+            why = f"no 3D Tiles samples at ../{SAMPLES.relative_to(REPO.parent)}"
+            print(why)
+            rows.append(skipped(BENCH, "read_sample", ANCHOR, why))
+        if KREFELD_TILES.exists():
+            rows.append(reader_row("read_krefeld", KREFELD_TILES, repeat, limit))
+        else:
+            why = "no build/krefeld/tiles (run `twin data build`)"
+            print(why)
+            rows.append(skipped(BENCH, "read_krefeld", ANCHOR, why))
+    # no anchor for the traversal: its times are printed, not checked
+    print(f"camera traversal of a synthetic {n_tiles:,}-tile tileset", flush=True)
+    bench_traversal(n_tiles, repeat)
+    return finish(rows, args)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
