@@ -1,7 +1,8 @@
 """Tile contents (b3dm, i3dm, pnts, cmpt, glb, gltf) parsed into one `Content` shape.
 
-A Content knows its counts (triangles, points, features, textures) from headers and accessor
-counts alone, and builds geometry (`Content.geometry`) in any frame given as a 4x4 matrix.
+A Content knows its counts (triangles, points, features, textures): triangles and points only from
+data that is there and bounds-checked (`Content.counts` keeps declared-only ones apart), and builds
+geometry (`Content.geometry`) in any frame given as a 4x4 matrix.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import numpy as np
 
 from twin.errors import DataError
 from twin.tiles.binary import malformed, parse_json, up_axis_matrix
-from twin.tiles.gltf import GLB_MAGIC, GltfModel, MaterialInfo, Primitive, TextureImage
+from twin.tiles.gltf import GLB_MAGIC, Counts, GltfModel, MaterialInfo, Primitive, TextureImage
 from twin.tiles.tables import BatchTable, BinaryTable
 
 MAX_CMPT_NESTING = 8
@@ -86,26 +87,27 @@ class Content:
 
     # --- counts
     @property
-    def n_triangles(self) -> int:
-        """Triangles drawn (instances included)."""
+    def counts(self) -> Counts:
+        """Triangles and points drawn (instances included), verified and declared-only apart;
+        DataError when the bytes a count needs are not there."""
         if self.kind == "cmpt":
-            return sum(c.n_triangles for c in self.inner)
+            return sum((c.counts for c in self.inner), Counts())
+        if self.points is not None:
+            return Counts(points=len(self.points.positions))
         if self.gltf is None:
-            return 0
+            return Counts()
         k = 1 if self.instance_matrices is None else len(self.instance_matrices)
-        return self.gltf.n_triangles * k
+        return self.gltf.counts.scaled(k)
+
+    @property
+    def n_triangles(self) -> int:
+        """Triangles drawn (instances included), from data read and bounds-checked."""
+        return self.counts.triangles
 
     @property
     def n_points(self) -> int:
-        """Points drawn (pnts points and glTF POINTS primitives)."""
-        if self.kind == "cmpt":
-            return sum(c.n_points for c in self.inner)
-        if self.points is not None:
-            return len(self.points.positions)
-        if self.gltf is None:
-            return 0
-        k = 1 if self.instance_matrices is None else len(self.instance_matrices)
-        return self.gltf.n_points * k
+        """Points drawn (pnts points and glTF POINTS primitives), from data read and checked."""
+        return self.counts.points
 
     @property
     def n_features(self) -> int:

@@ -4,7 +4,9 @@ We parse glTF ourselves rather than with pygltflib or trimesh because tile conte
 those loaders drop or do not read: glTF 1.0 inside old b3dm files (KHR_binary_glTF, CESIUM_RTC),
 _BATCHID and EXT_mesh_features feature ids, EXT_structural_metadata tables, Draco and quantized
 attributes, and array-speed access (np.frombuffer on the accessor views, no per-vertex loops).
-Opening an asset only checks its structure; arrays are built when first asked for.
+Opening an asset only checks its structure; arrays are built when first asked for. Counts
+(`GltfModel.counts`) come only from accessors whose bytes are there and inside their buffer view
+and buffer; counts of accessors without data are kept apart as declared, not verified.
 """
 
 from __future__ import annotations
@@ -56,6 +58,8 @@ UNSUPPORTED_GEOMETRY_EXTENSIONS = {"EXT_meshopt_compression", "KHR_meshopt_compr
 MAX_NODE_VISITS = 1_000_000
 # An accessor without a bufferView is all zeros (then sparse); more than this is a lie.
 MAX_ZERO_ACCESSOR_BYTES = 256 * 1024**2
+# EXT_mesh_gpu_instancing instances of one node (each becomes a 4x4 float64 matrix: 128 bytes).
+MAX_GPU_INSTANCES = 2_000_000
 
 Resolver = Callable[[str], bytes]
 
@@ -321,6 +325,38 @@ class MaterialInfo:
     alpha_mode: str = "OPAQUE"
 
 
+@dataclass
+class Counts:
+    """What a model or content draws: triangles and points counted from data that was read and
+    bounds-checked, and apart from them those only declared (accessors without data), with notes
+    saying where."""
+
+    triangles: int = 0
+    points: int = 0
+    declared_triangles: int = 0
+    declared_points: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def scaled(self, k: int) -> Counts:
+        """These counts drawn `k` times (instances)."""
+        return Counts(
+            self.triangles * k,
+            self.points * k,
+            self.declared_triangles * k,
+            self.declared_points * k,
+            list(self.notes),
+        )
+
+    def __add__(self, other: Counts) -> Counts:
+        return Counts(
+            self.triangles + other.triangles,
+            self.points + other.points,
+            self.declared_triangles + other.declared_triangles,
+            self.declared_points + other.declared_points,
+            self.notes + other.notes,
+        )
+
+
 # ---------------------------------------------------------------- buffers and accessors
 class _Reader:
     """Buffers, buffer views and accessors of one glTF, with every range checked."""
@@ -437,6 +473,17 @@ class _Reader:
     def count(self, i: int) -> int:
         """Element count of accessor i (from the JSON)."""
         return int(self.accessor_defs[i]["count"])
+
+    def has_data(self, i: int) -> bool:
+        """True when accessor i's bytes are there: offset + count x stride inside its buffer view
+        (checked on opening) and the view inside the bytes its buffer really has (checked here,
+        reading the buffer). False for an accessor without a bufferView, whose count is only
+        declared. DataError when the buffer is shorter than the view needs."""
+        a = self.accessor_defs[i]
+        if "bufferView" not in a:
+            return False
+        self.view(a["bufferView"])
+        return True
 
     def accessor(self, i: Any, what: str = "accessor") -> np.ndarray:
         """Accessor i as a (count, ncomp) array; normalized integers become floats in [0,1]/[-1,1]."""
@@ -565,11 +612,13 @@ class Primitive:
         matrix: np.ndarray,
         instances: np.ndarray | None,
         instance_features: np.ndarray | None,
+        instance_accessors: tuple[int, ...] = (),
     ) -> None:
         self.model, self._r, self.json, self.where = model, reader, prim, where
         self.matrix = matrix  # node global transform, glTF space
         self.instances = instances  # (k, 4, 4) EXT_mesh_gpu_instancing, applied before `matrix`
         self.instance_features = instance_features
+        self.instance_accessors = instance_accessors  # the accessors `instances` were read from
         name = reader.name
         self.mode = require_int(prim.get("mode", MODE_TRIANGLES), name, where + ".mode")
         attrs = prim.get("attributes")
@@ -625,6 +674,33 @@ class Primitive:
     def n_points(self) -> int:
         """Points drawn once (POINTS mode), instances not counted."""
         return self.element_count if self.mode == MODE_POINTS else 0
+
+    def unverified(self) -> str | None:
+        """Why this primitive's counts are only declared (an accessor they come from has no
+        bufferView), or None when they come from bytes that are there and bounds-checked (for
+        Draco: decoded and equal to the accessors' counts). DataError when bytes are missing."""
+        name = self._r.name
+        if self.draco is not None:
+            m = self._draco_mesh
+            n_faces = len(np.asarray(getattr(m, "faces", np.zeros((0, 3)))).reshape(-1, 3))
+            n_vertices = len(np.asarray(m.points).reshape(-1, 3))
+            if n_vertices != self.vertex_count or (
+                self.indices_accessor is not None and 3 * n_faces != self.element_count
+            ):
+                raise DataError(
+                    f"{name}: {self.where}: Draco data holds {n_vertices} vertices and "
+                    f"{n_faces} triangles, the accessors say {self.vertex_count} vertices and "
+                    f"{self.element_count} indices"
+                )
+            sources = list(self.instance_accessors)
+        else:
+            sources = [self.attribute_accessors["POSITION"], *self.instance_accessors]
+            if self.indices_accessor is not None:
+                sources.append(self.indices_accessor)
+        for acc in sources:
+            if not self._r.has_data(acc):
+                return f"accessors[{acc}] has no bufferView"
+        return None
 
     # --- arrays
     @cached_property
@@ -920,7 +996,7 @@ class GltfModel:
                 if "meshes" in node
                 else ([node["mesh"]] if "mesh" in node else [])
             )
-            instances, inst_feat = self._gpu_instances(node, f)
+            instances, inst_feat, inst_acc = self._gpu_instances(node, f)
             for mi in mesh_ids:
                 if not isinstance(mi, int) or not 0 <= mi < len(meshes):
                     raise DataError(f"{self.name}: {f}.mesh {mi!r} does not exist")
@@ -935,6 +1011,7 @@ class GltfModel:
                             m,
                             instances,
                             inst_feat,
+                            inst_acc,
                         )
                     )
             for c in reversed(node.get("children") or []):
@@ -947,12 +1024,29 @@ class GltfModel:
                 stack.append((c, m, path + (c,)))
         return out
 
-    def _gpu_instances(self, node: dict, f: str) -> tuple[np.ndarray | None, np.ndarray | None]:
+    def _gpu_instances(
+        self, node: dict, f: str
+    ) -> tuple[np.ndarray | None, np.ndarray | None, tuple[int, ...]]:
         ext = (node.get("extensions") or {}).get("EXT_mesh_gpu_instancing")
         if not isinstance(ext, dict):
-            return None, None
-        attrs = ext.get("attributes") or {}
-        acc = {k: self._r.accessor(v, f"{f}.EXT_mesh_gpu_instancing.{k}") for k, v in attrs.items()}
+            return None, None, ()
+        attrs = require_dict(ext.get("attributes") or {}, self.name, f + ".EXT_mesh_gpu_instancing")
+        where = f"{f}.EXT_mesh_gpu_instancing"
+        for key, v in attrs.items():
+            if (
+                not isinstance(v, int)
+                or isinstance(v, bool)
+                or not 0 <= v < len(self._r.accessor_defs)
+            ):
+                raise DataError(
+                    f"{self.name}: {where}.{key} refers to accessor {v!r}, which does not exist"
+                )
+            if self._r.count(v) > MAX_GPU_INSTANCES:
+                raise DataError(
+                    f"{self.name}: {where}.{key} claims {self._r.count(v)} instances, more than "
+                    f"{MAX_GPU_INSTANCES}; refused"
+                )
+        acc = {k: self._r.accessor(v, f"{where}.{k}") for k, v in attrs.items()}
         n = {len(a) for a in acc.values()}
         if len(n) != 1:
             raise DataError(f"{self.name}: {f}.EXT_mesh_gpu_instancing attributes differ in count")
@@ -965,18 +1059,39 @@ class GltfModel:
         if "TRANSLATION" in acc:
             mats[:, :3, 3] = acc["TRANSLATION"]
         fid = acc.get("_FEATURE_ID_0")
-        return mats, (None if fid is None else fid[:, 0].astype(np.int64))
+        return mats, (None if fid is None else fid[:, 0].astype(np.int64)), tuple(attrs.values())
 
     # --- counts
+    @cached_property
+    def counts(self) -> Counts:
+        """Triangles and points drawn (GPU instances included): from accessors whose bytes were
+        read and bounds-checked, and apart from them those only declared (with a note why).
+        DataError when an accessor's bytes are not there."""
+        out = Counts()
+        for p in self.primitives:
+            tri, pts = p.n_triangles * p.instance_count, p.n_points * p.instance_count
+            reason = p.unverified()
+            if reason is None:
+                out.triangles += tri
+                out.points += pts
+            else:
+                out.declared_triangles += tri
+                out.declared_points += pts
+                out.notes.append(
+                    f"{self.name}: {p.where}: {reason}, so its {tri} triangles and {pts} points "
+                    "are declared, not verified"
+                )
+        return out
+
     @property
     def n_triangles(self) -> int:
-        """Triangles drawn (GPU instances included)."""
-        return sum(p.n_triangles * p.instance_count for p in self.primitives)
+        """Triangles drawn (GPU instances included), from data read and bounds-checked."""
+        return self.counts.triangles
 
     @property
     def n_points(self) -> int:
-        """Points drawn (primitives with mode POINTS)."""
-        return sum(p.n_points * p.instance_count for p in self.primitives)
+        """Points drawn (primitives with mode POINTS), from data read and bounds-checked."""
+        return self.counts.points
 
     @property
     def structural_metadata(self) -> dict | None:

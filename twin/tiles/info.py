@@ -1,5 +1,12 @@
 """`tiles info`: what a tileset holds (tiles, depth, contents by type, triangles, points,
-textures, features, region), counted by reading every tile and content, plus problems found."""
+textures, features, region), counted by reading every tile and content, plus problems found.
+
+Triangles and points are counted only from data that was read and bounds-checked; counts that
+accessors declare without data are given apart (`declared_triangles`, `declared_points`) with a
+warning. Each problem has a severity: an error (something could not be read, was refused or is
+inconsistent) or a warning (the tileset is readable but something is off); `errors` lists the
+former, and `twin tiles info` exits 1 when there is any.
+"""
 
 from __future__ import annotations
 
@@ -41,21 +48,41 @@ def _region(ts: Tileset) -> tuple[list[float], list[float]]:
     )
 
 
+class _Problems:
+    """Problems found, in order, each an error or a warning."""
+
+    def __init__(self) -> None:
+        self.all: list[str] = []
+        self.errors: list[str] = []
+
+    def error(self, message: str) -> None:
+        self.all.append(message)
+        self.errors.append(message)
+
+    def warning(self, message: str) -> None:
+        self.all.append(message)
+
+
 def tileset_info(
     path: str | os.PathLike,
     *,
     read_contents: bool = True,
     strict: bool = False,
     max_tiles: int = DEFAULT_MAX_TILES,
+    max_file_bytes: int | None = None,
 ) -> dict[str, Any]:
     """Summary of a tileset. Every tile is visited (external tilesets and implicit subtrees
     loaded) and, with `read_contents`, every content parsed for its counts. Broken contents or
-    external tilesets are listed under `problems` (or raise DataError with `strict`)."""
-    ts = Tileset(path, max_tiles=max_tiles)
-    problems: list[str] = list(ts.problems)
+    external tilesets are listed under `problems` and `errors` (or raise DataError with
+    `strict`). `max_file_bytes` replaces the cap on any one file read (see twin.tiles.source)."""
+    ts = Tileset(path, max_tiles=max_tiles, max_file_bytes=max_file_bytes)
+    found = _Problems()
+    for p in ts.problems:
+        found.warning(p)
     errors: list[str] | None = None if strict else []
     ts.expand_all(errors)
-    problems += errors or []
+    for p in errors or []:
+        found.error(p)
     ix = ts.index
     n = ix.n
     contents: Counter[str] = Counter()
@@ -73,7 +100,7 @@ def tileset_info(
         except DataError as exc:
             if strict:
                 raise
-            problems.append(str(exc))
+            found.error(str(exc))
             continue
         for ref in refs:
             if not read_contents:
@@ -81,22 +108,27 @@ def tileset_info(
                 continue
             try:
                 c = ts.read_content(ref)
+                counts = c.counts
             except DataError as exc:
                 if strict:
                     raise
-                problems.append(str(exc))
+                found.error(str(exc))
                 contents[ref.kind_hint] += 1
                 continue
             contents[c.kind] += 1
-            totals["triangles"] += c.n_triangles
-            totals["points"] += c.n_points
+            totals["triangles"] += counts.triangles
+            totals["points"] += counts.points
+            totals["declared_triangles"] += counts.declared_triangles
+            totals["declared_points"] += counts.declared_points
             totals["features"] += c.n_features
             totals["bytes"] += c.byte_length
+            for note in counts.notes:
+                found.warning(note)
             for leaf in c.leaves():
                 if leaf.gltf is not None:
                     extensions.update(leaf.gltf.extensions_used)
                     for e in leaf.gltf.unsupported_required:
-                        problems.append(f"{leaf.name}: requires glTF extension {e}, not supported")
+                        found.warning(f"{leaf.name}: requires glTF extension {e}, not supported")
             for img in c.textures:
                 texture_list.append(
                     {
@@ -107,12 +139,12 @@ def tileset_info(
                     }
                 )
                 if img.error:
-                    problems.append(f"{c.name}: image {img.index}: {img.error}")
+                    found.error(f"{c.name}: image {img.index}: {img.error}")
     region: list[float] | None
     heights: list[float] | None
     if float(np.linalg.norm(ix.obb_c[0])) < 1e6:
         region = heights = None
-        problems.append(
+        found.warning(
             f"{ts.name}: the root volume lies near the earth's centre, so the tileset is not "
             "placed on the globe (a viewer's model matrix would place it); no region given"
         )
@@ -134,6 +166,8 @@ def tileset_info(
         "implicit": implicit,
         "triangles": int(totals["triangles"]),
         "points": int(totals["points"]),
+        "declared_triangles": int(totals["declared_triangles"]),
+        "declared_points": int(totals["declared_points"]),
         "textures": len(texture_list),
         "texture_list": texture_list,
         "features": int(totals["features"]),
@@ -145,7 +179,8 @@ def tileset_info(
         "refine": {"ADD": int(ix.add[:n].sum()), "REPLACE": int((~ix.add[:n]).sum())},
         "gltf_extensions": sorted(extensions),
         "has_metadata": bool(ts.schema is not None or ts.metadata is not None),
-        "problems": problems,
+        "problems": found.all,
+        "errors": found.errors,
     }
 
 
@@ -166,8 +201,8 @@ def format_info(info: dict[str, Any]) -> str:
         + ")",
         f"Refinement     ADD {info['refine']['ADD']:,}, REPLACE {info['refine']['REPLACE']:,}",
         f"Contents       {contents}",
-        f"Triangles      {info['triangles']:,}",
-        f"Points         {info['points']:,}",
+        f"Triangles      {info['triangles']:,}" + _declared(info.get("declared_triangles")),
+        f"Points         {info['points']:,}" + _declared(info.get("declared_points")),
         f"Textures       {info['textures']:,}" + (f" ({textures})" if textures else ""),
         f"Features       {info['features']:,}",
         f"Content bytes  {info['content_bytes']:,}",
@@ -187,8 +222,15 @@ def format_info(info: dict[str, Any]) -> str:
     if info.get("gltf_extensions"):
         lines.append(f"glTF ext.      {', '.join(info['gltf_extensions'])}")
     if info["problems"]:
-        lines.append(f"Problems       {len(info['problems'])}")
-        lines += [f"  - {p}" for p in info["problems"]]
+        errors = set(info.get("errors", []))
+        lines.append(
+            f"Problems       {len(info['problems'])} ({len(info.get('errors', []))} errors)"
+        )
+        lines += [f"  - {'error' if p in errors else 'warning'}: {p}" for p in info["problems"]]
     else:
         lines.append("Problems       none")
     return "\n".join(lines)
+
+
+def _declared(n: int | None) -> str:
+    return f" (and {n:,} declared, not verified)" if n else ""

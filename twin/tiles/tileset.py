@@ -358,12 +358,20 @@ class Tile:
 class Tileset:
     """A 3D Tiles tileset. Opening reads only the tileset JSON; the rest is read on demand.
 
-    `location` is a tileset JSON path, a folder with tileset.json, a .3tz archive or an http URL.
+    `location` is a tileset JSON path, a folder with tileset.json, a .3tz archive, a .3dtiles
+    package or an http URL. `max_file_bytes` replaces the cap on the bytes of any one file read
+    (source.MAX_FILE_BYTES, and MAX_INFLATED_BYTES after gzip).
     """
 
-    def __init__(self, location: str | os.PathLike, *, max_tiles: int = DEFAULT_MAX_TILES) -> None:
+    def __init__(
+        self,
+        location: str | os.PathLike,
+        *,
+        max_tiles: int = DEFAULT_MAX_TILES,
+        max_file_bytes: int | None = None,
+    ) -> None:
         self.source: Source
-        self.source, self.key = open_source(location)
+        self.source, self.key = open_source(location, max_file_bytes=max_file_bytes)
         self.name = self.source.display(self.key)
         self.index = TileIndex(max_tiles)
         self._docs: list[_Doc] = []
@@ -960,6 +968,11 @@ def _p(path_of, rec: int) -> str:
     return path_of(rec) if path_of is not None and rec >= 0 else "tile"
 
 
-def open_tileset(location: str | os.PathLike, *, max_tiles: int = DEFAULT_MAX_TILES) -> Tileset:
+def open_tileset(
+    location: str | os.PathLike,
+    *,
+    max_tiles: int = DEFAULT_MAX_TILES,
+    max_file_bytes: int | None = None,
+) -> Tileset:
     """Open a tileset lazily (reads the tileset JSON only)."""
-    return Tileset(location, max_tiles=max_tiles)
+    return Tileset(location, max_tiles=max_tiles, max_file_bytes=max_file_bytes)
