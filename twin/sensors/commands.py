@@ -216,6 +216,9 @@ def _serve(args: argparse.Namespace, ingestor) -> None:
     server = None
     try:
         if args.mqtt is not None:
+            if not args.connect_timeout > 0:
+                raise ConfigError(f"--connect-timeout: expected a positive number of seconds, "
+                                  f"got {args.connect_timeout}")  # fmt: skip
             source = MqttIngest(args.mqtt, ingestor, client_id=args.client_id)
             source.connect(args.connect_timeout)
             _say(f"subscribed to {args.mqtt} as {args.client_id} (QoS 1, persistent session)")
