@@ -122,3 +122,51 @@ def test_nothing_is_lost_and_ingest_is_idempotent(setup, tmp_path: Path):
     assert after["messages"] == (
         first.stored + first.duplicates + first.quarantined + again.received
     )
+
+
+def test_values_that_cannot_be_numbers_and_deep_nesting(setup):
+    """NaN and Infinity, numbers beyond the float range where a value is used (a decoded field, an
+    rssi) and nesting beyond the limit: each quarantined with its own reason and a detail naming
+    the field; a byte order mark and numbers of that size in unused fields are accepted."""
+    store, ingestor, well = setup
+
+    def decoded(f_cnt: int, level: str) -> bytes:
+        msg = json.loads(tts(well, f_cnt))
+        del msg["uplink_message"]["frm_payload"]
+        fields = '{"level_below_reference": @, "water_temperature": 11.0, "battery": 3.5}'
+        text = json.dumps(msg)[:-2] + ', "decoded_payload": ' + fields.replace("@", level) + "}}"
+        return text.encode()
+
+    def rssi(f_cnt: int, value: str) -> bytes:
+        return tts(well, f_cnt, rssi=-101.0).replace(
+            b'"rssi": -101.0', b'"rssi": ' + value.encode()
+        )
+
+    deep = json.loads(tts(well, 9))
+    deep["uplink_message"]["settings"]["extra"] = "@"
+    deep_body = json.dumps(deep).replace('"@"', "[" * 40 + "]" * 40).encode()
+    cases = {
+        decoded(1, "NaN"): ("not_a_number", "NaN"),
+        decoded(2, "-Infinity"): ("not_a_number", "-Infinity"),
+        decoded(3, "1e400"): ("overflow", "level_below_reference"),
+        decoded(4, "9" * 400): ("overflow", "level_below_reference"),
+        rssi(5, "-" + "9" * 400): ("overflow", "rx_metadata[0].rssi"),
+        rssi(6, "-1e999"): ("overflow", "rx_metadata[0].rssi"),
+        deep_body: ("too_deep", "32"),
+        tts(well, 10).replace(well.id.encode(), b"\xff\xfe", 1): ("invalid_json", "UTF-8"),
+        b'{"a": ' + b"1" * 5000 + b"}": ("overflow", "4300"),
+    }
+    fine = [
+        b"\xef\xbb\xbf" + tts(well, 20),  # a UTF-8 byte order mark
+        tts(well, 21).replace(b'"frequency": "868100000"', b'"frequency": 1e400'),  # unused
+        decoded(22, "5.5"),
+    ]
+    assert b"1e400" in fine[1]
+    outcomes = ingestor.ingest(list(cases) + fine, "test")
+    for body, o in zip(cases, outcomes, strict=False):
+        reason, named = cases[body]
+        assert (o.status, o.reason) == ("quarantined", reason), (body[:80], o)
+        assert named in o.detail, o.detail
+    assert [o.status for o in outcomes[len(cases) :]] == ["stored"] * len(fine)
+    kept = {e.body for e in store.quarantine(limit=100)}
+    assert kept == set(cases)
