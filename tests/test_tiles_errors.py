@@ -16,6 +16,11 @@ from tile_bytes import BOX, glb, pad
 from twin.errors import DataError
 from twin.tiles import open_tileset, tileset_info
 
+TRIANGLE_ACCESSORS = [
+    {"bufferView": 0, "componentType": 5126, "count": 3, "type": "VEC3"},
+    {"bufferView": 1, "componentType": 5123, "count": 3, "type": "SCALAR"},
+]
+
 
 def triangle_glb(**changes) -> bytes:
     pos = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0]], np.float32).tobytes()
@@ -27,10 +32,7 @@ def triangle_glb(**changes) -> bytes:
             {"buffer": 0, "byteOffset": 0, "byteLength": 36},
             {"buffer": 0, "byteOffset": 36, "byteLength": 8},
         ],
-        "accessors": [
-            {"bufferView": 0, "componentType": 5126, "count": 3, "type": "VEC3"},
-            {"bufferView": 1, "componentType": 5123, "count": 3, "type": "SCALAR"},
-        ],
+        "accessors": list(TRIANGLE_ACCESSORS),
         "meshes": [{"primitives": [{"attributes": {"POSITION": 0}, "indices": 1}]}],
         "nodes": [{"mesh": 0}],
         "scenes": [{"nodes": [0]}],
@@ -170,8 +172,8 @@ def test_escaping_uris_are_refused(tmp_path: Path, uri: str, message: str) -> No
     ts = open_tileset(root)
     with pytest.raises(DataError, match=r"tileset\.json: content uri .*" + message):
         ts.root.contents  # noqa: B018
-    info = tileset_info(root)  # info reports it instead of failing
-    assert any(message in p and repr(uri) in p for p in info["problems"])
+    info = tileset_info(root)  # info reports it instead of failing, as an error
+    assert any(message in p and repr(uri) in p for p in info["errors"])
     with pytest.raises(DataError, match=message):
         tileset_info(root, strict=True)
 
@@ -225,7 +227,7 @@ def test_missing_content_and_missing_external_tileset(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"gone/tileset\.json: file not found"):
         b.children  # noqa: B018
     info = tileset_info(tmp_path)
-    assert sum("file not found" in p for p in info["problems"]) == 2 and info["tiles"] == 3
+    assert sum("file not found" in p for p in info["errors"]) == 2 and info["tiles"] == 3
 
 
 def test_cycles_of_external_tilesets(tmp_path: Path) -> None:
@@ -381,7 +383,10 @@ CONTENT_CASES = [
     (pnts({"POINTS_LENGTH": 2}, b""), r"feature table must have POSITION or POSITION_QUANTIZED"),
     (pnts({"POINTS_LENGTH": 1, "POSITION_QUANTIZED": {"byteOffset": 0}}, b"\0" * 8), r"needs QUANTIZED_VOLUME_OFFSET and QUANTIZED_VOLUME_SCALE"),
     (pnts({"POINTS_LENGTH": 1, "POSITION": {"byteOffset": 0}, "RGB": {"byteOffset": 100}}, b"\0" * 16), r"feature table RGB needs 103 bytes"),
-    (i3dm({"INSTANCES_LENGTH": 10**9, "POSITION": {"byteOffset": 0}}, b"\0" * 12, triangle_glb()), r"feature table POSITION needs 12000000000 bytes"),
+    (i3dm({"INSTANCES_LENGTH": 10**6, "POSITION": {"byteOffset": 0}}, b"\0" * 12, triangle_glb()), r"feature table POSITION needs 12000000 bytes"),
+    (i3dm({"INSTANCES_LENGTH": 10**9, "POSITION": {"byteOffset": 0}}, b"\0" * 12, triangle_glb()), r"INSTANCES_LENGTH 1000000000 is more than 2000000; refused"),
+    (b3dm(triangle_glb(buffers=[{"byteLength": 10**9}])), r"buffers\[0\]\.byteLength says 1000000000 bytes, but only 44 are there"),
+    (b3dm(triangle_glb(nodes=[{"mesh": 0, "extensions": {"EXT_mesh_gpu_instancing": {"attributes": {"TRANSLATION": 2}}}}], accessors=[*TRIANGLE_ACCESSORS, {"componentType": 5126, "count": 10**8, "type": "VEC3"}])), r"TRANSLATION claims 100000000 instances, more than 2000000; refused"),
     (i3dm({"POSITION": {"byteOffset": 0}}, b"\0" * 12, triangle_glb()), r"i3dm feature table must have INSTANCES_LENGTH"),
     (cmpt(b3dm(triangle_glb()), count=5), r"cmpt header tilesLength says 5 inner tiles, but the data ends after 1"),
     (cmpt(b"b3dm\x01\0\0\0" + struct.pack("<I", 10**6) + b"\0" * 20), r"inner tile 0 at offset 16 has byteLength 1000000"),

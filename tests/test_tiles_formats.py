@@ -13,10 +13,12 @@ from pathlib import Path
 
 import DracoPy
 import numpy as np
+import pytest
 from PIL import Image
 from tile_bytes import BOX, glb, pad
 
 from twin import geo
+from twin.errors import DataError
 from twin.tiles import ParseContext, open_tileset, parse_content, tile_meshes, tileset_info
 
 Y_UP_TO_Z_UP = np.array([[1, 0, 0], [0, 0, -1], [0, 1, 0]], float)  # (x, y, z) -> (x, -z, y)
@@ -286,17 +288,26 @@ def test_draco_mesh_matches_its_source() -> None:
     )  # Draco may split vertices
     b = Buffer()
     view = b.add(draco)
-    data = b.gltf(
-        extensionsUsed=["KHR_draco_mesh_compression"],
-        extensionsRequired=["KHR_draco_mesh_compression"],
-        accessors=[
-            {"componentType": 5126, "count": n_points, "type": "VEC3"},
-            {"componentType": 5125, "count": 174, "type": "SCALAR"},
-        ],
-        meshes=[{"primitives": [{"attributes": {"POSITION": 0}, "indices": 1, "extensions": {"KHR_draco_mesh_compression": {"bufferView": view, "attributes": {"POSITION": pos_id}}}}]}],
-    )  # fmt: skip
-    c = parse(data)
-    assert c.n_triangles == 58  # from the accessor count, without decoding
+
+    def draco_glb(n_indices: int) -> bytes:
+        return b.gltf(
+            extensionsUsed=["KHR_draco_mesh_compression"],
+            extensionsRequired=["KHR_draco_mesh_compression"],
+            accessors=[
+                {"componentType": 5126, "count": n_points, "type": "VEC3"},
+                {"componentType": 5125, "count": n_indices, "type": "SCALAR"},
+            ],
+            meshes=[{"primitives": [{"attributes": {"POSITION": 0}, "indices": 1, "extensions": {"KHR_draco_mesh_compression": {"bufferView": view, "attributes": {"POSITION": pos_id}}}}]}],
+        )  # fmt: skip
+
+    c = parse(draco_glb(174))
+    assert c.n_triangles == 58  # the accessor count, checked against the decoded Draco data
+    assert c.counts.declared_triangles == 0 and c.counts.notes == []
+    with pytest.raises(
+        DataError,
+        match=r"Draco data holds \d+ vertices and 58 triangles, the accessors say \d+ vertices and 300 indices",
+    ):
+        parse(draco_glb(300)).counts  # noqa: B018
     g = c.geometry()[0]
     # Draco may reorder vertices and faces: compare sorted triangle centroids, to 2 quantization steps
     ours = g.positions[g.faces].mean(axis=1) @ Y_UP_TO_Z_UP  # back to glTF axes

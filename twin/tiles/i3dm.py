@@ -13,7 +13,7 @@ from twin.errors import DataError
 from twin.tiles.b3dm import _check_length
 from twin.tiles.binary import require_int, unpack
 from twin.tiles.content import Content, ParseContext, content_matrix
-from twin.tiles.gltf import parse_gltf
+from twin.tiles.gltf import MAX_GPU_INSTANCES, parse_gltf
 from twin.tiles.tables import BinaryTable, split_tables
 
 HEADER_LEN = 32
@@ -92,6 +92,10 @@ def parse_i3dm(data: memoryview, ctx: ParseContext) -> Content:
     n = require_int(
         ft.global_value("INSTANCES_LENGTH", 1)[0], name, "feature table INSTANCES_LENGTH"
     )
+    if n > MAX_GPU_INSTANCES:  # each instance becomes a 4x4 float64 matrix
+        raise DataError(
+            f"{name}: feature table INSTANCES_LENGTH {n} is more than {MAX_GPU_INSTANCES}; refused"
+        )
     rtc = ft.global_value("RTC_CENTER", 3)
     pos = _positions(ft, n, name)
     if rtc is not None:
