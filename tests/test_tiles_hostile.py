@@ -15,6 +15,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import zipfile
 import zlib
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from tile_bytes import BOX, glb
 
 from twin.errors import DataError
 from twin.tiles import open_tileset, tileset_info
-from twin.tiles.source import MAX_FILE_BYTES, MAX_INFLATED_BYTES, read_capped
+from twin.tiles.source import MAX_INFLATED_BYTES, read_capped
 
 SAMPLES = (
     Path(__file__).resolve().parents[1].parent / "shared" / "data" / "3dtiles-samples"
@@ -271,7 +272,6 @@ def test_caps_are_checked_while_streaming(tmp_path: Path) -> None:
     (tmp_path / "two.json").write_bytes(gzip.compress(b'{"a": ') + gzip.compress(b"1}"))
     ts = open_tileset(tmp_path)
     assert bytes(ts.source.read("two.json")) == b'{"a": 1}'
-    assert MAX_FILE_BYTES == MAX_INFLATED_BYTES == 512 * 1024**2
 
 
 # ---------------------------------------------------------------- exit codes
@@ -370,3 +370,14 @@ def test_broken_3dtiles_packages_say_what_is_wrong(tmp_path: Path) -> None:
     info = tileset_info(tmp_path / "bomb.3dtiles", max_file_bytes=1024**2)
     (err,) = info["errors"]
     assert "bomb.3dtiles!a.b3dm: gzip data inflates to more than 1048576 bytes" in err
+
+
+def test_3tz_members_are_capped(tmp_path: Path) -> None:
+    archive = tmp_path / "bomb.3tz"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("tileset.json", one_content(tmp_path).read_bytes())
+        z.writestr("a.glb", bytes(16 * 1024**2))
+    assert archive.stat().st_size < 1024**2
+    info = tileset_info(archive, max_file_bytes=1024**2)
+    (err,) = info["errors"]
+    assert f"bomb.3tz!a.glb: {16 * 1024**2} bytes is more than 1048576 bytes" in err
