@@ -14,7 +14,7 @@ only a finished run has a plain name, but readers decide from `status.json`, nev
     pid, host, pid_started  the process running it (pid_started: its start in clock ticks, Linux)
 
 Kinds may add their own keys (e.g. a traffic run's per-seed progress). `status.json` is always replaced
-atomically. SIGINT and SIGTERM end a run as `interrupted` (see :func:`signals_interrupt`); a run whose
+atomically. SIGINT and SIGTERM end a run as `interrupted` (see :class:`Interrupts`); a run whose
 process was killed outright (SIGKILL, power loss) stays `.partial` with `state = running` and a process
 that is gone: :func:`leftovers` finds it and :func:`clean` marks it interrupted (or deletes it), which
 `twin runs clean` does from the command line. A run whose process is alive is never touched.
@@ -241,28 +241,79 @@ def record_failure(runs_root: Path, scenario: str, kind: str, exc: BaseException
     return end(create(runs_root, scenario, kind, **fields), exc)
 
 
+class Interrupts:
+    """While active, SIGTERM raises :class:`Terminated` in the main thread and SIGINT raises
+    KeyboardInterrupt (where Python handles SIGINT; an ignored SIGINT stays ignored).
+
+    A library may swallow the exception (trimesh guards its optional imports with `except
+    BaseException`), so after the first signal it is raised again every second until the run
+    ends. :meth:`settle` stops that (further signals are then ignored) while the run is being
+    marked; :meth:`restore` puts the previous handlers back. Outside the main thread, where Python
+    runs no handlers, it does nothing. Use it through :func:`signals_interrupt` or :class:`Run`.
+    """
+
+    REPEAT_S = 1.0
+
+    def __init__(self) -> None:
+        self._previous: dict[int, Any] = {}
+        self._asked: int | None = None
+        self._settled = threading.Event()
+
+    def start(self) -> Interrupts:
+        """Install the handlers."""
+        if threading.current_thread() is not threading.main_thread():
+            return self
+        signums = [signal.SIGTERM]
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            signums.append(signal.SIGINT)
+        for signum in signums:
+            self._previous[signum] = signal.signal(signum, self._on_signal)
+        return self
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        if self._settled.is_set():
+            return
+        if self._asked is None:
+            self._asked = signum
+            threading.Thread(target=self._repeat, name="run-interrupt", daemon=True).start()
+        raise Terminated() if self._asked == signal.SIGTERM else KeyboardInterrupt()
+
+    def _repeat(self) -> None:
+        main = threading.main_thread().ident
+        while not self._settled.wait(self.REPEAT_S) and main is not None:
+            with contextlib.suppress(OSError, ValueError):
+                signal.pthread_kill(main, self._asked or signal.SIGTERM)
+
+    def settle(self) -> None:
+        """Stop raising: the run is being marked (signals arriving now are ignored)."""
+        self._settled.set()
+
+    def cause(self, exc: BaseException) -> BaseException:
+        """What ended the run: `exc`, or the interrupt asked for when `exc` came after it (a
+        library that swallowed the interrupt failing later), with `exc` as its cause."""
+        if self._asked is None or isinstance(exc, KeyboardInterrupt):
+            return exc
+        interrupt = Terminated() if self._asked == signal.SIGTERM else KeyboardInterrupt()
+        interrupt.__cause__ = exc
+        return interrupt
+
+    def restore(self) -> None:
+        """Put the previous handlers back."""
+        self._settled.set()
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous.clear()
+
+
 @contextlib.contextmanager
-def signals_interrupt() -> Iterator[None]:
-    """Within this block SIGTERM raises :class:`Terminated` (a KeyboardInterrupt) in the main thread,
-    like SIGINT does; the previous handler is restored afterwards. A second SIGTERM while the run
-    is being marked is ignored. Outside the main thread (where Python runs no handlers) it does
-    nothing."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    fired = False
-
-    def on_term(signum: int, frame: Any) -> None:
-        nonlocal fired
-        if not fired:
-            fired = True
-            raise Terminated()
-
-    previous = signal.signal(signal.SIGTERM, on_term)
+def signals_interrupt() -> Iterator[Interrupts]:
+    """A block in which SIGINT and SIGTERM interrupt (see :class:`Interrupts`); the previous
+    handlers come back afterwards. Call `settle()` on what it yields before marking a run."""
+    interrupts = Interrupts().start()
     try:
-        yield
+        yield interrupts
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        interrupts.restore()
 
 
 class Run:
@@ -280,16 +331,15 @@ class Run:
         self._args = (runs_root, scenario, kind, inputs, fields)
         self.path: Path | None = None
         self.state = "running"
-        self._signals: contextlib.AbstractContextManager[None] | None = None
+        self._interrupts = Interrupts()
 
     def __enter__(self) -> Run:
         runs_root, scenario, kind, inputs, fields = self._args
-        self._signals = signals_interrupt()
-        self._signals.__enter__()
+        self._interrupts.start()
         try:
             self.path = create(runs_root, scenario, kind, inputs=inputs, **fields)
         except BaseException:
-            self._signals.__exit__(None, None, None)
+            self._interrupts.restore()
             raise
         return self
 
@@ -310,14 +360,16 @@ class Run:
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:  # fmt: skip
+        self._interrupts.settle()
+        cause = None if exc is None else self._interrupts.cause(exc)
         try:
             if self.state == "running" and self.path is not None:
-                cause = exc if exc is not None else RunError("the run ended without finishing")
-                self.path = end(self.path, cause)
+                self.path = end(self.path, cause or RunError("the run ended without finishing"))
                 self.state = read_status(self.path)["state"]
         finally:
-            assert self._signals is not None
-            self._signals.__exit__(None, None, None)
+            self._interrupts.restore()
+        if cause is not None and cause is not exc:
+            raise cause from exc
 
 
 # -- finding, reading and cleaning runs ---------------------------------------------------------------------

@@ -29,7 +29,7 @@ from twin.groundwater.outputs import (
     write_geotiff,
 )
 from twin.groundwater.scenario import Setup, build_setup, load_scenario, lognormal_field
-from twin.runs import Run, describe, now_utc
+from twin.runs import Run, now_utc, read_status, write_status
 
 
 @dataclass
@@ -489,24 +489,26 @@ def run_scenario(
     scenario = load_scenario(path)
     t0 = time.perf_counter()
     legacy = {"file": str(scenario.path), "started": now_utc(), "status": "running"}
-    with Run(runs_dir or Path("runs"), scenario.name, "groundwater",
-             inputs={"scenario": scenario.path}, **legacy) as run:  # fmt: skip
-        try:
+    run = Run(runs_dir or Path("runs"), scenario.name, "groundwater",
+              inputs={"scenario": scenario.path}, **legacy)  # fmt: skip
+    try:
+        with run:
             setup = build_setup(scenario, pack=pack, build_dir=build_dir, end=end, progress=say)
             shutil.copyfile(scenario.path, run.path / "scenario.toml")
             result = simulate(setup, progress=progress, say=say)
             seconds = time.perf_counter() - t0
             metrics = write_outputs(run.path, setup, result, seconds)
-        except BaseException as exc:  # the run layer marks it; these are the older keys
-            state, reason = describe(exc)
-            run.update(status=state, reason=reason, finished=now_utc())
-            raise
-        final = run.finish(
-            metrics=metrics,
-            status="finished",
-            finished=now_utc(),
-            seconds=round(seconds, 3),
-            start=setup.clock.isoformat(0),
-            end=setup.clock.isoformat(result["times"][-1]),
-        )
+            final = run.finish(
+                metrics=metrics,
+                status="finished",
+                finished=now_utc(),
+                seconds=round(seconds, 3),
+                start=setup.clock.isoformat(0),
+                end=setup.clock.isoformat(result["times"][-1]),
+            )
+    finally:
+        if run.path is not None and run.state != "finished":  # the older keys follow the new
+            status = read_status(run.path)
+            write_status(run.path, status=status["state"], reason=status["error"],
+                         finished=status["finished_utc"])  # fmt: skip
     return RunResult(final, metrics["steps"], seconds, metrics)

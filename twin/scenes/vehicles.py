@@ -117,7 +117,10 @@ def run_folder_fcd(path: Path) -> Path:
     else:
         candidates = finished_runs(path, kind="traffic")
         if not candidates:
-            raise DataError(f"{path}: no finished traffic run here (see `twin runs list`)")
+            raise DataError(
+                f"{path}: no FCD output ({FCD}) here and no finished traffic run under it "
+                "(`twin runs list` shows the runs and their state)"
+            )
     for run in candidates:
         for seed in sorted((run / "baseline").glob("seed-*")):
             if (seed / FCD).is_file():

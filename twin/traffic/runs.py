@@ -704,14 +704,18 @@ def fail(plan: RunPlan, exc: BaseException) -> RunError:
 
 def _marked(plan: RunPlan, work: Callable[[], Path]) -> Path:
     """Do `work` with SIGTERM as an interrupt; when it raises, mark the run failed or interrupted."""
-    with runs.signals_interrupt():
+    with runs.signals_interrupt() as interrupts:
         try:
             return work()
-        except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: the command says 'interrupted'
-            fail(plan, exc)
-            raise
         except BaseException as exc:
-            raise fail(plan, exc) from exc
+            interrupts.settle()
+            cause = interrupts.cause(exc)
+            error = fail(plan, cause)
+            if cause is exc and isinstance(exc, KeyboardInterrupt):  # the command: 'interrupted'
+                raise
+            if cause is not exc:  # an interrupt a library swallowed, then failed on
+                raise cause from exc
+            raise error from exc
 
 
 def execute(
