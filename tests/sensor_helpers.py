@@ -1,23 +1,17 @@
 """Shared by the sensor tests: poison messages of each kind the validation must quarantine, a good
-simulated stream with poison lines at seeded positions, the rows a store holds, and a `twin` service
-run as a subprocess that is always ended."""
+simulated stream with poison lines at seeded positions, and the rows a store holds
+(services run through sensor_service.Service)."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import math
-import os
 import random
-import signal
 import sqlite3
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-
-TWIN = Path(sys.executable).parent / "twin"
 
 # Each kind of poison and the quarantine reason it must get.
 POISON = {
@@ -144,31 +138,3 @@ def wait_until(check: Callable[[], bool], timeout: float, every: float = 0.1) ->
             return True
         time.sleep(every)
     return check()
-
-
-def twin_env(**extra: str) -> dict[str, str]:
-    """The environment for a `twin` subprocess: without debug tracebacks or a token from outside."""
-    env = {k: v for k, v in os.environ.items() if k not in ("TWIN_DEBUG", "TWIN_SENSORS_TOKEN")}
-    return {**env, **extra}
-
-
-@contextlib.contextmanager
-def service(args: list[str], log_dir: Path, env: dict[str, str] | None = None) -> Iterator:
-    """`twin ARGS` as a background process with its output in files (a pipe nobody reads could
-    block it); on leaving, SIGINT (it writes what is queued), then kill if it has not exited."""
-    log_dir.mkdir(parents=True, exist_ok=True)
-    out, err = (log_dir / "stdout.txt").open("wb"), (log_dir / "stderr.txt").open("wb")
-    proc = subprocess.Popen([str(TWIN), *args], stdout=out, stderr=err, env=env or twin_env())
-    proc.stdout_path, proc.stderr_path = log_dir / "stdout.txt", log_dir / "stderr.txt"
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
-        out.close()
-        err.close()

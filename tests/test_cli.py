@@ -106,8 +106,12 @@ def test_tiles_info_json_has_the_keys_other_tools_rely_on():
     if not sample.exists():
         pytest.skip(f"shared reference data not found at {sample}")
     r = twin("tiles", "info", str(sample), "--json")
-    assert r.returncode == 0, r.stderr
+    assert r.returncode == 1 and "error severity" in r.stderr  # the sample has a broken tile
     info = json.loads(r.stdout)
+    assert info["errors"] and all(e in info["problems"] for e in info["errors"])
+    lenient = twin("tiles", "info", str(sample), "--json", "--lenient")
+    assert lenient.returncode == 0, lenient.stderr
+    assert json.loads(lenient.stdout) == info
     for key in (
         "tiles",
         "depth",

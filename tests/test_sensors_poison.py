@@ -10,7 +10,6 @@ from __future__ import annotations
 import http.client
 import json
 import random
-import socket
 import sqlite3
 import subprocess
 from pathlib import Path
@@ -18,15 +17,13 @@ from pathlib import Path
 import pytest
 from sensor_helpers import (
     POISON,
-    TWIN,
     message_counts,
     poisoned_stream,
-    service,
     store_rows,
-    twin_env,
     wait_until,
     write_lines,
 )
+from sensor_service import TWIN, Service, clean_env
 
 from twin.sensors.broker import LocalBroker, free_port
 from twin.sensors.devices import DEFAULT_PARKING, load_catalogue
@@ -61,7 +58,7 @@ def data(tmp_path_factory) -> dict:
     clean = write_lines(root / "clean.jsonl", good)
     ref = root / "ref.sqlite"
     r = subprocess.run([str(TWIN), "sensors", "ingest", "--file", str(clean), "--store", str(ref),
-                        *cat], capture_output=True, text=True, env=twin_env(), timeout=300)  # fmt: skip
+                        *cat], capture_output=True, text=True, env=clean_env(), timeout=300)  # fmt: skip
     assert r.returncode == 0, r.stderr
     reference = store_rows(ref)
     assert len(reference["uplinks"]) == GOOD and not reference["quarantine"]
@@ -95,7 +92,7 @@ def assert_ingested(store: Path, data: dict, fresh: bytes | None = None) -> dict
 
 def ingest_file(path: Path, store: Path, cat: list[str]) -> subprocess.CompletedProcess:
     return subprocess.run([str(TWIN), "sensors", "ingest", "--file", str(path), "--store",
-                           str(store), *cat], capture_output=True, text=True, env=twin_env(),
+                           str(store), *cat], capture_output=True, text=True, env=clean_env(),
                           timeout=300)  # fmt: skip
 
 
@@ -143,9 +140,8 @@ def test_poison_over_the_webhook(tmp_path: Path, data):
     args = ["sensors", "ingest", "--http", str(port), "--store", str(store),
             "--max-body", "400000", *data["cat"]]  # fmt: skip
     expected = data["expected"]
-    with service(args, tmp_path / "log", twin_env(TWIN_SENSORS_TOKEN=TOKEN)) as proc:
-        assert wait_until(lambda: _listening(port) or proc.poll() is not None, 60)
-        assert proc.poll() is None, proc.stderr_path.read_text()
+    with Service(*args, env=clean_env(TWIN_SENSORS_TOKEN=TOKEN)) as svc:
+        svc.wait_line("webhook listening")
         wrong = []
         for _, body in data["messages"]:
             status, reply = _post(port, body)
@@ -157,17 +153,9 @@ def test_poison_over_the_webhook(tmp_path: Path, data):
         assert {_post(port, body)[1]["status"] for _, body in again} == {"duplicate"}
         assert _post(port, data["fresh"][0][1]) == (200, {"status": "stored", "reason": "",
                                                           "detail": ""})  # fmt: skip
-        assert proc.poll() is None  # still up
-    assert proc.returncode == 0, proc.stderr_path.read_text()
+        assert svc.proc.poll() is None  # still up
+        assert svc.stop() == 0, svc.lines
     assert_ingested(store, data, fresh=data["fresh"][0][1])
-
-
-def _listening(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        return True
-    except OSError:
-        return False
 
 
 def test_poison_over_mqtt(tmp_path: Path, data):
@@ -175,10 +163,8 @@ def test_poison_over_mqtt(tmp_path: Path, data):
     n = len(data["messages"])
     with LocalBroker(workdir=tmp_path / "broker") as broker:  # Mosquitto where installed
         args = ["sensors", "ingest", "--mqtt", broker.url, "--store", str(store), *data["cat"]]
-        with service(args, tmp_path / "log") as proc:
-            subscribed = lambda: "subscribed" in proc.stderr_path.read_text()  # noqa: E731
-            assert wait_until(lambda: subscribed() or proc.poll() is not None, 60)
-            assert proc.poll() is None, proc.stderr_path.read_text()
+        with Service(*args) as svc:
+            svc.wait_line("subscribed")
             with MqttPublisher(broker.url, client_id="poison-publisher") as pub:
                 for topic, body in data["messages"]:
                     pub.publish(topic, body)
@@ -195,8 +181,8 @@ def test_poison_over_mqtt(tmp_path: Path, data):
                     return received >= n + 41 and distinct >= n + 1
 
                 assert wait_until(all_in, 60)
-            assert proc.poll() is None
-        assert proc.returncode == 0, proc.stderr_path.read_text()
+            assert svc.proc.poll() is None  # still up
+            assert svc.stop() == 0, svc.lines
     assert_ingested(store, data, fresh=data["fresh"][0][1])
 
 
