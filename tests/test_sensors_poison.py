@@ -7,6 +7,7 @@ batch the store refuses takes no good message with it."""
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import random
@@ -109,6 +110,14 @@ def test_poison_lines_in_a_file(tmp_path: Path, data):
     assert r.returncode == 0, r.stderr
     assert f"{n} received, 0 stored (0 readings), {n} duplicates, 0 quarantined" in r.stdout
     assert store_rows(store) == rows
+    listed = subprocess.run([str(TWIN), "sensors", "quarantine", "--store", str(store), "--json",
+                             "--limit", "100000"], capture_output=True, text=True, env=clean_env(),
+                            timeout=300)  # fmt: skip
+    assert listed.returncode == 0, listed.stderr
+    shown = [json.loads(line) for line in listed.stdout.splitlines()]
+    bodies = {e["body"].encode() if "body" in e else base64.b64decode(e["body_base64"])
+              for e in shown}  # fmt: skip
+    assert bodies == set(data["expected"])  # the listing gives every poison message's exact bytes
 
 
 def test_a_store_that_fails_names_the_file_and_lines(tmp_path: Path, data):

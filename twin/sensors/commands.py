@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import secrets
@@ -311,8 +312,14 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
     for e in entries:
         when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(e.at))
         if args.json:
-            print(json.dumps({"reason": e.reason, "detail": e.detail, "at": when,
-                              "source": e.source, "body": e.body.decode("utf-8", "replace")}))  # fmt: skip
+            row = {"reason": e.reason, "detail": e.detail, "at": when, "source": e.source}
+            try:
+                row["body"] = e.body.decode("utf-8")
+            except (
+                UnicodeDecodeError
+            ):  # not text: the exact bytes, so nothing is lost in the listing
+                row["body_base64"] = base64.b64encode(e.body).decode("ascii")
+            print(json.dumps(row))
         else:
             print(f"{when}  {e.reason:14s} {e.detail}  [{e.source}]")
     return 0
