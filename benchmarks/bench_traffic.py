@@ -17,7 +17,7 @@ performance page) to show the ratio where the coupling dominates (slow through T
     python benchmarks/bench_traffic.py --sumocfg my.sumocfg --end 1800 --repeat 5
     python benchmarks/bench_traffic.py --instructions --end 300   # valgrind: load-independent
     python benchmarks/bench_traffic.py --short   # what `make bench` runs: Bologna and Krefeld,
-                                                 # 600 s, best of 2, modes sumo,off,on,traci_on
+                                                 # 600 s, best of 3, modes sumo,off,on,traci_on
 """
 
 from __future__ import annotations
@@ -347,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sumocfg", action="append", type=Path, default=[], help="scenario(s) to run")
     ap.add_argument("--end", type=float, help="simulated seconds (default 3600, short 600)")
     ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--repeat", type=int, help="repeats, the fastest counts (default 3, short 2)")
+    ap.add_argument("--repeat", type=int, help="repeats, the fastest counts (default 3)")
     ap.add_argument(
         "--modes",
         help=f"subset of {','.join(MODES)} (default: all but the polling modes, which take "
@@ -371,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
         res = worker(ns.worker, ns.sumocfg[0], ns.seed, ns.end, zone, ns.out)
         print(json.dumps(res))
         return 0
-    ns.repeat = ns.repeat or (2 if ns.short else 3)
+    ns.repeat = ns.repeat or 3
     ns.modes = ns.modes or ",".join(SHORT_MODES if ns.short else MODES[:5])
     with tempfile.TemporaryDirectory(prefix="bench-traffic-") as tmp:
         rows = _bench_all(ns, zone, Path(tmp))
