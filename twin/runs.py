@@ -258,6 +258,7 @@ class Interrupts:
         self._previous: dict[int, Any] = {}
         self._asked: int | None = None
         self._settled = threading.Event()
+        self._repeater: threading.Thread | None = None
 
     def start(self) -> Interrupts:
         """Install the handlers."""
@@ -275,7 +276,10 @@ class Interrupts:
             return
         if self._asked is None:
             self._asked = signum
-            threading.Thread(target=self._repeat, name="run-interrupt", daemon=True).start()
+            self._repeater = threading.Thread(
+                target=self._repeat, name="run-interrupt", daemon=True
+            )
+            self._repeater.start()
         raise Terminated() if self._asked == signal.SIGTERM else KeyboardInterrupt()
 
     def _repeat(self) -> None:
@@ -298,10 +302,12 @@ class Interrupts:
         return interrupt
 
     def restore(self) -> None:
-        """Put the previous handlers back."""
+        """Put the previous handlers back (once nothing can send the signal again)."""
         self._settled.set()
+        if self._repeater is not None:
+            self._repeater.join(timeout=10)
         for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
         self._previous.clear()
 
 
