@@ -186,6 +186,7 @@ def _fake_run(
     net = root / "n.net.xml"
     net.write_text(f'<net version="1.20">{net_location}<edge id="e"/></net>', encoding="utf-8")
     (root / "plan.json").write_text(json.dumps({"net": str(net)}), encoding="utf-8")
+    (root / "status.json").write_text(json.dumps({"state": "finished", "kind": "traffic"}), "utf-8")
     seed = root / "baseline" / "seed-1"
     seed.mkdir(parents=True)
     types = {"car": "passenger", "bus": "bus", "bike": "bicycle"}

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from twin import runs
 from twin.errors import NotYetAvailable, TwinError
+from twin.runs import Terminated
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_PACK = PROJECT_ROOT / "data" / "krefeld" / "pack.toml"
@@ -209,6 +210,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TwinError as exc:
         _say(f"twin: error: {exc}")
         return 1
+    except Terminated:
+        _say("twin: terminated")
+        return 143  # 128 + SIGTERM, as shells report it
     except KeyboardInterrupt:
         _say("twin: interrupted")
         return 130
