@@ -316,6 +316,19 @@ def test_link_refuses_unit_mismatch_naming_both_ends():
     assert coupler.links == ()
 
 
+def test_link_refuses_variables_of_one_unit_but_different_meanings():
+    flag = Variable("q", "1", standard_name="observation__quality_flag")
+    weight = Variable("w", "1", standard_name="observation__assimilation_weight")
+    coupler = _pair(flag, weight)
+    for transform in (None, lambda v: v):  # a transform converts units, not meanings
+        with pytest.raises(CouplingError, match="mean different things") as info:
+            coupler.link(("src", "q"), ("dst", "w"), transform)
+        assert "observation__quality_flag" in str(info.value)
+    assert coupler.links == ()
+    same = _pair(flag, Variable("q2", "1", standard_name="observation__quality_flag"))
+    assert same.link(("src", "q"), ("dst", "q2"))
+
+
 def test_link_refuses_grid_mismatch_naming_both_ends():
     fine = Grid.raster((4, 5), (10.0, 0.0, 330000.0, 0.0, -10.0, 5690000.0))
     coarse = Grid.raster((4, 5), (20.0, 0.0, 330000.0, 0.0, -20.0, 5690000.0))

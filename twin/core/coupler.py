@@ -207,6 +207,13 @@ class Coupler:
                     f"cannot link {candidate}: {candidate.target}.{candidate.input} is already "
                     f"fed by {existing.source}.{existing.output}"
                 )
+        if src_var.standard_name != dst_var.standard_name:
+            raise CouplingError(
+                f"cannot link {candidate.source}.{src_var.name} -> {candidate.target}.{dst_var.name}: "
+                f"they mean different things ({src_var.standard_name or 'no standard name'!r} vs "
+                f"{dst_var.standard_name or 'no standard name'!r}); a transform converts units or "
+                "grids, not meanings"
+            )
         if transform is None:
             problems = []
             if src_var.units != dst_var.units:

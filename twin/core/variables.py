@@ -188,11 +188,16 @@ class Variable:
 
     ``units`` follow UDUNITS-style text with SI units (``"m3 s-1"``, ``"K"``, ``"W m-2"``,
     ``"1"`` for dimensionless); the coupler compares them as text, after collapsing blanks.
+    ``standard_name`` says what the quantity is, in the spirit of the CSDMS standard names
+    (``"groundwater__hydraulic_head"``, ``"observation__quality_flag"``): two variables may share
+    a unit but not a meaning (a quality flag is not a weight), so the coupler links only variables
+    whose standard names agree.
     """
 
     name: str
     units: str
     grid: Grid = _SCALAR
+    standard_name: str = ""
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
@@ -205,6 +210,11 @@ class Variable:
         if not isinstance(self.grid, Grid):
             raise ModelError(f"variable {self.name!r} grid: expected a Grid, got {self.grid!r}")
         object.__setattr__(self, "units", " ".join(self.units.split()))
+        if not isinstance(self.standard_name, str):
+            raise ModelError(
+                f"variable {self.name!r} standard_name: expected text such as "
+                f"'groundwater__hydraulic_head', got {self.standard_name!r}"
+            )
 
     def __str__(self) -> str:
         return f"{self.name} [{self.units}] on {self.grid.describe()}"
