@@ -19,10 +19,15 @@ from twin.core import (
     ModelStateError,
     UnknownVariableError,
     Variable,
+    VariableSpec,
+    bind,
 )
 from twin.errors import TwinError
 
 EPOCH = "2024-06-01T00:00:00Z"
+
+STORAGE = VariableSpec("storage", "m3", "reservoir_water__volume", "scalar", "water stored")
+TRANSFER = "reservoir_water__cumulative_transfer_volume"  # what one gives and the other takes
 
 
 class Reservoir(Model):
@@ -32,6 +37,13 @@ class Reservoir(Model):
     increment since the previous step is added to V, then V decays exactly over the step.
     """
 
+    INPUTS = (VariableSpec("inflow_total", "m3", TRANSFER, description="upstream outflow total"),)
+    OUTPUTS = (
+        STORAGE,
+        VariableSpec("outflow_total", "m3", TRANSFER, description="water drained so far"),
+        VariableSpec("received_total", "m3", "reservoir_water__cumulative_received_volume"),
+    )
+
     def _initialize(self, config):
         self.time_step = config["time_step"]
         self.rate = config["rate"]
@@ -39,12 +51,17 @@ class Reservoir(Model):
         self.outflow_total = 0.0
         self.inflow_total = 0.0
         self.received_total = 0.0
-        self.inputs = (Variable("inflow_total", "m3"),)
-        self.outputs = (
-            Variable("storage", "m3"),
-            Variable("outflow_total", "m3"),
-            Variable("received_total", "m3"),
-        )
+        self.inputs = bind(self.INPUTS)
+        self.outputs = bind(self.OUTPUTS)
+
+    _STATE = ("volume", "outflow_total", "inflow_total", "received_total")
+
+    def _save_state(self):
+        return {key: getattr(self, key) for key in self._STATE}
+
+    def _load_state(self, state):
+        for key in self._STATE:
+            setattr(self, key, state[key])
 
     def _set_value(self, name, values):
         self.inflow_total = float(values)
@@ -63,14 +80,22 @@ class Reservoir(Model):
 class AnalyticDecay(Model):
     """Exponential decay V0*exp(-k t), evaluated exactly at whatever time it is asked to reach."""
 
+    OUTPUTS = (STORAGE, VariableSpec("outflow_total", "m3", TRANSFER))
+
     def _initialize(self, config):
         self.time_step = config["time_step"]
         self.v0 = config["volume"]
         self.rate = config["rate"]
-        self.outputs = (Variable("storage", "m3"), Variable("outflow_total", "m3"))
+        self.outputs = bind(self.OUTPUTS)
 
     def _update_until(self, t):
         pass  # the state is a closed-form function of current_time
+
+    def _save_state(self):
+        return {}  # nothing beyond the model time, which the base class saves
+
+    def _load_state(self, state):
+        pass
 
     def _get_value(self, name):
         t = self.current_time
@@ -520,3 +545,160 @@ def test_setup_errors():
         Grid.raster((2, 2), (0.0, 0.0, 1.0, 0.0, 0.0, 1.0))
     with pytest.raises(ModelError, match=r"expected an \(n, 2\) or \(n, 3\) array"):
         Grid.points([1.0, 2.0])
+
+
+# -- declared variables --------------------------------------------------------------------
+
+
+def test_variables_are_declared_on_the_class_and_checked_at_initialize():
+    """Declarations are readable before a model exists; initialize refuses what disagrees."""
+    assert [s.name for s in Reservoir.declared_outputs()] == [
+        "storage",
+        "outflow_total",
+        "received_total",
+    ]
+    raster = Grid.raster((2, 3), (5.0, 0.0, 330000.0, 0.0, -5.0, 5690000.0))
+    heat = VariableSpec("heat", "W m-2", "land_surface__heat_flux", "raster", optional=True)
+
+    class Declared(Probe):
+        OUTPUTS = (STORAGE, heat)
+
+    ok = Declared("ok")
+    ok.initialize({"outputs": bind(Declared.OUTPUTS, {"heat": raster})})
+    assert ok.output_variable("heat").standard_name == "land_surface__heat_flux"
+    Declared("no-heat").initialize({"outputs": bind(Declared.OUTPUTS)})  # optional: left out
+    cases = [
+        ([Variable("storage", "L", standard_name=STORAGE.standard_name)], "units 'L'"),
+        ([Variable("storage", "m3")], "standard name ''"),
+        ([STORAGE.bind(), Variable("level", "m")], "'level' is not declared"),
+        ([heat.bind(raster)], "declared output.s. storage not bound"),
+        ([STORAGE.bind(), Variable("heat", "W m-2", Grid.scalar(), heat.standard_name)], "scalar"),
+    ]
+    for outputs, message in cases:
+        with pytest.raises(ModelError, match=message):
+            Declared("bad").initialize({"outputs": outputs})
+
+
+def test_variable_specs_need_a_csdms_standard_name_and_the_right_grid():
+    for bad in ("", "head", "Groundwater__head", "groundwater_head_", "a__b__c"):
+        with pytest.raises(ModelError, match="CSDMS-style"):
+            VariableSpec("head", "m", bad)
+    with pytest.raises(ModelError, match="grid: expected one of"):
+        VariableSpec("head", "m", "groundwater__hydraulic_head", "mesh")
+    head = VariableSpec("head", "m", "groundwater__hydraulic_head", "raster")
+    with pytest.raises(ModelError, match="give that grid"):
+        bind([head])
+    with pytest.raises(ModelError, match="declared on a raster grid, bound to points"):
+        head.bind(Grid.points([[330000.0, 5690000.0]]))
+    with pytest.raises(ModelError, match="'depth' not declared"):
+        bind([head], {"depth": Grid.scalar()})
+    with pytest.raises(ModelError, match="'head' is required"):
+        bind([head], {"head": None})
+
+
+# -- checkpoints ---------------------------------------------------------------------------
+
+
+def test_checkpoint_of_a_coupled_run_restores_bit_for_bit(tmp_path):
+    """Checkpoints at a common time and from inside a run (a at 1440 s, b already at 1500 s, so
+    a's input comes from b's held value) both continue exactly like the uninterrupted run."""
+    whole = coupled_pair(60.0, 300.0)
+    whole.step_to(3000.0)
+    expected = state_of(whole)
+    whole.close()
+
+    first = coupled_pair(60.0, 300.0)
+    first.step_to(1200.0)
+    first.checkpoint(tmp_path / "t1200.npz")
+    mid = tmp_path / "mid.npz"
+
+    def save_mid(progress):
+        if progress.model == "a" and progress.time == 1440.0 and not mid.exists():
+            first.checkpoint(mid)
+
+    first.step_to(3000.0, save_mid)
+    np.testing.assert_array_equal(state_of(first), expected)
+    first.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mid.npz", "t1200.npz"]  # no temp
+    for path, time in ((tmp_path / "t1200.npz", 1200.0), (mid, 1440.0)):
+        with np.load(path, allow_pickle=False) as archive:  # plain arrays, no pickled objects
+            assert all(archive[name].dtype.kind != "O" for name in archive.files)
+        restored = coupled_pair(60.0, 300.0)
+        restored.restore(path)
+        assert restored.time == time
+        restored.step_to(3000.0)
+        np.testing.assert_array_equal(state_of(restored), expected)
+        restored.close()
+
+
+def test_restore_refuses_another_setup_or_a_started_run(tmp_path):
+    path = tmp_path / "state.npz"
+    coupler = coupled_pair(60.0, 300.0)
+    coupler.step_to(600.0)
+    coupler.checkpoint(path)
+    coupler.close()
+    other_clock = Coupler(Clock("2024-06-02T00:00:00Z"))
+    other_clock.add("a", Reservoir(), {"time_step": 60.0, "rate": K_A, "volume": V_A0})
+    cases = [
+        (coupled_pair(60.0, 120.0), r"models \(name, class, step\)"),
+        (coupled_pair(60.0, 300.0, order=("b", "a")), r"models \(name, class, step\)"),
+        (other_clock, "clock start '2024-06-01T00:00:00Z'"),
+    ]
+    unlinked = Coupler(Clock(EPOCH))
+    unlinked.add("a", Reservoir(), {"time_step": 60.0, "rate": K_A, "volume": V_A0})
+    unlinked.add("b", Reservoir(), {"time_step": 300.0, "rate": K_B, "volume": V_B0})
+    cases.append((unlinked, "links"))
+    started = coupled_pair(60.0, 300.0)
+    started.step_to(60.0)
+    cases.append((started, "restore: not allowed once the coupler has started"))
+    for coupler, message in cases:
+        with pytest.raises(CouplingError, match=message):
+            coupler.restore(path)
+        coupler.close()
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    for bad, message in (("junk.npz", "not a checkpoint archive"), ("none.npz", "no such file")):
+        with pytest.raises(CouplingError, match=message):
+            coupled_pair(60.0, 300.0).restore(tmp_path / bad)
+    later = Coupler(Clock(EPOCH, "2024-06-01T00:05:00Z"))  # ends before the checkpoint
+    later.add("a", Reservoir(), {"time_step": 60.0, "rate": K_A, "volume": V_A0})
+    later.add("b", Reservoir(), {"time_step": 300.0, "rate": K_B, "volume": V_B0})
+    later.link(("a", "outflow_total"), ("b", "inflow_total"))
+    later.link(("b", "outflow_total"), ("a", "inflow_total"))
+    with pytest.raises(CouplingError, match="after this run's end"):
+        later.restore(path)
+
+
+def test_models_without_state_hooks_refuse_checkpoints_and_nothing_is_written(tmp_path):
+    coupler = Coupler(Clock(EPOCH))
+    coupler.add("a", Reservoir(), {"time_step": 60.0, "rate": K_A, "volume": V_A0})
+    probe = coupler.add("p", Probe(), {})
+    assert not probe.supports_checkpoints
+    coupler.step_to(120.0)
+    with pytest.raises(ModelError, match=r"model 'p' \(Probe\) does not support checkpoints"):
+        probe.save_state()
+    with pytest.raises(CouplingError, match="cannot checkpoint to .*'p' .*does not support"):
+        coupler.checkpoint(tmp_path / "x.npz")
+    assert list(tmp_path.iterdir()) == []
+    coupler.close()
+    with pytest.raises(CouplingError, match="closed"):
+        coupler.checkpoint(tmp_path / "x.npz")
+
+
+def test_saved_state_holds_plain_arrays_and_scalars_only():
+    class Odd(Reservoir):
+        def _save_state(self):
+            return {"volume": np.array([object()], dtype=object)}
+
+    model = Odd("odd")
+    model.initialize({"time_step": 60.0, "rate": K_A, "volume": V_A0})
+    with pytest.raises(ModelError, match="'volume': expected a numeric, boolean or text array"):
+        model.save_state()
+    tank = Reservoir("tank")
+    tank.initialize({"time_step": 60.0, "rate": K_A, "volume": V_A0})
+    tank.update_until(90.0)
+    state = tank.save_state()
+    assert state["__time__"] == 90.0 and state["volume"] < V_A0
+    with pytest.raises(ModelError, match="saved time must be seconds >= 0"):
+        tank.load_state({**state, "__time__": -5.0})
+    with pytest.raises(ModelError, match="state keys must be text"):
+        tank.load_state({**state, "__secret": 1.0})

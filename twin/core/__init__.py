@@ -9,11 +9,13 @@ from twin.core.errors import (
     ModelStateError,
     UnknownVariableError,
 )
-from twin.core.model import Model, ModelState, times_equal
-from twin.core.variables import DEFAULT_CRS, Grid, GridKind, Variable
+from twin.core.model import Model, ModelState, StateValue, times_equal
+from twin.core.registry import MODEL_KINDS, VariableRow, list_variables, model_class
+from twin.core.variables import DEFAULT_CRS, Grid, GridKind, Variable, VariableSpec, bind
 
 __all__ = [
     "DEFAULT_CRS",
+    "MODEL_KINDS",
     "Clock",
     "ClockError",
     "Coupler",
@@ -26,10 +28,16 @@ __all__ = [
     "ModelState",
     "ModelStateError",
     "Progress",
+    "StateValue",
     "Transform",
     "UnknownVariableError",
     "Variable",
+    "VariableRow",
+    "VariableSpec",
+    "bind",
     "format_utc",
+    "list_variables",
+    "model_class",
     "parse_utc",
     "times_equal",
 ]

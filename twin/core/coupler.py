@@ -6,13 +6,15 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from types import MappingProxyType, TracebackType
 from typing import Any
 
 import numpy as np
 
-from twin.core.clock import Clock
-from twin.core.errors import CouplingError, UnknownVariableError
+from twin.core import checkpoint as ckpt
+from twin.core.clock import Clock, format_utc
+from twin.core.errors import CouplingError, ModelError, UnknownVariableError
 from twin.core.model import Model, ModelState, times_equal
 
 __all__ = ["Coupler", "Link", "Progress", "Transform"]
@@ -291,6 +293,113 @@ class Coupler:
         finally:
             self.close()
 
+    # -- checkpoints -------------------------------------------------------------------------
+
+    def checkpoint(self, path: str | Path) -> Path:
+        """Save the coupled state to ``path`` in one step: a run restored from it continues exactly.
+
+        Holds each model's :meth:`Model.save_state`, the model times, the outputs held for links
+        (models may stand at different times when called from a ``progress`` callback) and the
+        clock; the format is described in :mod:`twin.core.checkpoint`. Every model must support
+        checkpoints; otherwise nothing is written.
+        """
+        path = Path(path)
+        if self._closed:
+            raise CouplingError(f"checkpoint {path}: the coupler is closed (models finalized)")
+        arrays: dict[str, np.ndarray] = {}
+        models = []
+        for i, (name, entry) in enumerate(self._entries.items()):
+            try:
+                state = entry.model.save_state()
+            except ModelError as exc:
+                raise CouplingError(f"cannot checkpoint to {path}: {exc}") from None
+            time = state.pop("__time__")
+            held = entry.held or {}
+            models.append(
+                {
+                    "name": name,
+                    "class": _class_path(entry.model),
+                    "step": entry.step,
+                    "time": time,
+                    "state": ckpt.pack_state(f"m{i}_s", state, arrays),
+                    "held_time": entry.held_time if entry.held is not None else None,
+                    "held": ckpt.pack_state(f"m{i}_h", held, arrays),
+                }
+            )
+        header = {
+            "format": ckpt.FORMAT,
+            "version": ckpt.VERSION,
+            "clock": self._clock_header(),
+            "time": self.time,
+            "models": models,
+            "links": [_link_header(link) for link in self._links],
+        }
+        return ckpt.write(path, header, arrays)
+
+    def restore(self, path: str | Path) -> None:
+        """Continue from checkpoint ``path``: load every model's state, time and held outputs.
+
+        The coupler must be set up as the checkpointed one (same models, classes, steps, links
+        and clock start; models added with the same configs) and must not have stepped. The
+        clock's end may differ, so a resumed run can go further than the first one meant to.
+        """
+        path = Path(path)
+        self._check_can_change("restore")
+        header, arrays = ckpt.read(path)
+        loaded = []
+        try:
+            self._check_matches(header, path)
+            pairs = zip(self._entries.values(), header["models"], strict=True)
+            for i, (entry, saved) in enumerate(pairs):
+                state = ckpt.unpack_state(f"m{i}_s", saved["state"], arrays, path)
+                state["__time__"] = float(saved["time"])
+                held = ckpt.unpack_state(f"m{i}_h", saved["held"], arrays, path)
+                loaded.append((entry, state, held, saved["held_time"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CouplingError(f"checkpoint {path}: malformed header ({exc!r})") from None
+        for entry, state, held, held_time in loaded:
+            try:
+                entry.model.load_state(state)
+            except ModelError as exc:
+                raise CouplingError(f"cannot restore from {path}: {exc}") from None
+            for value in held.values():
+                value.flags.writeable = False
+            entry.held = held if held_time is not None else None
+            entry.held_time = math.nan if held_time is None else float(held_time)
+        self._started = True
+
+    def _clock_header(self) -> dict[str, str | None]:
+        end = self._clock.end
+        return {
+            "start": format_utc(self._clock.start),
+            "end": None if end is None else format_utc(end),
+        }
+
+    def _check_matches(self, header: Mapping[str, Any], path: Path) -> None:
+        """Refuse a checkpoint of another set-up, naming the first difference."""
+        start = header.get("clock", {}).get("start")
+        if start != self._clock_header()["start"]:
+            raise CouplingError(
+                f"checkpoint {path}: clock start {start!r}, this run starts "
+                f"{self._clock_header()['start']!r}"
+            )
+        saved = [(m["name"], m["class"], float(m["step"])) for m in header.get("models", [])]
+        here = [(n, _class_path(e.model), e.step) for n, e in self._entries.items()]
+        if saved != here:
+            raise CouplingError(
+                f"checkpoint {path}: models (name, class, step) {saved}, this run has {here}"
+            )
+        links = [list(link) for link in header.get("links", [])]
+        ours = [_link_header(link) for link in self._links]
+        if links != ours:
+            raise CouplingError(f"checkpoint {path}: links {links}, this run has {ours}")
+        duration = self._clock.duration
+        time = float(header.get("time", 0.0))
+        if duration is not None and time > duration and not times_equal(time, duration):
+            raise CouplingError(
+                f"checkpoint {path}: saved at {self._clock.isoformat(time)}, after this run's end"
+            )
+
     def close(self) -> None:
         """Finalize every model (each one, even when another's finalize fails); idempotent."""
         self._finalize_all(None)
@@ -422,3 +531,12 @@ class Coupler:
         if not math.isfinite(value):
             raise CouplingError(f"{field}: expected a finite time, got {t!r}")
         return value
+
+
+def _class_path(model: Model) -> str:
+    cls = type(model)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _link_header(link: Link) -> list[Any]:
+    return [link.source, link.output, link.target, link.input, link.transform is not None]

@@ -1,8 +1,10 @@
 """The interface every time-stepping model of the twin exposes, in the spirit of CSDMS BMI.
 
-A model declares its input and output :class:`Variable` s (name, units, grid) and its time step,
-and is driven through ``initialize`` -> ``update_until`` / ``get_value`` / ``set_value`` ->
-``finalize``. Model time is float seconds since the coupler's epoch (:class:`Clock` start).
+A model class declares its input and output variables (:class:`VariableSpec`: name, units,
+standard name, grid kind) so they can be listed without starting the model; ``initialize`` binds
+them to concrete grids. A model is driven through ``initialize`` -> ``update_until`` /
+``get_value`` / ``set_value`` -> ``finalize``, and may save and load its state for checkpoints.
+Model time is float seconds since the coupler's epoch (:class:`Clock` start).
 """
 
 from __future__ import annotations
@@ -18,9 +20,15 @@ import numpy as np
 
 from twin.core.clock import Clock
 from twin.core.errors import ModelError, ModelStateError, UnknownVariableError
-from twin.core.variables import Variable
+from twin.core.variables import Variable, VariableSpec
 
-__all__ = ["Model", "ModelState", "times_equal"]
+__all__ = ["Model", "ModelState", "StateValue", "times_equal"]
+
+StateValue = np.ndarray | bool | int | float | str
+"""What a model's saved state holds: numeric, boolean or text arrays and plain scalars."""
+
+_TIME_KEY = "__time__"  # the model time in a saved state; hooks' keys never start with "__"
+_STATE_KINDS = "biufU"  # array dtypes a state may hold: no objects, so no pickles
 
 # Relative tolerance for "the same time": step times are computed as k * step, so two routes to
 # the same instant differ by a few ulps; 1e-10 of a year is ~3 ms, far below any step we use.
@@ -43,23 +51,46 @@ class ModelState(enum.Enum):
 class Model(ABC):
     """Base class of the twin's time-stepping models (traffic, heat, ground water, sensor feed).
 
-    Subclasses implement the protected hooks; the public methods check names, shapes, times
-    and the life cycle, so that every model fails the same clear way:
+    Declaring variables. A subclass lists its variables on the class, as ``INPUTS`` and
+    ``OUTPUTS`` tuples of :class:`VariableSpec` (name, units, CSDMS-style ``standard_name`` such
+    as ``groundwater__hydraulic_head``, grid kind, description, ``optional``). They can be read
+    with :meth:`declared_inputs` / :meth:`declared_outputs` without creating or starting the
+    model (no simulator, no store, no data files). A class whose variables depend on a resource
+    it ships (the sensor feed: one output per quantity of its profiles file) overrides those
+    class methods; they take the model's config, may read such a file, and never open stores,
+    networks or processes. ``initialize`` checks that what ``_initialize`` bound agrees with the
+    declaration (units, standard name, grid kind; every non-optional variable present) and
+    refuses a model that binds a variable it does not declare.
 
-    - ``_initialize(config)`` (required) sets ``self.time_step`` (seconds, > 0) and declares
-      ``self.inputs`` / ``self.outputs`` as tuples of :class:`Variable`.
+    Hooks for subclasses; the public methods check names, shapes, times and the life cycle, so
+    that every model fails the same clear way:
+
+    - ``_initialize(config)`` (required) sets ``self.time_step`` (seconds, > 0) and binds
+      ``self.inputs`` / ``self.outputs``, usually as
+      ``bind(self.declared_outputs(config), {"head": raster_grid, ...})`` (scalars need no grid).
     - ``_get_value(name)`` (required) returns an output's values on its grid.
     - ``_set_value(name, values)`` stores an input (needed when the model has inputs).
     - ``_step(dt)`` advances by ``dt`` <= ``time_step`` seconds; or override
       ``_update_until(t)`` when the model can jump to ``t`` itself (e.g. SUMO, analytic models).
+      The model must reach ``t`` and not go past it.
+    - ``_save_state()`` / ``_load_state(state)`` (optional, for checkpoints): return the
+      dynamic state as a dict of names to NumPy arrays (numbers, booleans or text) and plain
+      scalars (bool, int, float, str), and put such a dict back. The state is what
+      ``initialize(config)`` does not rebuild: a model restored by ``initialize(same config)``
+      then ``load_state`` must continue exactly as the saved one would have, bit for bit for a
+      deterministic model (inputs last set included). Model time is saved by the base class.
+      Without these hooks, :meth:`save_state` says the model does not support checkpoints.
     - ``_finalize()`` releases resources (files, subprocesses); default does nothing.
 
     A subclass that defines ``__init__`` calls ``super().__init__(name)``. Models start at time
     0, the epoch; ``self.clock`` (set by the coupler before ``initialize``) converts model time
-    to UTC datetimes. ``get_value`` and ``set_value`` copy, so a model never shares its arrays.
-    A model never imports another model: the coupler moves values between them.
+    to UTC datetimes. ``get_value``, ``set_value``, ``save_state`` and ``load_state`` copy, so a
+    model never shares its arrays. A model never imports another model: the coupler moves values
+    between them.
     """
 
+    INPUTS: tuple[VariableSpec, ...] = ()
+    OUTPUTS: tuple[VariableSpec, ...] = ()
     time_step: float = math.nan
     inputs: tuple[Variable, ...] = ()
     outputs: tuple[Variable, ...] = ()
@@ -101,9 +132,35 @@ class Model(ABC):
             self._step(dt)
             self._time += dt
 
+    def _save_state(self) -> Mapping[str, Any]:
+        """The dynamic state as names -> arrays / scalars (see the class docstring)."""
+        raise ModelError(self._no_checkpoints())
+
+    def _load_state(self, state: Mapping[str, Any]) -> None:
+        """Put back a state returned by ``_save_state`` (private copies)."""
+        raise ModelError(self._no_checkpoints())
+
     def _finalize(self) -> None:
         """Release resources; the default has none."""
         return None
+
+    # -- declarations ------------------------------------------------------------------------
+
+    @classmethod
+    def declared_inputs(cls, config: Mapping[str, Any] | None = None) -> tuple[VariableSpec, ...]:
+        """The inputs this class declares (for ``config`` when they depend on it); no start-up."""
+        return tuple(cls.INPUTS)
+
+    @classmethod
+    def declared_outputs(cls, config: Mapping[str, Any] | None = None) -> tuple[VariableSpec, ...]:
+        """The outputs this class declares (for ``config`` when they depend on it); no start-up."""
+        return tuple(cls.OUTPUTS)
+
+    @property
+    def supports_checkpoints(self) -> bool:
+        """True when the model implements ``_save_state`` and ``_load_state``."""
+        cls = type(self)
+        return cls._save_state is not Model._save_state and cls._load_state is not Model._load_state
 
     # -- public interface --------------------------------------------------------------------
 
@@ -161,6 +218,8 @@ class Model(ABC):
         self.time_step = float(step)
         self._inputs = self._declare(self.inputs, "inputs")
         self._outputs = self._declare(self.outputs, "outputs")
+        self._check_declared(self._inputs, self.declared_inputs(config), "input")
+        self._check_declared(self._outputs, self.declared_outputs(config), "output")
         self._time = 0.0
         self._state = ModelState.INITIALIZED
 
@@ -197,6 +256,43 @@ class Model(ABC):
             )
         self._set_value(name, self._shaped(array, variable, "given to set_value"))
 
+    def save_state(self) -> dict[str, StateValue]:
+        """A copy of the model's dynamic state and time, for a checkpoint (see ``load_state``)."""
+        self._require_initialized("save_state")
+        if not self.supports_checkpoints:
+            raise ModelError(self._no_checkpoints())
+        raw = self._save_state()
+        if not isinstance(raw, Mapping):
+            raise ModelError(
+                f"model {self.name!r}: _save_state must return a dict, got {type(raw).__name__}"
+            )
+        state = {key: self._state_value(key, value, "saved") for key, value in raw.items()}
+        state[_TIME_KEY] = self._time
+        return state
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        """Put back a state from ``save_state`` into this model, initialized with the same config.
+
+        The model continues from the saved time exactly as the saved model would have.
+        """
+        self._require_initialized("load_state")
+        if not self.supports_checkpoints:
+            raise ModelError(self._no_checkpoints())
+        if not isinstance(state, Mapping) or _TIME_KEY not in state:
+            raise ModelError(
+                f"model {self.name!r}: load_state needs a dict from save_state (with its time)"
+            )
+        time = state[_TIME_KEY]
+        if not isinstance(time, int | float) or not math.isfinite(time) or time < 0:
+            raise ModelError(f"model {self.name!r}: saved time must be seconds >= 0, got {time!r}")
+        values = {
+            key: self._state_value(key, value, "loaded")
+            for key, value in state.items()
+            if key != _TIME_KEY
+        }
+        self._load_state(values)
+        self._time = float(time)
+
     def finalize(self) -> None:
         """Release the model's resources; later calls do nothing (safe in ``finally``)."""
         if self._state is ModelState.FINALIZED:
@@ -231,6 +327,55 @@ class Model(ABC):
                 raise ModelError(f"model {self.name!r} {what}: {variable.name!r} declared twice")
             declared[variable.name] = variable
         return declared
+
+    def _check_declared(
+        self, bound: dict[str, Variable], specs: tuple[VariableSpec, ...], kind: str
+    ) -> None:
+        """Refuse bound variables that disagree with the class's declaration of them."""
+        if not specs and not self.declared_inputs() and not self.declared_outputs():
+            return  # a class that declares nothing (a test double) binds what it likes
+        declared = {spec.name: spec for spec in specs}
+        for name, variable in bound.items():
+            spec = declared.get(name)
+            if spec is None:
+                known = ", ".join(declared) or "none"
+                raise ModelError(
+                    f"model {self.name!r}: {kind} {name!r} is not declared on "
+                    f"{type(self).__name__}; declared {kind}s are: {known}"
+                )
+            problem = spec.mismatch(variable)
+            if problem is not None:
+                raise ModelError(f"model {self.name!r} {kind} {name!r}: bound with {problem}")
+        missing = [s.name for s in specs if not s.optional and s.name not in bound]
+        if missing:
+            raise ModelError(
+                f"model {self.name!r}: declared {kind}(s) {', '.join(missing)} not bound "
+                "by initialize"
+            )
+
+    def _no_checkpoints(self) -> str:
+        return f"model {self.name!r} ({type(self).__name__}) does not support checkpoints"
+
+    def _state_value(self, key: Any, value: Any, how: str) -> StateValue:
+        """A private copy of one state entry; refuses what a checkpoint file cannot hold."""
+        if not isinstance(key, str) or not key or key.startswith("__") or "/" in key:
+            raise ModelError(
+                f"model {self.name!r}: {how} state keys must be text without '/' and not "
+                f"starting with '__', got {key!r}"
+            )
+        if isinstance(value, np.generic):
+            value = value.item()
+        if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
+            raise ModelError(f"model {self.name!r} {how} state {key!r}: integer beyond 64 bits")
+        if isinstance(value, bool | int | float | str):
+            return value
+        if isinstance(value, np.ndarray) and value.dtype.kind in _STATE_KINDS:
+            return value.copy()
+        what = value.dtype if isinstance(value, np.ndarray) else type(value).__name__
+        raise ModelError(
+            f"model {self.name!r} {how} state {key!r}: expected a numeric, boolean or text "
+            f"array or a plain scalar, got {what}"
+        )
 
     def _lookup(self, name: str, table: dict[str, Variable], kind: str) -> Variable:
         if not isinstance(name, str):

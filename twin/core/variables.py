@@ -1,9 +1,14 @@
-"""Variables a model exchanges: name, units and the grid the values live on (EPSG:25832)."""
+"""Variables a model exchanges: name, units, meaning and the grid the values live on (EPSG:25832).
+
+A model class declares its variables as :class:`VariableSpec` s (known before the model starts);
+``initialize`` binds each spec to a concrete :class:`Grid`, giving the model's :class:`Variable` s.
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -11,7 +16,7 @@ import numpy as np
 
 from twin.core.errors import ModelError
 
-__all__ = ["DEFAULT_CRS", "Grid", "GridKind", "Variable"]
+__all__ = ["DEFAULT_CRS", "Grid", "GridKind", "Variable", "VariableSpec", "bind"]
 
 DEFAULT_CRS = "EPSG:25832"
 GridKind = Literal["scalar", "points", "raster"]
@@ -218,3 +223,100 @@ class Variable:
 
     def __str__(self) -> str:
         return f"{self.name} [{self.units}] on {self.grid.describe()}"
+
+
+# CSDMS-style standard names: an object and a quantity joined by a double underscore, in lower case
+# (``groundwater__hydraulic_head``, ``land_surface__depth_to_water_table``).
+_STANDARD_NAME = re.compile(r"[a-z][a-z0-9]*(_[a-z0-9]+)*__[a-z][a-z0-9]*(_[a-z0-9]+)*")
+
+
+@dataclass(frozen=True)
+class VariableSpec:
+    """A variable as a model class declares it, before any grid exists.
+
+    ``grid`` is the grid kind (``"scalar"``, ``"points"`` or ``"raster"``); the concrete grid
+    (shape, transform, coordinates) comes from the model's configuration and is attached by
+    :meth:`bind`. ``standard_name`` is required here: it is what the coupler compares to decide
+    whether two variables mean the same thing. ``optional`` marks a variable that only some
+    configurations provide (e.g. a heat raster only when a grid is configured).
+    """
+
+    name: str
+    units: str
+    standard_name: str
+    grid: GridKind = "scalar"
+    description: str = ""
+    optional: bool = False
+
+    def __post_init__(self) -> None:
+        Variable(self.name, self.units)  # same rules for the name and the units
+        object.__setattr__(self, "units", " ".join(self.units.split()))
+        if not isinstance(self.standard_name, str) or not _STANDARD_NAME.fullmatch(
+            self.standard_name
+        ):
+            raise ModelError(
+                f"variable {self.name!r} standard_name: expected a CSDMS-style name "
+                f"'object__quantity' in lower case, got {self.standard_name!r}"
+            )
+        if self.grid not in _KINDS:
+            raise ModelError(
+                f"variable {self.name!r} grid: expected one of {_KINDS}, got {self.grid!r}"
+            )
+        if not isinstance(self.description, str):
+            raise ModelError(f"variable {self.name!r} description: expected text")
+
+    def bind(self, grid: Grid | None = None) -> Variable:
+        """The concrete :class:`Variable` on ``grid`` (a scalar needs none); kinds must agree."""
+        if grid is None:
+            if self.grid != "scalar":
+                raise ModelError(
+                    f"variable {self.name!r} lives on a {self.grid} grid: give that grid to bind"
+                )
+            grid = _SCALAR
+        if not isinstance(grid, Grid) or grid.kind != self.grid:
+            got = grid.kind if isinstance(grid, Grid) else type(grid).__name__
+            raise ModelError(
+                f"variable {self.name!r}: declared on a {self.grid} grid, bound to {got}"
+            )
+        return Variable(self.name, self.units, grid, self.standard_name)
+
+    def mismatch(self, variable: Variable) -> str | None:
+        """Say how a bound ``variable`` differs from this declaration, or None when it agrees."""
+        problems = []
+        if variable.units != self.units:
+            problems.append(f"units {variable.units!r}, declared {self.units!r}")
+        if variable.standard_name != self.standard_name:
+            problems.append(
+                f"standard name {variable.standard_name!r}, declared {self.standard_name!r}"
+            )
+        if variable.grid.kind != self.grid:
+            problems.append(f"a {variable.grid.kind} grid, declared {self.grid}")
+        return "; ".join(problems) or None
+
+
+def bind(
+    specs: Sequence[VariableSpec], grids: Mapping[str, Grid | None] | None = None
+) -> tuple[Variable, ...]:
+    """Bind declared ``specs`` to the grids of one configuration, in declaration order.
+
+    ``grids`` maps names to their grids; scalars need no entry. An optional spec mapped to None,
+    or one that needs a grid and has none, is left out; a required one without its grid is an
+    error, and so is a name in ``grids`` that no spec declares.
+    """
+    grids = dict(grids or {})
+    declared = {spec.name for spec in specs}
+    unknown = sorted(set(grids) - declared)
+    if unknown:
+        raise ModelError(
+            f"bind: {', '.join(map(repr, unknown))} not declared; declared are: "
+            f"{', '.join(sorted(declared)) or 'none'}"
+        )
+    bound = []
+    for spec in specs:
+        grid = grids.get(spec.name)
+        if grid is None and (spec.name in grids or spec.grid != "scalar") and spec.optional:
+            continue
+        if grid is None and spec.name in grids:
+            raise ModelError(f"bind: variable {spec.name!r} is required; give its grid")
+        bound.append(spec.bind(grid))
+    return tuple(bound)

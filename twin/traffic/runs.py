@@ -33,7 +33,7 @@ import numpy as np
 
 from twin import runs
 from twin.core.model import Model
-from twin.core.variables import Grid, Variable
+from twin.core.variables import Grid, VariableSpec, bind
 from twin.errors import ConfigError, DataError, TwinError
 from twin.traffic import kpis as K
 from twin.traffic.demand import build_demand, demand_key
@@ -811,9 +811,19 @@ class TrafficModel(Model):
     config: `plan` (a RunPlan), `variant`, `seed`, optional `grid` = {"shape": (rows, cols),
     "transform": (a, b, c, d, e, f)} for the heat output. Heat is the fuel burnt per second times
     the lower heating value of petrol/diesel (~43 MJ/kg), spread over the cell each vehicle is in.
+    SUMO moves in whole steps: `update_until(t)` runs it to the last step at or before t, never
+    past. Not resumable from a checkpoint (no save_state): SUMO's saved state leaves out the
+    controllers' own state and the outputs SUMO has already written (trip info, FCD).
     """
 
     LHV_J_PER_MG = 43.0  # 43 MJ/kg = 43 J/mg
+    OUTPUTS = (
+        VariableSpec("vehicles_running", "1", "road_vehicle__count", "scalar",
+                     "vehicles in the network at the model time"),
+        VariableSpec("traffic_heat_flux", "W m-2", "road_traffic__waste_heat_energy_flux",
+                     "raster", "fuel burnt x 43 MJ/kg per cell area; needs config 'grid'",
+                     optional=True),
+    )  # fmt: skip
 
     def _initialize(self, config: Mapping[str, Any]) -> None:
         from twin.traffic.controllers import build_controllers
@@ -834,13 +844,12 @@ class TrafficModel(Model):
         self.time_step = plan.scenario.step_length
         g = config.get("grid")
         self._grid = Grid.raster(tuple(g["shape"]), tuple(g["transform"])) if g else None
-        outputs = [Variable("vehicles_running", "1")]
-        if self._grid is not None:
-            outputs.append(Variable("traffic_heat_flux", "W m-2", self._grid))
-        self.outputs = tuple(outputs)
+        self.outputs = bind(self.declared_outputs(config), {"traffic_heat_flux": self._grid})
 
     def _update_until(self, t: float) -> None:
-        self._sim.run(self._begin + t, self._controllers)
+        step = self.time_step
+        steps = int(t / step + 1e-9)  # whole SUMO steps at or before t (t >= 0)
+        self._sim.run(self._begin + steps * step + 0.5 * step * 1e-3, self._controllers)
 
     def _get_value(self, name: str) -> Any:
         conn = self._sim.conn
