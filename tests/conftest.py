@@ -176,13 +176,10 @@ def mini_pack(tmp_path: Path) -> Path:
 def krefeld_build() -> Path:
     """The Krefeld data products, built (or brought up to date) once per test session in build/krefeld,
     exactly as `twin data build` does."""
-    from twin.city.build import run_build
+    from twin.app.steps import build_products
     from twin.city.pack import load_pack
-    from twin.city.steps import city_steps
 
-    pack = load_pack(REPO / "data" / "krefeld" / "pack.toml")
-    out = REPO / "build" / pack.name
-    run_build(pack, city_steps(), out)
+    out, _ = build_products(load_pack(REPO / "data" / "krefeld" / "pack.toml"), REPO / "build")
     return out
 
 

@@ -11,15 +11,15 @@ import pytest
 import rasterio
 import trimesh
 
+from twin.app.steps import build_steps
 from twin.city.build import BuildError, read_manifest, run_build
 from twin.city.buildings import read_buildings
 from twin.city.pack import load_pack
-from twin.city.steps import city_steps
 from twin.errors import DataError
 
 
 def build(pack_toml: Path, build_dir: Path) -> dict[str, str]:
-    results = run_build(load_pack(pack_toml), city_steps(), build_dir)
+    results = run_build(load_pack(pack_toml), build_steps(), build_dir)
     return {r.name: r.status for r in results}
 
 
@@ -28,11 +28,11 @@ def test_full_build_products(mini_pack: Path, tmp_path: Path):
     status = build(mini_pack, out)
     assert set(status.values()) == {"built"}
     manifest = read_manifest(out)
-    assert set(manifest["steps"]) == {s.name for s in city_steps()}
+    assert set(manifest["steps"]) == {s.name for s in build_steps()}
     assert manifest["steps"]["buildings"]["sources"] == ["buildings"]
     assert manifest["steps"]["buildings"]["after"] == ["terrain"]
     assert manifest["sources"]["terrain"]["sha256"]
-    for step in city_steps():
+    for step in build_steps():
         for o in step.outputs:
             files = (
                 [out / o]
@@ -144,6 +144,6 @@ def test_unknown_landcover_code_is_refused(mini_pack: Path, tmp_path: Path):
 def test_unknown_step_and_only(mini_pack: Path, tmp_path: Path):
     pack = load_pack(mini_pack)
     with pytest.raises(BuildError, match="unknown build step"):
-        run_build(pack, city_steps(), tmp_path / "b", only=["roofs"])
-    done = run_build(pack, city_steps(), tmp_path / "b", only=["building_rasters"])
+        run_build(pack, build_steps(), tmp_path / "b", only=["roofs"])
+    done = run_build(pack, build_steps(), tmp_path / "b", only=["building_rasters"])
     assert [r.name for r in done] == ["terrain", "buildings", "building_rasters"]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from twin.city.steps import city_steps
+from twin.app.steps import build_steps
 from twin.cli import DOMAINS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -90,7 +90,7 @@ def test_data_build_then_demo(mini_pack: Path, tmp_path: Path):
     b = tmp_path / "b"
     r = twin("data", "build", "--pack", str(mini_pack), "--build-dir", str(b))
     assert r.returncode == 0, r.stderr
-    n = len(city_steps())
+    n = len(build_steps())
     assert f"{n} built, 0 up to date" in r.stdout
     r = twin("data", "build", "--pack", str(mini_pack), "--build-dir", str(b))
     assert f"0 built, {n} up to date" in r.stdout

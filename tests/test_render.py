@@ -17,12 +17,12 @@ from PIL import Image
 from twin.city.build import run_build
 from twin.city.pack import load_pack
 from twin.city.steps import city_steps
+from twin.citytiles.writer import TilesetOptions, write_tileset_from_build
 from twin.cli import main
 from twin.errors import ConfigError
 from twin.geo import utm_to_wgs84
 from twin.scenes.render import Camera, render_tileset
 from twin.scenes.views import SCENES_DIR, list_views, load_view, parse_view
-from twin.tiles.writer import TilesetOptions, write_tileset_from_build
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE = (240, 135)

@@ -26,7 +26,10 @@ from twin.city.build import run_build
 from twin.city.buildings import read_buildings
 from twin.city.pack import load_pack
 from twin.city.steps import city_steps
-from twin.city.textures import (
+from twin.citytiles import writer as writer_module
+from twin.citytiles.meshes import footprint_polygons, wall_mesh
+from twin.citytiles.step import TILESET, tiles_step
+from twin.citytiles.textures import (
     ATLAS_BAYS,
     BAY_M,
     STOREY_M,
@@ -36,11 +39,8 @@ from twin.city.textures import (
     jpeg_bytes,
     roof_atlas,
 )
-from twin.city.tileset_step import TILESET, tiles_step
+from twin.citytiles.writer import TilesetOptions, write_tileset_from_build
 from twin.geo import ecef_to_utm, ecef_to_wgs84
-from twin.tiles import writer as writer_module
-from twin.tiles.write_meshes import footprint_polygons, wall_mesh
-from twin.tiles.writer import TilesetOptions, write_tileset_from_build
 
 REPO = Path(__file__).resolve().parents[1]
 NPM_DIR = REPO / ".venv" / "npm"

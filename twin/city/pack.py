@@ -50,7 +50,9 @@ _LAYERS: dict[str, dict[str, Field]] = {
     },
     "wells": {**_COMMON, "format": Field(str, choices=("csv",))},
     "climate_stations": {**_COMMON, "format": Field(str, choices=("csv",))},
+    "parking": {**_COMMON, "format": Field(str, choices=("csv",))},
 }
+_OPTIONAL_LAYERS = ("parking",)  # a pack without them simply has no such sensors
 
 _SCHEMA = {
     "pack": Field(
@@ -62,7 +64,12 @@ _SCHEMA = {
             "resolution": Field(float, check=positive, doc="cell size of raster products in m"),
         }
     ),
-    "layers": Field(schema={name: Field(schema=spec) for name, spec in _LAYERS.items()}),
+    "layers": Field(
+        schema={
+            name: Field(schema=spec, required=name not in _OPTIONAL_LAYERS)
+            for name, spec in _LAYERS.items()
+        }
+    ),
 }
 
 
@@ -128,6 +135,8 @@ def load_pack(path: str | Path) -> DataPack:
         raise ConfigError(f"{path}: 'pack.extent' must be [xmin, ymin, xmax, ymax] with max > min")
     layers = {}
     for name, spec in cfg["layers"].items():
+        if spec is None:  # an optional layer the pack does not have
+            continue
         file = Path(spec["path"]).expanduser()
         if not file.is_absolute():
             file = path.parent / file

@@ -1,4 +1,8 @@
-"""The build steps of the data products, in one list: `twin data build` runs exactly these."""
+"""The city's own build steps: products made from the pack's layers alone.
+
+They know nothing of the domains that use them; `twin.app.steps` adds the steps of the other packages
+(the textured tileset, the SUMO net) to make the one list `twin data build` runs.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +11,10 @@ import shapely
 
 from twin.city.build import Step, StepContext
 from twin.city.buildings import build_building_meshes, build_building_rasters, build_buildings
+from twin.city.catalogue import read_stations, read_wells
 from twin.city.streets import build_streets
 from twin.city.surface import build_landcover, build_terrain
-from twin.city.tileset_step import tiles_step
 from twin.city.vector import write_gpkg
-from twin.sensors.catalogue import read_stations, read_wells
-from twin.traffic.network import network_step
 
 
 def build_sensor_catalogue(ctx: StepContext) -> None:
@@ -28,7 +30,7 @@ def build_sensor_catalogue(ctx: StepContext) -> None:
 
 
 def city_steps() -> list[Step]:
-    """All build steps of the data products."""
+    """The build steps of the city's own products (terrain, land cover, streets, buildings, sensors)."""
     return [
         Step(
             "terrain",
@@ -80,6 +82,4 @@ def city_steps() -> list[Step]:
             sources=("wells", "climate_stations"),
             doc="sensor catalogue as point layers",
         ),
-        tiles_step(),
-        network_step(),
     ]

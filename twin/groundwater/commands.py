@@ -9,6 +9,21 @@ import argparse
 import sys
 from pathlib import Path
 
+from twin.app.pack import add_pack_args
+
+
+def _inputs(args: argparse.Namespace):
+    """The scenario (a bad file fails here, in one line), its end by the one `--end` rule as ISO
+    8601 UTC text (None: the scenario's end) and the pack.toml by the one pack rule."""
+    from twin.app.pack import pack_path
+    from twin.core.clock import format_utc, parse_end
+    from twin.groundwater.scenario import load_scenario
+
+    scenario = load_scenario(args.scenario)
+    start = scenario.config["scenario"]["start"]
+    end = format_utc(parse_end(args.end, start)) if args.end else None
+    return scenario, end, pack_path(args.pack)
+
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run a scenario and print where its outputs went."""
@@ -16,9 +31,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from twin.groundwater.run import run_scenario
-    from twin.groundwater.scenario import load_scenario
 
-    load_scenario(args.scenario)  # a bad file fails here, in one line, before any progress output
+    _, end, pack = _inputs(args)  # a bad file or option fails here, before any progress output
     console = Console(stderr=True)
     with Progress(
         TextColumn("[bold]ground water[/] {task.description}"),
@@ -38,9 +52,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         result = run_scenario(
             args.scenario,
-            end=args.end,
+            end=end,
             runs_dir=args.runs_dir,
-            pack=args.pack,
+            pack=pack,
             build_dir=args.build_dir,
             progress=progress,
             say=say,
@@ -60,14 +74,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     """Validate a scenario as a run would (files, sizes, wells, aquifer) without solving."""
-    from twin.groundwater.scenario import MAX_RUN_BYTES, build_setup, load_scenario
+    from twin.groundwater.scenario import MAX_RUN_BYTES, build_setup
 
-    sc = load_scenario(args.scenario)
+    sc, end, pack = _inputs(args)
     setup = build_setup(
         sc,
-        pack=args.pack,
+        pack=pack,
         build_dir=args.build_dir,
-        end=args.end,
+        end=end,
         progress=lambda message: print(f"  … {message}", file=sys.stderr, flush=True),
     )
     c, g = sc.config, setup.grid
@@ -83,11 +97,13 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def _setup_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("scenario", type=Path, help="the scenario TOML file")
-    p.add_argument("--end", help="stop at this ISO 8601 UTC time instead of the scenario's end")
-    p.add_argument("--pack", type=Path, default=None, help="another data pack (pack.toml)")
     p.add_argument(
-        "--build-dir", type=Path, default=None, help="where the data products are (per pack)"
+        "--end",
+        metavar="E",
+        help="end: a duration from the scenario's start (HH:MM, 90s, 30m, 6h, 2d) or an ISO 8601 "
+        "UTC time (default: the scenario's end)",
     )
+    add_pack_args(p)
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:

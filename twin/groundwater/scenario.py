@@ -591,9 +591,9 @@ def build_setup(
     the grid, hydrograph wells, the aquifer against the terrain. Errors name the file and key.
     """
     from twin.city.build import run_build
+    from twin.city.catalogue import read_wells
     from twin.city.pack import load_pack
     from twin.city.steps import city_steps
-    from twin.sensors.catalogue import read_wells
 
     cfg = scenario.config
     say = progress or (lambda msg: None)

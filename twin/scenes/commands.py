@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import functools
-import os
 import time
 from pathlib import Path
 from typing import Any
 
-from twin.config import load_toml
+from twin.app.pack import add_pack_args
 from twin.errors import ConfigError, DataError
 
 
@@ -25,28 +24,18 @@ def _size(text: str) -> tuple[int, int]:
     return w, h
 
 
-def _pack_name(pack: Path) -> str:
-    if pack.is_dir():
-        pack = pack / "pack.toml"
-    name = load_toml(pack).get("pack", {}).get("name")
-    if not isinstance(name, str) or not name:
-        raise ConfigError(f"{pack}: missing key 'pack.name'")
-    return name
+def _pack_build(args: argparse.Namespace) -> Path:
+    """<build-dir>/<pack name> of the pack the one pack rule picks (--pack, $TWIN_PACK, default)."""
+    from twin.app.pack import resolve_pack
+
+    return args.build_dir / resolve_pack(args.pack).name
 
 
-def _pack_build(args: argparse.Namespace, view_pack: Path | None) -> Path:
-    """<build-dir>/<pack name> of --pack, the view's pack, $TWIN_PACK or the default pack."""
-    from twin.cli import DEFAULT_PACK
-
-    pack = args.pack or view_pack or Path(os.environ.get("TWIN_PACK", DEFAULT_PACK))
-    return args.build_dir / _pack_name(Path(pack))
-
-
-def resolve_tileset(args: argparse.Namespace, view_pack: Path | None, tileset: str) -> Path:
+def resolve_tileset(args: argparse.Namespace, tileset: str) -> Path:
     """The tileset to render: --tileset, else <build-dir>/<pack name>/<view's tileset>."""
     if args.tileset is not None:
         return Path(args.tileset)
-    return _pack_build(args, view_pack) / tileset
+    return _pack_build(args) / tileset
 
 
 def _sim_time(text: str) -> float:
@@ -71,7 +60,7 @@ def _vehicle_overlays(args: argparse.Namespace, view: Any) -> tuple[list, str]:
 
     if args.at is None:
         raise ConfigError("--traffic needs --at (simulation time, seconds or HH:MM[:SS])")
-    terrain = _pack_build(args, view.pack) / "terrain.tif"
+    terrain = _pack_build(args) / "terrain.tif"
     if not terrain.exists():
         raise DataError(f"{terrain}: no terrain to stand the vehicles on; run `twin data build`")
     t, vehicles = load_vehicles(args.traffic, args.at)
@@ -85,7 +74,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     from twin.scenes.views import parse_view
 
     view = parse_view(args.view)
-    tileset = resolve_tileset(args, view.pack, view.tileset)
+    tileset = resolve_tileset(args, view.tileset)
     if tileset.is_dir():
         tileset = tileset / "tileset.json"
     if not tileset.exists():
@@ -141,10 +130,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", type=Path, required=True, help="PNG file to write")
     p.add_argument("--size", type=_size, default=None, help="WIDTHxHEIGHT (default from the view)")
     p.add_argument("--tileset", type=Path, default=None, help="tileset.json (or its folder)")
-    p.add_argument(
-        "--pack", type=Path, default=None, help="data pack whose build holds the tileset"
-    )
-    p.add_argument("--build-dir", type=Path, default=Path("build"), help="build folder (build/)")
+    add_pack_args(p)
     p.add_argument("--sse", type=float, default=None, help="max screen-space error in px (16)")
     p.add_argument(
         "--layers", nargs="+", choices=("ground", "buildings"), help="what to draw (default: all)"

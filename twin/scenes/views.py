@@ -12,8 +12,7 @@ A view file says where the camera is and what to show:
     fov = 60.0              # vertical field of view, degrees (optional)
 
     [show]                  # optional
-    pack = "../data/krefeld/pack.toml"   # relative to this file; its build folder holds the tileset
-    tileset = "tiles/tileset.json"       # relative to the pack's build folder
+    tileset = "tiles/tileset.json"       # in the pack's build folder (the pack: --pack, $TWIN_PACK, default)
     layers = ["ground", "buildings"]
     max_screen_space_error = 16.0
     size = [1280, 720]
@@ -29,7 +28,7 @@ from twin.config import Field, load_toml, validate
 from twin.errors import ConfigError
 from twin.scenes.render import Camera
 
-SCENES_DIR = Path(__file__).resolve().parents[2] / "scenes"
+SCENES_DIR = Path("scenes")  # named views, in the working directory like simulations/ and build/
 LAYERS = ("ground", "buildings")
 
 
@@ -67,7 +66,6 @@ _SCHEMA = {
         required=False,
         default=None,
         schema={
-            "pack": Field(str, required=False, default=None),
             "tileset": Field(str, required=False, default="tiles/tileset.json"),
             "layers": Field(list, required=False, default=list(LAYERS), check=_layers),
             "max_screen_space_error": Field(
@@ -86,7 +84,6 @@ class View:
     name: str
     camera: Camera
     title: str = ""
-    pack: Path | None = None
     tileset: str = "tiles/tileset.json"
     layers: tuple[str, ...] = LAYERS
     max_sse: float = 16.0
@@ -99,15 +96,10 @@ def load_view(path: str | Path) -> View:
     cfg = validate(load_toml(path), _SCHEMA, file=path)
     v = cfg["view"]
     show = cfg["show"] or validate({}, _SCHEMA["show"].schema, file=path, where="show.")
-    pack = None
-    if show["pack"]:
-        pack = Path(show["pack"]).expanduser()
-        pack = pack if pack.is_absolute() else path.parent / pack
     return View(
         name=path.stem,
         camera=Camera(v["lon"], v["lat"], v["height"], v["heading"], v["pitch"], v["fov"]),
         title=v["title"],
-        pack=pack,
         tileset=show["tileset"],
         layers=tuple(show["layers"]),
         max_sse=show["max_screen_space_error"],

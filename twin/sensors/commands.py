@@ -24,23 +24,39 @@ def _say(msg: str) -> None:
 
 
 def _add_catalogue_args(p: argparse.ArgumentParser) -> None:
-    from twin.sensors.devices import DEFAULT_PARKING, DEFAULT_STATIONS, DEFAULT_WELLS
-    from twin.sensors.profiles import DEFAULT_PROFILES
+    from twin.app.pack import add_pack_args
 
-    g = p.add_argument_group("catalogue")
-    g.add_argument("--wells", type=Path, default=DEFAULT_WELLS, help="well catalogue CSV")
-    g.add_argument("--stations", type=Path, default=DEFAULT_STATIONS, help="climate stations CSV")
-    g.add_argument("--parking", type=Path, default=DEFAULT_PARKING, help="parking sensors CSV")
+    g = p.add_argument_group(
+        "catalogue (default: the pack's layers wells, climate_stations, parking)"
+    )
+    add_pack_args(g, build_dir=False)
+    g.add_argument(
+        "--wells", type=Path, default=None, help="well catalogue CSV instead of the pack's"
+    )
+    g.add_argument("--stations", type=Path, default=None, help="climate stations CSV instead")
+    g.add_argument("--parking", type=Path, default=None, help="parking sensors CSV instead")
     g.add_argument("--no-parking", action="store_true", help="leave the parking sensors out")
-    g.add_argument("--profiles", type=Path, default=DEFAULT_PROFILES, help="device profiles TOML")
+    g.add_argument("--profiles", type=Path, default=None,
+                   help="device profiles TOML (default: the profiles shipped with twin)")  # fmt: skip
 
 
 def _catalogue(args: argparse.Namespace):
-    from twin.sensors.devices import load_catalogue
-    from twin.sensors.profiles import load_profiles
+    """The devices of the command's pack (by the one pack rule), a layer replaced where a CSV is
+    given, and the device profiles."""
+    from twin.app.pack import resolve_pack
+    from twin.sensors.devices import PACK_LAYERS, load_catalogue
+    from twin.sensors.profiles import DEFAULT_PROFILES, load_profiles
 
-    catalogue = load_catalogue(args.wells, args.stations, None if args.no_parking else args.parking)
-    return catalogue, load_profiles(args.profiles)
+    files = {"wells": args.wells, "stations": args.stations, "parking": args.parking}
+    wanted = [k for k, f in files.items() if f is None and not (k == "parking" and args.no_parking)]
+    if wanted:
+        pack = resolve_pack(args.pack)
+        files.update({k: pack.layers[PACK_LAYERS[k]].path for k in wanted
+                      if PACK_LAYERS[k] in pack.layers})  # fmt: skip
+    if args.no_parking:
+        files["parking"] = None
+    catalogue = load_catalogue(files["wells"], files["stations"], files["parking"])
+    return catalogue, load_profiles(args.profiles or DEFAULT_PROFILES)
 
 
 def _store_arg(p: argparse.ArgumentParser) -> None:

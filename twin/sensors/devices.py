@@ -6,16 +6,16 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from twin.city.catalogue import read_parking, read_stations, read_wells
+from twin.city.pack import DataPack
 from twin.errors import DataError
-from twin.sensors.catalogue import read_stations, read_table, read_wells
 
-REPO = Path(__file__).resolve().parents[2]
-DEFAULT_WELLS = REPO / "data" / "krefeld" / "sensors" / "wells.csv"
-DEFAULT_STATIONS = REPO / "data" / "krefeld" / "sensors" / "climate_stations.csv"
-DEFAULT_PARKING = REPO / "data" / "sensors" / "parking.csv"
+# The default pack's parking layer, relative to the working directory as the default pack is; for
+# callers that build a catalogue from loose files. Commands take the catalogue from the pack.
+DEFAULT_PARKING = Path("data") / "krefeld" / "sensors" / "parking.csv"
 
-PARKING_COLUMNS = {"id": str, "dev_eui": str, "name": str, "x": float, "y": float, "status": str}
 KINDS = ("wells", "stations", "parking")
+PACK_LAYERS = {"wells": "wells", "stations": "climate_stations", "parking": "parking"}
 
 
 @dataclass(frozen=True)
@@ -32,11 +32,6 @@ class Device:
     z: float
     status: str
     attrs: Mapping[str, float] = field(default_factory=dict)
-
-
-def read_parking(path: Path) -> dict:
-    """The parking-bay sensors: id, DevEUI, name and position."""
-    return read_table(Path(path), PARKING_COLUMNS, "parking-sensor catalogue")
 
 
 class Catalogue:
@@ -67,10 +62,19 @@ class Catalogue:
         return len(self._by_eui)
 
 
+def pack_catalogue(pack: DataPack, *, parking: bool = True) -> Catalogue:
+    """The devices of a data pack's layers `wells`, `climate_stations` and (if it has one and
+    `parking` is true) `parking`."""
+    files = {
+        kind: pack.layers[layer].path for kind, layer in PACK_LAYERS.items() if layer in pack.layers
+    }
+    return load_catalogue(
+        files["wells"], files["stations"], files.get("parking") if parking else None
+    )
+
+
 def load_catalogue(
-    wells: Path | None = DEFAULT_WELLS,
-    stations: Path | None = DEFAULT_STATIONS,
-    parking: Path | None = DEFAULT_PARKING,
+    wells: Path | None, stations: Path | None = None, parking: Path | None = None
 ) -> Catalogue:
     """Read the catalogue CSVs that are given (None skips one); a missing file is a DataError."""
     devices: list[Device] = []

@@ -1,6 +1,6 @@
 """Device profiles: binary payload layouts per LoRaWAN port, derived quantities, units and valid ranges.
 
-Profiles are read from a TOML file (``data/sensors/profiles.toml``); decoding and encoding use the
+Profiles are read from a TOML file (by default the package resource ``twin/sensors/profiles.toml``); decoding and encoding use the
 standard library's ``struct`` so the layouts stay declarative.
 """
 
@@ -11,13 +11,16 @@ import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from twin.config import Field, load_toml, validate
 from twin.errors import ConfigError, DataError
 
-DEFAULT_PROFILES = Path(__file__).resolve().parents[2] / "data" / "sensors" / "profiles.toml"
+# The device profiles ship with the package (they are decoder definitions, not city data); the file is
+# installed beside this module, so the resource is a real file whose path errors can name.
+DEFAULT_PROFILES = Path(str(resources.files("twin.sensors") / "profiles.toml"))
 
 _STRUCT = {"u8": "B", "i8": "b", "u16": "H", "i16": "h", "u32": "I", "i32": "i"}
 _METHODS = ("copy", "reference_minus", "pressure_head")

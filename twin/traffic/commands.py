@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
+from twin.app.pack import SIMULATIONS, add_pack_args
 from twin.errors import ConfigError
-
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-SIMULATIONS = PROJECT_ROOT / "simulations"
 
 
 def _say(msg: str) -> None:
@@ -19,32 +16,41 @@ def _say(msg: str) -> None:
 
 def network_products(args: argparse.Namespace) -> Path:
     """The build folder holding the SUMO net, built (or brought up to date) by the data build."""
-    from twin.city.build import run_build
-    from twin.city.pack import load_pack
-    from twin.city.steps import city_steps
-    from twin.traffic.network import NETWORK_STEP, network_step
+    from twin.app.pack import resolve_pack
+    from twin.app.steps import build_products
+    from twin.traffic.network import NETWORK_STEP
 
-    pack_file = args.pack or Path(
-        os.environ.get("TWIN_PACK", PROJECT_ROOT / "data" / "krefeld" / "pack.toml")
+    build_dir, _ = build_products(
+        resolve_pack(args.pack),
+        args.build_dir,
+        only=[NETWORK_STEP],
+        progress=lambda m: _say(f"  … {m}"),
     )
-    pack = load_pack(pack_file)
-    steps = city_steps()
-    if NETWORK_STEP not in {s.name for s in steps}:
-        steps = [*steps, network_step()]
-    build_dir = args.build_dir / pack.name
-    run_build(pack, steps, build_dir, only=[NETWORK_STEP], progress=lambda m: _say(f"  … {m}"))
     return build_dir
+
+
+def end_seconds(end: str | None, scenario) -> float | None:
+    """`--end` by the one rule (a duration from the scenario's start or an ISO 8601 UTC time) as
+    seconds of measured simulation after the start; None keeps the scenario's duration."""
+    from twin.core.clock import parse_end
+
+    if not end:
+        return None
+    return (parse_end(end, scenario.start_utc) - scenario.start_utc).total_seconds()
 
 
 def _scenario(args: argparse.Namespace):
     from twin.traffic.scenario import find_scenario, load_scenario, parse_hhmm, sumocfg_scenario
 
-    end_s = parse_hhmm(args.end, what="--end") if getattr(args, "end", None) else None
+    end = getattr(args, "end", None)
     if getattr(args, "sumocfg", None):
         seeds = list(range(1, (args.seeds or 3) + 1))
         scenario = sumocfg_scenario(
-            args.sumocfg, junctions=args.junctions, duration_s=end_s, seeds=seeds
+            args.sumocfg, junctions=args.junctions, duration_s=None, seeds=seeds
         )
+        end_s = end_seconds(end, scenario)
+        if end_s is not None:
+            scenario.duration_s = end_s
         return scenario, None, end_s
     if not args.scenario:
         raise ConfigError("name a scenario (e.g. rheinhafen-freight) or give --sumocfg PATH")
@@ -53,6 +59,7 @@ def _scenario(args: argparse.Namespace):
         scenario = load_scenario(path)
         if getattr(args, "warmup", None):
             scenario.warmup_s = parse_hhmm(args.warmup, what="--warmup")
+        end_s = end_seconds(end, scenario)
     except ConfigError as exc:
         if getattr(args, "func", None) in (cmd_run, cmd_sweep):
             from twin.traffic.runs import record_failure
@@ -217,7 +224,11 @@ def _common(p: argparse.ArgumentParser, *, scenario_required: bool = True) -> No
         "--seeds", type=int, default=None, help="number of seeds (the scenario's first N)"
     )
     p.add_argument(
-        "--end", default=None, metavar="HH:MM", help="simulated time from the scenario start"
+        "--end",
+        default=None,
+        metavar="E",
+        help="end: a duration from the scenario's start (HH:MM, 90s, 30m, 6h, 2d) or an ISO 8601 "
+        "UTC time (default: the scenario's duration)",
     )
     p.add_argument(
         "--warmup",
@@ -225,10 +236,7 @@ def _common(p: argparse.ArgumentParser, *, scenario_required: bool = True) -> No
         metavar="HH:MM",
         help="warm-up before the start (default: the scenario's)",
     )
-    p.add_argument("--pack", type=Path, default=None, help="data pack (pack.toml or its folder)")
-    p.add_argument(
-        "--build-dir", type=Path, default=Path("build"), help="build products (default: build/)"
-    )
+    add_pack_args(p)
     p.add_argument(
         "--runs-dir", type=Path, default=Path("runs"), help="where run folders go (default: runs/)"
     )

@@ -1,4 +1,8 @@
-"""The sensor catalogue: ground-water wells and climate stations with ids, LoRaWAN DevEUIs and positions."""
+"""The pack's sensor layers: ground-water wells, climate stations and parking bays as typed columns.
+
+Each row has an id, a LoRaWAN DevEUI and a position (EPSG:25832); the build, the models and the sensor
+ingest all read these layers here, so none of them needs another's code to know where a well is.
+"""
 
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ WELL_COLUMNS = {
     "aquifer": str,
     "status": str,
 }
+PARKING_COLUMNS = {"id": str, "dev_eui": str, "name": str, "x": float, "y": float, "status": str}
 STATION_COLUMNS = {
     "id": str,
     "dev_eui": str,
@@ -88,3 +93,8 @@ def read_wells(path: Path) -> dict[str, np.ndarray]:
 def read_stations(path: Path) -> dict[str, np.ndarray]:
     """The climate stations: position, ground elevation and sensor height."""
     return read_table(path, STATION_COLUMNS, "climate-station catalogue")
+
+
+def read_parking(path: Path) -> dict[str, np.ndarray]:
+    """The parking-bay sensors: id, DevEUI, name and position."""
+    return read_table(path, PARKING_COLUMNS, "parking-sensor catalogue")

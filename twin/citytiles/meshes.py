@@ -1,4 +1,4 @@
-"""Textured triangle meshes of the city for the tileset writer: terrain grids and extruded buildings.
+"""Textured triangle meshes of the city for its tileset: terrain grids and extruded buildings.
 
 All geometry is built with array operations over every ring edge and roof triangle at once (shapely's
 vectorised functions for rings, constrained Delaunay roofs and oriented envelopes), never one building at
@@ -14,7 +14,14 @@ import numpy as np
 import rasterio
 import shapely
 
-from twin.city.textures import ATLAS_BAYS, BAND_STOREYS, BAY_M, STOREY_M, FacadeAtlas, RoofAtlas
+from twin.citytiles.textures import (
+    ATLAS_BAYS,
+    BAND_STOREYS,
+    BAY_M,
+    STOREY_M,
+    FacadeAtlas,
+    RoofAtlas,
+)
 from twin.errors import DataError
 
 

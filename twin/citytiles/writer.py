@@ -37,7 +37,17 @@ import numpy as np
 import shapely
 
 from twin.city.buildings import read_buildings
-from twin.city.textures import (
+from twin.citytiles.meshes import (
+    Mesh,
+    TerrainSampler,
+    footprint_polygons,
+    roof_mesh,
+    terrain_mesh,
+    triangles_per_building,
+    vertex_normals,
+    wall_mesh,
+)
+from twin.citytiles.textures import (
     ATLAS_BAYS,
     USES,
     FacadeAtlas,
@@ -65,16 +75,6 @@ from twin.tiles.write_glb import (
     encode_b3dm,
     encode_glb,
     enu_to_gltf,
-)
-from twin.tiles.write_meshes import (
-    Mesh,
-    TerrainSampler,
-    footprint_polygons,
-    roof_mesh,
-    terrain_mesh,
-    triangles_per_building,
-    vertex_normals,
-    wall_mesh,
 )
 
 TILESET_JSON = "tileset.json"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from twin.city.build import Step, StepContext
-from twin.tiles.writer import TilesetOptions, write_tileset_from_build
+from twin.citytiles.writer import TilesetOptions, write_tileset_from_build
 
 TILES_DIR = "tiles"
 TILESET = f"{TILES_DIR}/tileset.json"
@@ -19,7 +19,7 @@ def build_tileset(ctx: StepContext, options: TilesetOptions | None = None) -> No
 
 
 def tiles_step() -> Step:
-    """The build step writing the textured 3D Tiles city (for `twin.city.steps.city_steps`)."""
+    """The build step writing the textured 3D Tiles city (registered in `twin.app.steps`)."""
     return Step(
         "tiles",
         build_tileset,
