@@ -575,8 +575,10 @@ def test_variables_are_declared_on_the_class_and_checked_at_initialize():
         ([STORAGE.bind(), Variable("heat", "W m-2", Grid.scalar(), heat.standard_name)], "scalar"),
     ]
     for outputs, message in cases:
+        bad = Declared("bad")
         with pytest.raises(ModelError, match=message):
-            Declared("bad").initialize({"outputs": outputs})
+            bad.initialize({"outputs": outputs})
+        assert bad.finalize_calls == 1 and bad.state.value == "finalized"  # resources released
 
 
 def test_variable_specs_need_a_csdms_standard_name_and_the_right_grid():

@@ -78,7 +78,9 @@ class Model(ABC):
       scalars (bool, int, float, str), and put such a dict back. The state is what
       ``initialize(config)`` does not rebuild: a model restored by ``initialize(same config)``
       then ``load_state`` must continue exactly as the saved one would have, bit for bit for a
-      deterministic model (inputs last set included). Model time is saved by the base class.
+      deterministic model (inputs last set included). Model time is saved by the base class
+      and is ``current_time`` already when ``_load_state`` runs (a model whose state follows
+      from the time alone, like the sensor feed, saves ``{}`` and refreshes in ``_load_state``).
       Without these hooks, :meth:`save_state` says the model does not support checkpoints.
     - ``_finalize()`` releases resources (files, subprocesses); default does nothing.
 
@@ -208,7 +210,22 @@ class Model(ABC):
             raise ModelStateError(
                 f"model {self.name!r}: initialize called when already {self._state.value}"
             )
-        self._initialize({} if config is None else config)
+        config = {} if config is None else config
+        self._initialize(config)
+        try:
+            self._check_initialized(config)
+        except Exception as exc:  # release what _initialize started (a simulator, a store)
+            self._state = ModelState.FINALIZED
+            try:
+                self._finalize()
+            except Exception as also:
+                exc.add_note(f"finalize of model {self.name!r} also failed: {also}")
+            raise
+        self._time = 0.0
+        self._state = ModelState.INITIALIZED
+
+    def _check_initialized(self, config: Mapping[str, Any]) -> None:
+        """Check the time step and the bound variables against the class's declarations."""
         step = self.time_step
         if not isinstance(step, int | float) or not math.isfinite(step) or step <= 0:
             raise ModelError(
@@ -218,10 +235,10 @@ class Model(ABC):
         self.time_step = float(step)
         self._inputs = self._declare(self.inputs, "inputs")
         self._outputs = self._declare(self.outputs, "outputs")
-        self._check_declared(self._inputs, self.declared_inputs(config), "input")
-        self._check_declared(self._outputs, self.declared_outputs(config), "output")
-        self._time = 0.0
-        self._state = ModelState.INITIALIZED
+        declared = (self.declared_inputs(config), self.declared_outputs(config))
+        if declared != ((), ()):  # a class that declares nothing (a test double) binds freely
+            self._check_declared(self._inputs, declared[0], "input")
+            self._check_declared(self._outputs, declared[1], "output")
 
     def update_until(self, t: float) -> None:
         """Advance the model from ``current_time`` to exactly ``t`` seconds."""
@@ -290,8 +307,13 @@ class Model(ABC):
             for key, value in state.items()
             if key != _TIME_KEY
         }
-        self._load_state(values)
-        self._time = float(time)
+        before = self._time
+        self._time = float(time)  # _load_state sees the saved time as current_time
+        try:
+            self._load_state(values)
+        except BaseException:
+            self._time = before
+            raise
 
     def finalize(self) -> None:
         """Release the model's resources; later calls do nothing (safe in ``finally``)."""
@@ -332,8 +354,6 @@ class Model(ABC):
         self, bound: dict[str, Variable], specs: tuple[VariableSpec, ...], kind: str
     ) -> None:
         """Refuse bound variables that disagree with the class's declaration of them."""
-        if not specs and not self.declared_inputs() and not self.declared_outputs():
-            return  # a class that declares nothing (a test double) binds what it likes
         declared = {spec.name: spec for spec in specs}
         for name, variable in bound.items():
             spec = declared.get(name)
