@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import math
+import re
 from datetime import UTC, datetime, timedelta
 
 from twin.core.errors import ClockError
 
-__all__ = ["Clock", "format_utc", "parse_utc"]
+__all__ = ["Clock", "format_utc", "parse_end", "parse_utc"]
+
+_HHMM = re.compile(r"(\d+):([0-5]\d)")
+_SPAN = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
+_UNIT_S = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
 def parse_utc(value: datetime | str, *, field: str = "time") -> datetime:
@@ -38,6 +43,42 @@ def parse_utc(value: datetime | str, *, field: str = "time") -> datetime:
             "or with an offset such as '+02:00'"
         )
     return parsed.astimezone(UTC)
+
+
+def parse_end(value: str, start: datetime | str, *, field: str = "--end") -> datetime:
+    """The end of a run from the one ``--end`` rule of every command, as a UTC datetime.
+
+    ``value`` is either a duration counted from ``start`` (``HH:MM`` with hours that may pass 24,
+    or a number with a unit: ``90s``, ``30m``, ``6h``, ``2d``) or an ISO 8601 time with a zone
+    (``2024-06-01T06:00:00Z``). The end must come after ``start``; ``field`` names the value.
+    """
+    begin = parse_utc(start, field="start")
+    text = str(value).strip()
+    hhmm, span = _HHMM.fullmatch(text), _SPAN.fullmatch(text)
+    if hhmm:
+        seconds = int(hhmm.group(1)) * 3600.0 + int(hhmm.group(2)) * 60.0
+    elif span:
+        seconds = float(span.group(1)) * _UNIT_S[span.group(2)]
+    else:
+        try:
+            datetime.fromisoformat(text)
+        except ValueError:
+            raise ClockError(
+                f"{field}: expected a duration from the start (HH:MM, 90s, 30m, 6h, 2d) or an "
+                f"ISO 8601 UTC time such as '2024-06-01T06:00:00Z', got {value!r}"
+            ) from None
+        end = parse_utc(text, field=field)  # refuses a time without a zone, saying so
+        if end <= begin:
+            raise ClockError(
+                f"{field}: {format_utc(end)} is not after the start {format_utc(begin)}"
+            )
+        return end
+    if seconds <= 0:
+        raise ClockError(f"{field}: the duration {text!r} must be longer than zero")
+    try:
+        return begin + timedelta(seconds=seconds)
+    except OverflowError:
+        raise ClockError(f"{field}: the duration {text!r} ends after the year 9999") from None
 
 
 def format_utc(when: datetime) -> str:

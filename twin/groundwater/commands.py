@@ -13,16 +13,14 @@ from twin.app.pack import add_pack_args
 
 
 def _inputs(args: argparse.Namespace):
-    """The scenario (a bad file fails here, in one line), its end by the one `--end` rule as ISO
-    8601 UTC text (None: the scenario's end) and the pack.toml by the one pack rule."""
+    """The scenario (a bad file fails here, in one line) and the pack.toml by the one pack rule.
+
+    `--end` goes to the scenario as given: its clock reads it by the one `--end` rule
+    (`twin.core.clock.parse_end`), so a bad end names the scenario's start it was measured from."""
     from twin.app.pack import pack_path
-    from twin.core.clock import format_utc, parse_end
     from twin.groundwater.scenario import load_scenario
 
-    scenario = load_scenario(args.scenario)
-    start = scenario.config["scenario"]["start"]
-    end = format_utc(parse_end(args.end, start)) if args.end else None
-    return scenario, end, pack_path(args.pack)
+    return load_scenario(args.scenario), pack_path(args.pack)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -32,7 +30,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from twin.groundwater.run import run_scenario
 
-    _, end, pack = _inputs(args)  # a bad file or option fails here, before any progress output
+    scenario, pack = _inputs(args)  # a bad file fails here, before any progress output
+    scenario.clock(args.end)  # and so does a bad --end
     console = Console(stderr=True)
     with Progress(
         TextColumn("[bold]ground water[/] {task.description}"),
@@ -52,7 +51,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         result = run_scenario(
             args.scenario,
-            end=end,
+            end=args.end,
             runs_dir=args.runs_dir,
             pack=pack,
             build_dir=args.build_dir,
@@ -76,12 +75,12 @@ def cmd_check(args: argparse.Namespace) -> int:
     """Validate a scenario as a run would (files, sizes, wells, aquifer) without solving."""
     from twin.groundwater.scenario import MAX_RUN_BYTES, build_setup
 
-    sc, end, pack = _inputs(args)
+    sc, pack = _inputs(args)
     setup = build_setup(
         sc,
         pack=pack,
         build_dir=args.build_dir,
-        end=end,
+        end=args.end,
         progress=lambda message: print(f"  … {message}", file=sys.stderr, flush=True),
     )
     c, g = sc.config, setup.grid
