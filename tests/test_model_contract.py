@@ -109,7 +109,9 @@ def _groundwater(folder: Path) -> tuple[Model, dict[str, Any]]:
     flow.set_recharge(8e-9)
     wells = {"id": np.array(["A", "B"]), "x": np.array([330350.0, 330850.0]),
              "y": np.array([5689350.0, 5689750.0])}  # fmt: skip
-    config = {"model": flow, "initial_head": flow.solve_steady(30.0), "time_step": 3600.0,
+    head = flow.solve_steady(30.0)
+    flow.set_recharge(5e-8)  # a wet spell from the start: the heads rise step by step
+    config = {"model": flow, "initial_head": head, "time_step": 3600.0,
               "wells": wells, "terrain": np.full(grid.shape, 38.0)}  # fmt: skip
     return GroundwaterModel(), config
 
@@ -346,10 +348,12 @@ def test_restored_model_continues_bit_for_bit(case: Case, build) -> None:
     for name, value in inputs.items():
         model.set_value(name, value)
     state = model.save_state()
+    at_save = _outputs(model)
     model.update_until(4.0 * case.step)
     again = build()
     again.load_state(state)
     assert again.current_time == 1.5 * case.step
+    _assert_same(at_save, _outputs(again))  # what the coupler reads before the next step
     state["__time__"] = -1.0  # the saved dict is a copy: changing it changes nothing
     again.update_until(4.0 * case.step)
     _assert_same(_outputs(model), _outputs(again))
