@@ -103,7 +103,7 @@ class _Sink(Model):
 
     def _initialize(self, config):
         self.time_step = 1800.0
-        self.inputs = (Variable("observed_head", "m", self.grid),)
+        self.inputs = (Variable("observed_head", "m", self.grid, "groundwater__hydraulic_head"),)
         self.outputs = ()
 
     def _set_value(self, name, values):
