@@ -69,8 +69,10 @@ hydrograph_wells = ["GWM-1", "WW-1"]
 """
 
 
-def twin(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "TWIN_DEBUG"}
+def twin(*args: str, cwd: Path, pack: Path | None = None) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("TWIN_DEBUG", "TWIN_PACK")}
+    if pack is not None:  # the one pack rule: --pack, then $TWIN_PACK, then the default
+        env["TWIN_PACK"] = str(pack)
     return subprocess.run(
         [str(TWIN), *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300
     )
@@ -91,7 +93,7 @@ def write_scenario(folder: Path, pack: Path, **replace: str) -> Path:
 def test_short_run_writes_every_output(tmp_path: Path, mini_pack: Path):
     scenario = write_scenario(tmp_path, mini_pack)
     r = twin("groundwater", "run", str(scenario), "--end", "2024-03-08T00:00:00Z",
-             "--runs-dir", str(tmp_path / "runs"), cwd=tmp_path)  # fmt: skip
+             "--runs-dir", str(tmp_path / "runs"), cwd=tmp_path, pack=mini_pack)  # fmt: skip
     assert r.returncode == 0, r.stderr
     (run,) = (tmp_path / "runs" / "mini-groundwater").iterdir()
     assert not run.name.startswith(".") and not run.name.endswith(".failed")
@@ -119,13 +121,19 @@ def test_short_run_writes_every_output(tmp_path: Path, mini_pack: Path):
         depth = src.read(1)
     assert np.nanmin(head) > 20.0 and np.nanmax(head) < 40.0
     assert np.nanmedian(depth) > 0.0  # the water table lies below the ground
-    assert "stepping" in r.stderr or "steps" in r.stderr  # the progress bar
+    assert "ground water" in r.stderr and "set-up" in r.stderr  # the progress, with its phases
+    phases = status["metrics"]["phases_s"]
+    assert set(phases) >= {"set_up", "readings", "assimilation", "solve", "outputs"}
+    assert status["readings"]["provenance"] == "synthetic truth run (no readings)"
+    report = (run / "report.md").read_text(encoding="utf-8")
+    assert "Source: synthetic truth run (no readings)." in report
+    assert "loggers' readings" not in report
 
 
 def test_bad_scenario_is_one_clear_line(tmp_path: Path, mini_pack: Path):
     scenario = write_scenario(tmp_path, mini_pack, **{"k_log10_sd": "k_log_sd"})
     r = twin("groundwater", "run", str(scenario), "--runs-dir", str(tmp_path / "runs"),
-             cwd=tmp_path)  # fmt: skip
+             cwd=tmp_path, pack=mini_pack)  # fmt: skip
     assert r.returncode == 1
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1
@@ -139,7 +147,7 @@ def test_failed_run_is_marked_failed_not_valid(tmp_path: Path, mini_pack: Path):
         "name,x,y,rate_m3_per_day\nfar,100,100,-10\n", encoding="utf-8"
     )
     r = twin("groundwater", "run", str(scenario), "--end", "2024-03-03T00:00:00Z",
-             "--runs-dir", str(tmp_path / "runs"), cwd=tmp_path)  # fmt: skip
+             "--runs-dir", str(tmp_path / "runs"), cwd=tmp_path, pack=mini_pack)  # fmt: skip
     assert r.returncode == 1 and "outside the model grid" in r.stderr
     (run,) = (tmp_path / "runs" / "mini-groundwater").iterdir()
     assert run.name.endswith(".failed")
@@ -205,10 +213,26 @@ def test_check_builds_the_setup_a_run_would_and_takes_the_run_options(
 ):
     """`check` takes --end like `run`: the step count and memory are those of that run."""
     scenario = write_scenario(tmp_path, mini_pack)
-    r = twin("groundwater", "check", str(scenario), "--end", "2024-03-08T00:00:00Z", cwd=tmp_path)
+    r = twin(
+        "groundwater",
+        "check",
+        str(scenario),
+        "--end",
+        "2024-03-08T00:00:00Z",
+        cwd=tmp_path,
+        pack=mini_pack,
+    )
     assert r.returncode == 0, r.stderr
     assert "7 steps of 24 h, 12 x 20 cells of 50 m, pumping wells: 1" in r.stdout
     assert (tmp_path / "build" / "mini" / "terrain.tif").is_file()  # built as the run builds it
-    r = twin("groundwater", "check", str(scenario), "--end", "2024-02-01T00:00:00Z", cwd=tmp_path)
+    r = twin(
+        "groundwater",
+        "check",
+        str(scenario),
+        "--end",
+        "2024-02-01T00:00:00Z",
+        cwd=tmp_path,
+        pack=mini_pack,
+    )
     assert r.returncode == 1 and "scenario.start" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1

@@ -188,6 +188,52 @@ def increment_field(xc, yc, xo, yo, a, variance, length, gaussian):
     return out
 
 
+@njit(cache=True)
+def correlation_matrix(xc, yc, xo, yo, length, gaussian):
+    """rho(|cell - well_k| / length) for every cell (row-major) and well: (cells, wells)."""
+    out = np.empty((yc.shape[0] * xc.shape[0], xo.shape[0]))
+    for i in range(yc.shape[0]):
+        for j in range(xc.shape[0]):
+            for k in range(xo.shape[0]):
+                q = np.sqrt((xc[j] - xo[k]) ** 2 + (yc[i] - yo[k]) ** 2) / length
+                out[i * xc.shape[0] + j, k] = np.exp(-0.5 * q * q) if gaussian else np.exp(-q)
+    return out
+
+
+@njit(cache=True)
+def increment_from(rho, a, variance):
+    """The increment_field sums from a precomputed correlation matrix (a = 0: well not used)."""
+    out = np.empty(rho.shape[0])
+    for i in range(rho.shape[0]):
+        s = 0.0
+        for k in range(rho.shape[1]):
+            if a[k] != 0.0:
+                s += a[k] * rho[i, k]
+        out[i] = variance * s
+    return out
+
+
+# A run analyses the same wells at every step: their correlations with every cell are kept when
+# that matrix stays below this many entries (8 B each), so each analysis is one pass over it.
+MAX_CACHED_CORRELATIONS = 8_000_000
+
+
+def _increment(grid: Grid, x, y, used, a, cfg: OIConfig, cache: dict | None) -> np.ndarray:
+    """The analysis increment on the grid, from the cache of correlations when one is given."""
+    gaussian = cfg.kernel == "gaussian"
+    s_b2 = cfg.sigma_background**2
+    if cache is None or grid.size * x.size > MAX_CACHED_CORRELATIONS:
+        return increment_field(grid.xc, grid.yc, x[used], y[used], a, s_b2, cfg.length, gaussian)
+    key = (x.tobytes(), y.tobytes(), cfg.length, gaussian, grid.shape, grid.origin, grid.cell)
+    if cache.get("key") != key:
+        cache.clear()
+        cache["key"] = key
+        cache["rho"] = correlation_matrix(grid.xc, grid.yc, x, y, cfg.length, gaussian)
+    full = np.zeros(x.size)
+    full[used] = a
+    return increment_from(cache["rho"], full, s_b2).reshape(grid.shape)
+
+
 def _rmse(values: np.ndarray) -> float:
     return float(np.sqrt(np.mean(values**2))) if values.size else float("nan")
 
@@ -202,11 +248,14 @@ def analyse(
     config: OIConfig | None = None,
     *,
     correctable: np.ndarray | None = None,
+    cache: dict | None = None,
 ) -> Analysis:
     """Optimal interpolation of readings (m) at ``(x, y)`` with quality ``weights`` into ``heads``.
 
     Returns the increment (zero outside ``correctable``, e.g. fixed-head and inactive cells) and
     the RMSE of reading minus model at the used wells before and after, and leave-one-out.
+    ``cache`` (a dict kept between calls on the same wells) holds their correlations with the
+    cells, so that a run's analyses after the first cost one pass over that matrix.
     """
     cfg = config or OIConfig()
     x = np.asarray(x, dtype=float).ravel()
@@ -242,8 +291,7 @@ def analyse(
         ) from None
     a = cholesky_solve(low, d)
     loo = -a / inverse_diagonal(low)  # (prediction from the others) - reading
-    increment = increment_field(grid.xc, grid.yc, xo, yo, a, s_b2, cfg.length,
-                                cfg.kernel == "gaussian")  # fmt: skip
+    increment = _increment(grid, x, y, used, a, cfg, cache)
     if correctable is not None:
         increment[~correctable] = 0.0
     analysed = heads + increment

@@ -42,6 +42,16 @@ def write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[object]
         w.writerows(rows)
 
 
+def _figure(size: tuple[float, float]):
+    """A matplotlib Figure drawn by the Agg canvas, without pyplot's global state."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=size, dpi=110)
+    FigureCanvasAgg(fig)
+    return fig
+
+
 def plot_map(
     path: Path, grid: Grid, array: np.ndarray, *, title: str, label: str, cmap: str,
     wells: tuple[np.ndarray, np.ndarray] | None = None,
@@ -50,13 +60,9 @@ def plot_map(
     symmetric: bool = False,
 ) -> None:  # fmt: skip
     """A map of a cell field in EPSG:25832 km, optional wells, head contours and colour bar."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     xmin, ymin, xmax, ymax = grid.extent
-    fig, ax = plt.subplots(figsize=(9, 9 * (ymax - ymin) / (xmax - xmin) + 1.2), dpi=110)
+    fig = _figure((9, 9 * (ymax - ymin) / (xmax - xmin) + 1.2))
+    ax = fig.subplots()
     extent_km = (xmin / 1000, xmax / 1000, ymin / 1000, ymax / 1000)
     limits = {}
     if symmetric and np.isfinite(array).any():
@@ -83,7 +89,6 @@ def plot_map(
     fig.colorbar(im, ax=ax, label=label, shrink=0.8)
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
 
 
 def plot_hydrograph(
@@ -94,19 +99,17 @@ def plot_hydrograph(
     title: str,
     readings: tuple[Sequence, np.ndarray] | None = None,
     ground: float | None = None,
+    readings_label: str = "readings",
 ) -> None:
     """Head over time at one well: model lines, readings as dots, ground level dashed."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.dates as mdates
-    import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 3.6), dpi=110)
+    fig = _figure((8, 3.6))
+    ax = fig.subplots()
     for label, values in series.items():
         ax.plot(times, values, label=label, lw=1.4)
     if readings is not None and len(readings[0]):
-        ax.plot(readings[0], readings[1], ".", ms=4, color="k", label="readings")
+        ax.plot(readings[0], readings[1], ".", ms=4, color="k", label=readings_label)
     if ground is not None and np.isfinite(ground):
         ax.axhline(ground, ls="--", color="saddlebrown", lw=1, label="ground")
     ax.set_ylabel("head (m a.s.l.)")
@@ -117,4 +120,3 @@ def plot_hydrograph(
     fig.autofmt_xdate()
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)

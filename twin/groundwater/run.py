@@ -1,10 +1,17 @@
-"""Run a ground-water scenario: steady state, transient steps with assimilation, outputs on disk.
+"""Run a ground-water scenario: a single-model coupled run with its readings source, outputs on disk.
+
+`twin groundwater run` builds the scenario's model (:func:`build_setup`), puts it into a
+``twin.core.Coupler`` as :class:`GroundwaterModel` with the model of its readings (the sensor feed
+on a replayed uplink file or a sensor store, or the synthetic truth run; see
+:mod:`twin.groundwater.readings`), links the readings to ``observed_head`` / ``observation_weight``
+and steps to the end: the adapter's loop is the only stepping loop.
 
 The run folder comes from the run layer (:mod:`twin.runs`): written as ``runs/<scenario>/.<stamp>.partial/``
 and renamed ``<stamp>/`` only when everything is written, ``<stamp>.failed/`` or ``<stamp>.interrupted/``
 otherwise, with ``status.json`` saying why. Besides the common keys, status.json keeps the ground-water
 run's own: ``status`` (= state), ``reason`` (= error), ``started``, ``finished``, ``seconds``, ``start``,
-``end`` (the simulated period) and ``file``.
+``end`` (the simulated period), ``file`` and ``readings`` (where they came from, gaps, counts); its
+metrics hold ``phases_s``, the seconds per phase.
 """
 
 from __future__ import annotations
@@ -18,9 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from twin.errors import DataError, TwinError
-from twin.groundwater.assimilation import OIConfig, analyse, interpolate, quality_weight
-from twin.groundwater.model import FREE, Model
+from twin.core import Coupler
+from twin.errors import DataError
+from twin.groundwater.assimilation import interpolate
+from twin.groundwater.coupling import GroundwaterModel
 from twin.groundwater.outputs import (
     BUDGET_COLUMNS,
     plot_hydrograph,
@@ -28,13 +36,16 @@ from twin.groundwater.outputs import (
     write_csv,
     write_geotiff,
 )
-from twin.groundwater.scenario import Setup, build_setup, load_scenario, lognormal_field
+from twin.groundwater.readings import SyntheticReadings, by_id, outages, provenance
+from twin.groundwater.scenario import Setup, build_setup, load_scenario, logger_wells
 from twin.runs import Run, now_utc, read_status, write_status
+
+FEED_QUANTITY = "groundwater_head"
 
 
 @dataclass
 class Readings:
-    """Logger readings per step: values (n_steps+1, n_wells), weights, and the withheld wells."""
+    """Readings as the run used them: values (n_steps+1, n_wells), weights, the withheld wells."""
 
     ids: np.ndarray
     x: np.ndarray
@@ -55,27 +66,8 @@ class RunResult:
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
-def _truth_model(setup: Setup) -> Model:
-    """The synthetic 'true' aquifer: the same packages, another conductivity field."""
-    aq = setup.scenario.config["aquifer"]
-    rd = setup.scenario.config["readings"]
-    k = lognormal_field(setup.grid, aq["k"], max(aq["k_log10_sd"], 0.15), aq["k_correlation_m"],
-                        rd["truth_k_seed"])  # fmt: skip
-    return setup.model.copy(k=k)
-
-
-def _pick_wells(setup: Setup) -> dict[str, np.ndarray]:
-    rd = setup.scenario.config["readings"]
-    wells = setup.wells
-    n = len(wells["id"])
-    if rd["wells"] and rd["wells"] < n:
-        rng = np.random.default_rng(rd["seed"])
-        keep = np.sort(rng.choice(n, rd["wells"], replace=False))
-        wells = {k: v[keep] for k, v in wells.items()}
-    return wells
-
-
-def _withheld(n: int, fraction: float, seed: int) -> np.ndarray:
+def withheld_wells(n: int, fraction: float, seed: int) -> np.ndarray:
+    """Wells kept out of the analysis to measure it: ``fraction`` of ``n`` (never all), seeded."""
     mask = np.zeros(n, dtype=bool)
     k = int(round(fraction * n))
     if k and n > 1:
@@ -84,209 +76,210 @@ def _withheld(n: int, fraction: float, seed: int) -> np.ndarray:
     return mask
 
 
-def _csv_readings(setup: Setup, times: np.ndarray) -> Readings:
-    """Replay readings from a CSV (time, well_id, head_m, quality): the latest per well and step."""
-    import csv
-
-    rd = setup.scenario.config["readings"]
-    path = setup.scenario.resolve(rd["path"])
-    wells = _pick_wells(setup)
-    index = {str(w): n for n, w in enumerate(wells["id"])}
-    values = np.full((times.size, len(index)), np.nan)
-    weights = np.zeros_like(values)
-    clock = setup.clock
-    try:
-        with path.open(newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read readings: {exc}") from None
-    for line, row in enumerate(rows, start=2):
-        try:
-            t = clock.to_seconds(row["time"])
-            well = row["well_id"].strip()
-            head = float(row["head_m"])
-            weight = quality_weight(row.get("quality") or "good")
-        except (KeyError, ValueError, AttributeError, TwinError) as exc:
-            raise DataError(
-                f"{path}: line {line}: expected time (ISO 8601 UTC), well_id, head_m, quality: "
-                f"{exc}"
-            ) from None
-        if well not in index:
-            continue  # a well outside the model grid or not chosen
-        k = int(np.searchsorted(times, t - 1e-6))
-        if k >= times.size or times[k] - t > (times[1] - times[0] if times.size > 1 else 0):
-            continue
-        values[k, index[well]] = head
-        weights[k, index[well]] = weight
-    withheld = _withheld(len(index), rd["withhold_fraction"], rd["seed"])
-    return Readings(wells["id"], wells["x"], wells["y"], values, weights, withheld)
-
-
-def _synthetic_readings(setup: Setup, times: np.ndarray, say: Callable[[str], None]) -> Readings:
-    """Readings from a 'true' aquifer run (other K field and recharge) plus noise and bad flags."""
-    rd = setup.scenario.config["readings"]
-    wells = _pick_wells(setup)
-    rng = np.random.default_rng(rd["seed"])
-    truth_model = _truth_model(setup)
-    factor, offset = rd["truth_recharge_factor"], rd["truth_stage_offset_m"]
-    say("synthetic truth: steady state")
-    setup.apply(truth_model, 0.0, recharge_factor=factor, stage_offset=offset, steady=True)
-    h = truth_model.solve_steady(_start_guess(setup))
-    truth = np.zeros((times.size, len(wells["id"])))
-    truth[0] = interpolate(setup.grid, h, wells["x"], wells["y"])
-    for n in range(1, times.size):
-        setup.apply(truth_model, times[n], recharge_factor=factor, stage_offset=offset)
-        h = truth_model.step(h, times[n] - times[n - 1], time=times[n])
-        truth[n] = interpolate(setup.grid, h, wells["x"], wells["y"])
-    values = truth + rng.normal(0.0, rd["noise_m"], truth.shape)
-    draw = rng.random(truth.shape)
-    weights = np.ones_like(truth)
-    suspect = draw < rd["suspect_fraction"]
-    bad = draw > 1.0 - rd["bad_fraction"]
-    values[suspect] += rng.normal(0.0, 2.0 * rd["noise_m"] + 0.02, suspect.sum())
-    weights[suspect] = quality_weight("suspect")
-    values[bad] += rng.choice([-1.0, 1.0], bad.sum()) * rng.uniform(0.5, 3.0, bad.sum())
-    weights[bad] = quality_weight("bad")
-    withheld = _withheld(len(wells["id"]), rd["withhold_fraction"], rd["seed"])
-    return Readings(wells["id"], wells["x"], wells["y"], values, weights, withheld, truth)
-
-
-def _start_guess(setup: Setup) -> np.ndarray:
-    """A first guess for steady solves: the river stage, fixed heads and terrain blended."""
-    model = setup.model
-    fixed = model.kind == 2
-    level = []
-    if setup.river_name is not None:
-        level.append(float(np.mean(setup.stage_values)))
-    if fixed.any():
-        level.append(float(model.fixed_head[fixed].mean()))
-    base = np.mean(level) if level else float(np.mean(model.bottom + 0.75 * model.thickness))
-    guess = np.minimum(np.full(setup.grid.shape, base), model.top - 0.1)
-    return np.maximum(guess, model.bottom + 0.5 * model.thickness * 0.1)
-
-
 def _rmse(a: np.ndarray) -> float:
     a = a[np.isfinite(a)]
     return float(np.sqrt(np.mean(a**2))) if a.size else float("nan")
 
 
+def _add_source(coupler: Coupler, setup: Setup, wells: dict, folder: Path) -> dict[str, Any]:
+    """Add the scenario's readings model to ``coupler``; returns how to link it and its words."""
+    rd = setup.scenario.config["readings"]
+    kind = rd["source"]
+    if kind == "synthetic":
+        source = coupler.add("readings", SyntheticReadings(), {"setup": setup, "wells": wells})
+        ids = [str(w) for w in wells["id"]]
+        return {"model": source, "name": "readings", "ids": ids, "kind": kind,
+                "provenance": provenance(kind)}  # fmt: skip
+    from twin.sensors.feed import SensorFeed
+
+    path = setup.scenario.resolve(rd["path"])
+    step = setup.scenario.config["scenario"]["time_step_hours"] * 3600.0
+    config: dict[str, Any] = {
+        "quantities": [FEED_QUANTITY],
+        "time_step": rd["step_minutes"] * 60.0 if rd.get("step_minutes") else min(step, 3600.0),
+        "max_age_s": rd["max_age_hours"] * 3600.0,
+        "gap_s": rd["gap_hours"] * 3600.0,
+    }
+    if kind == "jsonl":
+        from twin.sensors.devices import load_catalogue
+
+        config.update(replay=path, store=folder / "readings.sqlite",
+                      catalogue=load_catalogue(setup.wells_file, None, None))  # fmt: skip
+    else:
+        config["store"] = path
+    feed = SensorFeed()
+    try:
+        coupler.add("sensors", feed, config, step=config["time_step"])
+    except Exception as exc:
+        raise DataError(f"{setup.scenario.path}: 'readings.path' {path}: {exc}") from None
+    return {"model": feed, "name": "sensors", "ids": feed.device_ids(FEED_QUANTITY), "kind": kind,
+            "provenance": provenance(kind, str(path), simulated=rd["simulated"])}  # fmt: skip
+
+
+def _link(coupler: Coupler, source: dict[str, Any], wells: dict) -> None:
+    """Readings -> observed_head and weights -> observation_weight, matched by well id."""
+    targets = [str(w) for w in wells["id"]]
+    coupler.link(
+        (source["name"], FEED_QUANTITY),
+        ("groundwater", "observed_head"),
+        by_id(source["ids"], targets, np.nan),
+    )
+    coupler.link((source["name"], f"{FEED_QUANTITY}_weight"), ("groundwater", "observation_weight"),
+                 by_id(source["ids"], targets, 0.0))  # fmt: skip
+
+
+def _final_analysis(coupler: Coupler, gw: GroundwaterModel) -> None:
+    """The readings at the run's end into its last heads (the coupler stepped them to the end)."""
+    for link in coupler.links:
+        if link.target == "groundwater":
+            value = coupler.models[link.source].get_value(link.output)
+            gw.set_value(link.input, link.transform(value) if link.transform else value)
+    gw.assimilate()
+
+
 def simulate(
     setup: Setup,
+    folder: Path,
     *,
     progress: Callable[[int, int], None] | None = None,
     say: Callable[[str], None] = lambda m: None,
 ) -> dict[str, Any]:
-    """Steady state, then implicit steps to the end with the readings assimilated at each step.
+    """Step the scenario's coupled run (readings source + ground water) to its end.
 
-    Runs the assimilated state and a free (not assimilated) state side by side with the same
-    stresses. Returns heads, budgets, hydrograph series and assimilation metrics.
+    The ground-water model also steps a free state (no readings assimilated) beside the
+    assimilated one when there are readings. Returns heads, budgets, hydrograph series, the
+    readings as used, assimilation metrics, where the readings came from and the phase times.
     """
     cfg = setup.scenario.config
-    model = setup.model
-    duration = setup.clock.duration or 0.0
-    dt = cfg["scenario"]["time_step_hours"] * 3600.0
-    n_steps = max(1, int(np.ceil(duration / dt - 1e-9)))
-    times = np.minimum(np.arange(n_steps + 1) * dt, duration)
     rd, asm = cfg["readings"], cfg["assimilation"]
-    readings: Readings | None = None
-    if rd["source"] == "synthetic":
-        readings = _synthetic_readings(setup, times, say)
-    elif rd["source"] == "csv":
-        readings = _csv_readings(setup, times)
-    oi = OIConfig(asm["sigma_background_m"], asm["length_m"], asm["sigma_observation_m"],
-                  asm["kernel"])  # fmt: skip
-    assimilate = readings is not None and asm["enabled"] and readings.values.shape[1] > 0
-    correctable = model.kind == FREE
+    t0 = time.perf_counter()
+    coupler = Coupler(setup.clock)
+    wells = logger_wells(cfg, setup.wells)
+    n_wells = len(wells.get("id", ()))
+    source = None
+    withheld = withheld_wells(n_wells, rd["withhold_fraction"], rd["seed"])
+    with coupler:
+        if rd["source"] != "none" and n_wells:
+            say(f"readings: {rd['source']}")
+            source = _add_source(coupler, setup, wells, folder)
+        say("steady state")
+        gw = GroundwaterModel()
+        coupler.add("groundwater", gw, {"setup": setup, "wells": wells, "withheld": withheld,
+                                        "free_run": source is not None and asm["enabled"],
+                                        "record": True})  # fmt: skip
+        if source is not None:
+            _link(coupler, source, wells)
+        n_steps = setup.steps
 
-    say("steady state")
-    setup.apply(model, 0.0, steady=True)
-    if cfg["scenario"]["steady_first"]:
-        h_steady = model.solve_steady(_start_guess(setup))
-    else:
-        h_steady = model.initial_head(_start_guess(setup))
-    budgets = [model.budget_of(h_steady, time=0.0)]
-    solves = [model.last_solve]
-    h_free = h_steady.copy()
-    h = h_steady.copy()
-    metrics_rows: list[list[Any]] = []
+        def advanced(p: Any) -> None:
+            if p.model == "groundwater" and progress is not None:
+                progress(len(gw.history["times"]) - 1, n_steps)
 
-    def analyse_at(k: int, heads: np.ndarray, heads_free: np.ndarray) -> np.ndarray:
-        assert readings is not None
-        use = ~readings.withheld
+        say("stepping")
+        coupler.step_to(setup.clock.duration or 0.0, advanced)
+        if source is not None:
+            _final_analysis(coupler, gw)
+        readings_info = _readings_info(source, setup)
+    history = gw.history
+    readings = _readings(history, wells, withheld, source)
+    reading_s = source["model"].seconds if source is not None else 0.0
+    truth_s = reading_s if source is not None and source["kind"] == "synthetic" else 0.0
+    phases = {
+        "set_up": 0.0,  # filled in by run_scenario (the data build and the model)
+        "readings": reading_s,
+        "assimilation": gw.timings["assimilation"],
+        "solve": gw.timings["solve"],
+        "coupling": time.perf_counter() - t0 - reading_s - sum(gw.timings.values()),
+        "solver_total": gw.timings["solve"] + truth_s,
+    }
+    return {
+        "times": np.array(history["times"]),
+        "h_steady": history["initial"],
+        "h_end": gw.head,
+        "h_free_end": history["free"][-1],
+        "budgets": history["budgets"],
+        "solves": history["solves"],
+        "series": {"assimilated": history["head"], "free": history["free"]},
+        "readings": readings,
+        "metrics": _metrics(setup, history, readings),
+        "source": readings_info,
+        "phases": phases,
+    }
+
+
+def _readings_info(source: dict[str, Any] | None, setup: Setup) -> dict[str, Any]:
+    """Where the readings came from, with the gaps the run saw (status.json's ``readings``)."""
+    if source is None:
+        return {"source": "none", "provenance": provenance("none"), "gaps": [], "outages": []}
+    info: dict[str, Any] = {"source": source["kind"], "provenance": source["provenance"]}
+    model = source["model"]
+    if source["kind"] == "synthetic":
+        return {**info, "gaps": [], "outages": []}
+    gaps = model.gaps(FEED_QUANTITY)
+    info.update(
+        gaps=gaps,
+        outages=outages(gaps),
+        silent_wells=model.silent(FEED_QUANTITY),
+        max_age_hours=model.max_age_s / 3600.0,
+        gap_hours=model.gap_s / 3600.0,
+    )
+    counts = model.replay_counts()
+    if counts:
+        replay = model._replay
+        start = setup.clock.start.timestamp()
+        end = start + (setup.clock.duration or 0.0)
+        t = replay.times
+        counts.update(before_window=int(np.sum(t < start - model.max_age_s)),
+                      after_window=int(np.sum(t > end)))  # fmt: skip
+        info["replay"] = counts
+    return info
+
+
+def _readings(history: dict, wells: dict, withheld: np.ndarray,
+              source: dict[str, Any] | None) -> Readings | None:  # fmt: skip
+    """The readings each analysis used, one row per time (NaN / weight 0 where none)."""
+    if source is None:
+        return None
+    n = len(wells["id"])
+    values = np.full((len(history["times"]), n), np.nan)
+    weights = np.zeros_like(values)
+    for k, entry in enumerate(history["analyses"]):
+        if entry is not None:
+            _, values[k], weights[k] = entry
+    truth = np.array(source["model"].truth) if source["kind"] == "synthetic" else None
+    return Readings(np.asarray(wells["id"]), np.asarray(wells["x"]), np.asarray(wells["y"]),
+                    values, weights, withheld, truth)  # fmt: skip
+
+
+def _metrics(setup: Setup, history: dict, readings: Readings | None) -> list[list[Any]]:
+    """One row per analysis: readings used, RMSE before/after/leave-one-out, withheld wells."""
+    rows: list[list[Any]] = []
+    if readings is None:
+        return rows
+    grid = setup.grid
+    for k, entry in enumerate(history["analyses"]):
+        if entry is None:
+            continue
+        result = entry[0]
         values = readings.values[k]
-        weights = np.where(use, readings.weights[k], 0.0)
-        result = analyse(setup.grid, heads, readings.x, readings.y, values, weights, oi,
-                         correctable=correctable)  # fmt: skip
-        heads = heads + result.increment
         reference = readings.truth[k] if readings.truth is not None else values
         held = readings.withheld & np.isfinite(reference)
         if readings.truth is None:
             held &= readings.weights[k] > 0
-        free_err = reference[held] - interpolate(setup.grid, heads_free, readings.x[held],
-                                                 readings.y[held])  # fmt: skip
-        asm_err = reference[held] - interpolate(setup.grid, heads, readings.x[held],
-                                                readings.y[held])  # fmt: skip
-        metrics_rows.append([
-            setup.clock.isoformat(times[k]), result.n_used, result.rmse_before,
+        x, y = readings.x[held], readings.y[held]
+        free_err = reference[held] - interpolate(grid, history["free"][k], x, y)
+        asm_err = reference[held] - interpolate(grid, history["head"][k], x, y)
+        rows.append([
+            setup.clock.isoformat(history["times"][k]), result.n_used, result.rmse_before,
             result.rmse_after, result.rmse_loo, _rmse(free_err), _rmse(asm_err),
         ])  # fmt: skip
-        return heads
-
-    if assimilate:
-        h = analyse_at(0, h, h_free)
-    series = {"assimilated": [h], "free": [h_free]}
-    for k in range(1, n_steps + 1):
-        step = times[k] - times[k - 1]
-        setup.apply(model, times[k])
-        h_free = model.step(h_free, step, time=times[k])
-        h = model.step(h, step, time=times[k])
-        budgets.append(model.budget)
-        solves.append(model.last_solve)
-        if assimilate:
-            h = analyse_at(k, h, h_free)
-        series["assimilated"].append(h)
-        series["free"].append(h_free)
-        if progress is not None:
-            progress(k, n_steps)
-    return {
-        "times": times,
-        "h_steady": h_steady,
-        "h_end": h,
-        "h_free_end": h_free,
-        "budgets": budgets,
-        "solves": solves,
-        "series": series,
-        "readings": readings,
-        "metrics": metrics_rows,
-    }
-
-
-def _hydrograph_wells(setup: Setup, readings: Readings | None) -> list[tuple[str, float, float]]:
-    out_cfg = setup.scenario.config["output"]
-    ids = readings.ids if readings is not None else setup.wells.get("id", np.zeros(0))
-    xs = readings.x if readings is not None else setup.wells.get("x", np.zeros(0))
-    ys = readings.y if readings is not None else setup.wells.get("y", np.zeros(0))
-    chosen: list[tuple[str, float, float]] = []
-    wanted = [str(w) for w in out_cfg["hydrograph_wells"]]
-    lookup = {str(i): (float(x), float(y)) for i, x, y in zip(ids, xs, ys, strict=True)}
-    lookup.update({name: (x, y) for name, x, y, _ in setup.pumping})
-    for w in wanted:
-        if w not in lookup:
-            raise DataError(
-                f"{setup.scenario.path}: 'output.hydrograph_wells' names {w!r}, which is neither "
-                "a logger well inside the grid nor a pumping well"
-            )
-        chosen.append((w, *lookup[w]))
-    if not wanted and len(ids):
-        order = np.argsort(ids.astype(str))
-        step = max(1, len(order) // max(out_cfg["hydrographs"], 1))
-        for n in order[::step][: out_cfg["hydrographs"]]:
-            chosen.append((str(ids[n]), float(xs[n]), float(ys[n])))
-    return chosen
+    return rows
 
 
 def write_outputs(folder: Path, setup: Setup, result: dict[str, Any], seconds: float) -> dict:
-    """Rasters, CSVs, plots and the report of a simulated scenario; returns summary metrics."""
+    """Rasters, CSVs, plots and the report of a simulated scenario; returns summary metrics.
+
+    The report is written by :func:`write_report` once the phase times are known."""
     grid, clock = setup.grid, setup.clock
     terrain = setup.terrain
     model = setup.model
@@ -328,7 +321,8 @@ def write_outputs(folder: Path, setup: Setup, result: dict[str, Any], seconds: f
         )  # fmt: skip
 
     readings: Readings | None = result["readings"]
-    wells = _hydrograph_wells(setup, readings)
+    synthetic = readings is not None and readings.truth is not None
+    wells = setup.hydrographs
     dates = [clock.to_datetime(t) for t in times]
     series = {k: np.array(v) for k, v in result["series"].items()}
     hyd_rows = []
@@ -357,7 +351,15 @@ def write_outputs(folder: Path, setup: Setup, result: dict[str, Any], seconds: f
         if readings is not None and name in set(readings.ids.astype(str)):
             n = int(np.flatnonzero(readings.ids.astype(str) == name)[0])
             withheld = " (withheld from assimilation)" if readings.withheld[n] else ""
-        plot_hydrograph(png, dates, lines, title=f"{name}{withheld}", readings=obs, ground=ground)
+        plot_hydrograph(
+            png,
+            dates,
+            lines,
+            title=f"{name}{withheld}",
+            readings=obs,
+            ground=ground,
+            readings_label="synthetic readings" if synthetic else "readings",
+        )
         pngs.append(png.name)
         for k in range(len(dates)):
             hyd_rows.append([clock.isoformat(times[k]), name]
@@ -406,13 +408,52 @@ def write_outputs(folder: Path, setup: Setup, result: dict[str, Any], seconds: f
         m = np.array([r[2:] for r in result["metrics"]], dtype=float)
         names = ["rmse_before_m", "rmse_after_m", "rmse_leave_one_out_m",
                  "rmse_withheld_free_m", "rmse_withheld_assimilated_m"]  # fmt: skip
-        metrics["assimilation"] = {n: float(np.nanmean(m[:, i])) for i, n in enumerate(names)}
-    _write_report(folder, setup, result, metrics, pngs, seconds)
+        with np.errstate(all="ignore"):
+            means = [np.nanmean(m[:, i]) if np.isfinite(m[:, i]).any() else np.nan
+                     for i in range(len(names))]  # fmt: skip
+        metrics["assimilation"] = {n: float(v) for n, v in zip(names, means, strict=True)}
+    metrics["readings"] = result["source"]["provenance"]
+    metrics["hydrograph_pngs"] = pngs
     return metrics
 
 
-def _write_report(folder: Path, setup: Setup, result: dict, metrics: dict, pngs: list[str],
-                  seconds: float) -> None:  # fmt: skip
+def _phase_line(phases: dict[str, float]) -> str:
+    names = ("set_up", "readings", "assimilation", "solve", "coupling", "outputs")
+    return ", ".join(f"{n.replace('_', '-')} {phases[n]:.1f} s" for n in names if n in phases)
+
+
+def _readings_lines(info: dict[str, Any]) -> list[str]:
+    """The report's account of where the readings came from and what was missing."""
+    lines = ["## Readings", "", f"Source: {info['provenance']}.", ""]
+    if info["source"] == "synthetic":
+        lines += ["No logger readings: the dots are samples of a synthetic truth run (another "
+                  "conductivity field, more recharge) with noise and quality flags.", ""]  # fmt: skip
+    replay = info.get("replay")
+    if replay:
+        lines += [
+            f"- Messages in the file: {replay['messages']}, taken in by the run: "
+            f"{replay['taken_in']} (stored {replay['stored']}, duplicates {replay['duplicates']}, "
+            f"quarantined {replay['quarantined']}), readings {replay['readings']}",
+            f"- Messages outside the run's window: {replay['before_window']} before its start "
+            f"(older than the feed's {info['max_age_hours']:g} h), {replay['after_window']} "
+            "after its end",
+        ]
+    if "gap_hours" in info:
+        lines.append(f"- Wells that gave no reading at all: {len(info['silent_wells'])}")
+        outs = info["outages"]
+        lines.append(f"- Outages (no reading fresher than {info['gap_hours']:g} h): {len(outs)}")
+        for o in outs:
+            shown = ", ".join(o["wells"][:10]) + (" …" if len(o["wells"]) > 10 else "")
+            lines.append(f"  - {o['start']} to {o['end'] or 'the end of the run'}: "
+                         f"{len(o['wells'])} well(s): {shown}")  # fmt: skip
+        lines.append("")
+    return lines
+
+
+def write_report(folder: Path, setup: Setup, result: dict, metrics: dict,
+                 phases: dict[str, float], seconds: float) -> None:  # fmt: skip
+    """report.md: period, grid, budget, depth to water, readings and their source, files."""
+    pngs = metrics["hydrograph_pngs"]
     cfg = setup.scenario.config
     grid, clock = setup.grid, setup.clock
     b_last = result["budgets"][-1]
@@ -427,7 +468,8 @@ def _write_report(folder: Path, setup: Setup, result: dict, metrics: dict, pngs:
         f"({grid.origin[0]:.0f}, {grid.origin[1]:.0f}); {'confined' if setup.model.confined else 'unconfined'}",
         f"- Wells pumping: {len(setup.pumping)}, total "
         f"{-sum(p[3] for p in setup.pumping) * 86400:.0f} m3/d",
-        f"- Run time: {seconds:.1f} s",
+        f"- Run time: {seconds:.1f} s ({_phase_line(phases)})",
+        f"- Readings: {result['source']['provenance']}",
         "",
         "## Water budget (m3/s)",
         "",
@@ -452,6 +494,7 @@ def _write_report(folder: Path, setup: Setup, result: dict, metrics: dict, pngs:
         f"dry cells: {metrics['dry_cells_end']}",
         "",
     ]
+    lines += _readings_lines(result["source"])
     if "assimilation" in metrics:
         a = metrics["assimilation"]
         oi = cfg["assimilation"]
@@ -469,8 +512,8 @@ def _write_report(folder: Path, setup: Setup, result: dict, metrics: dict, pngs:
             "",
         ]
     lines += ["## Files", ""]
-    files = sorted(p.name for p in folder.iterdir() if p.is_file())
-    lines += [f"- `{f}`" for f in files + ["report.md", "status.json"] if f not in ("report.md",)]
+    files = {p.name for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")}
+    lines += [f"- `{f}`" for f in sorted(files | {"report.md", "status.json"})]
     lines += ["", *[f"![{p}]({p})" for p in ["map_head.png", "map_depth_to_water.png", *pngs]], ""]
     (folder / "report.md").write_text("\n".join(lines), encoding="utf-8")
 
@@ -482,22 +525,44 @@ def run_scenario(
     runs_dir: Path | None = None,
     pack: Path | None = None,
     build_dir: Path | None = None,
+    readings: Path | None = None,
     progress: Callable[[int, int], None] | None = None,
     say: Callable[[str], None] = lambda m: None,
 ) -> RunResult:
-    """Validate, build, simulate and write a scenario's run folder; return where it went."""
+    """Validate, build, simulate and write a scenario's run folder; return where it went.
+
+    ``readings`` (a JSONL file of uplinks) replaces the scenario's readings source.
+    """
     scenario = load_scenario(path)
+    if readings is not None:
+        scenario = scenario.with_readings(readings)
     t0 = time.perf_counter()
     legacy = {"file": str(scenario.path), "started": now_utc(), "status": "running"}
-    run = Run(runs_dir or Path("runs"), scenario.name, "groundwater",
-              inputs={"scenario": scenario.path}, **legacy)  # fmt: skip
+    inputs = {"scenario": scenario.path}
+    rd = scenario.config["readings"]
+    if rd["source"] == "jsonl" and scenario.resolve(rd["path"]).is_file():
+        inputs["readings"] = scenario.resolve(rd["path"])
+    run = Run(runs_dir or Path("runs"), scenario.name, "groundwater", inputs=inputs, **legacy)
     try:
         with run:
             setup = build_setup(scenario, pack=pack, build_dir=build_dir, end=end, progress=say)
             shutil.copyfile(scenario.path, run.path / "scenario.toml")
-            result = simulate(setup, progress=progress, say=say)
+            t_setup = time.perf_counter() - t0
+            result = simulate(setup, run.path, progress=progress, say=say)
+            say("writing outputs")
+            t1 = time.perf_counter()
+            metrics = write_outputs(run.path, setup, result, 0.0)
+            phases = dict(result["phases"])
+            phases["set_up"] = t_setup
+            phases["outputs"] = time.perf_counter() - t1
+            write_report(run.path, setup, result, metrics, phases, time.perf_counter() - t0)
+            phases["outputs"] = time.perf_counter() - t1
             seconds = time.perf_counter() - t0
-            metrics = write_outputs(run.path, setup, result, seconds)
+            metrics.pop("hydrograph_pngs")
+            metrics["phases_s"] = {k: round(v, 3) for k, v in phases.items()}
+            metrics["wall_s"] = round(seconds, 3)
+            metrics["wall_per_solver"] = round(seconds / max(phases["solver_total"], 1e-9), 3)
+            say(f"done: {_phase_line(phases)}; solver {phases['solver_total']:.1f} s in all")
             final = run.finish(
                 metrics=metrics,
                 status="finished",
@@ -505,6 +570,7 @@ def run_scenario(
                 seconds=round(seconds, 3),
                 start=setup.clock.isoformat(0),
                 end=setup.clock.isoformat(result["times"][-1]),
+                readings=result["source"],
             )
     finally:
         if run.path is not None and run.state != "finished":  # the older keys follow the new

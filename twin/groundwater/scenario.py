@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from twin.config import Field, load_toml, numbers, positive, validate
-from twin.core.clock import Clock, parse_utc
+from twin.core.clock import Clock, parse_end, parse_utc
 from twin.errors import ConfigError, DataError, TwinError
 from twin.groundwater.grid import Grid, GroundwaterError
 from twin.groundwater.model import Model
@@ -184,9 +184,17 @@ SCHEMA: dict[str, Field] = {
         default={},
         schema={
             "source": Field(
-                str, required=False, default="none", choices=("none", "synthetic", "csv")
+                str, required=False, default="none", choices=("none", "synthetic", "jsonl", "store")
             ),
-            "path": Field(str, required=False, doc="csv: time,well_id,head_m,quality"),
+            "path": Field(str, required=False, doc="jsonl: an uplink file; store: a sensor store"),
+            "simulated": Field(
+                bool, required=False, default=False, doc="jsonl: the file is a simulated stream"
+            ),
+            "step_minutes": Field(
+                float, required=False, check=positive, doc="how often the sensor feed is read"
+            ),
+            "max_age_hours": Field(float, required=False, default=3.0, check=positive),
+            "gap_hours": Field(float, required=False, default=1.0, check=positive),
             "noise_m": Field(float, required=False, default=0.02, check=_non_negative),
             "wells": Field(int, required=False, default=0, check=_non_negative),
             "withhold_fraction": Field(float, required=False, default=0.1, check=_fraction),
@@ -240,13 +248,20 @@ class Scenario:
         return p if p.is_absolute() else self.path.parent / p
 
     def clock(self, end: str | None = None) -> Clock:
-        """The run's clock from ``start`` to ``end`` (or the ``end`` override)."""
+        """The run's clock from ``start`` to ``end``, or to the ``end`` override: a duration from
+        the start (``HH:MM``, ``90s``, ``30m``, ``6h``, ``2d``) or an ISO 8601 UTC time."""
         s = self.config["scenario"]
-        stop = end or s["end"]
         try:
+            stop = parse_end(end, s["start"]) if end else s["end"]
             return Clock(s["start"], stop)
         except TwinError as exc:
             raise ConfigError(f"{self.path}: 'scenario.start'/'end': {exc}") from None
+
+    def with_readings(self, path: str | Path) -> Scenario:
+        """This scenario with its readings replaced by the uplink file ``path`` (``--readings``)."""
+        config = {**self.config, "readings": {**self.config["readings"], "source": "jsonl",
+                                              "path": str(Path(path).resolve())}}  # fmt: skip
+        return Scenario(self.path, config)
 
 
 def load_scenario(path: str | Path) -> Scenario:
@@ -274,8 +289,10 @@ def load_scenario(path: str | Path) -> Scenario:
     if isinstance(aq["top"], int | float) and aq["top"] <= aq["bottom"]:
         raise ConfigError(f"{path}: 'aquifer.top' must lie above 'aquifer.bottom'")
     rd = cfg["readings"]
-    if rd["source"] == "csv" and not rd.get("path"):
-        raise ConfigError(f"{path}: 'readings.path' is needed when 'readings.source' is 'csv'")
+    if rd["source"] in ("jsonl", "store") and not rd.get("path"):
+        raise ConfigError(
+            f"{path}: 'readings.path' is needed when 'readings.source' is {rd['source']!r}"
+        )
     ext = cfg["grid"].get("extent")
     if ext is not None and (ext[2] <= ext[0] or ext[3] <= ext[1]):
         raise ConfigError(f"{path}: 'grid.extent' must be [xmin, ymin, xmax, ymax] with max > min")
@@ -304,6 +321,7 @@ class Setup:
     steps: int = 0  # implicit steps from start to end (see step_count)
     memory_bytes: float = 0.0  # the run's estimated peak (see run_bytes)
     hydrographs: list[tuple[str, float, float]] = field(default_factory=list)  # name, x, y
+    wells_file: Path | None = None  # the pack's well catalogue (for a replay's ingest)
 
     def recharge_at(self, t: float, factor: float = 1.0) -> np.ndarray:
         """Recharge (m/s) at model time ``t``: base field x monthly factor x scale x ``factor``."""
@@ -519,7 +537,7 @@ def _check_files(scenario: Scenario) -> None:
     cfg = scenario.config
     named = [(f"aquifer.{k}", cfg["aquifer"].get(k)) for k in
              ("k_raster", "sy_raster", "bottom_raster")]  # fmt: skip
-    if cfg["readings"]["source"] == "csv":
+    if cfg["readings"]["source"] in ("jsonl", "store"):
         named.append(("readings.path", cfg["readings"].get("path")))
     for key, value in named:
         if value and not scenario.resolve(value).is_file():
@@ -661,7 +679,8 @@ def build_setup(
         model.set_fixed_head(mask & ~missing, float(head))
 
     setup = Setup(scenario, grid, model, terrain_filled, sealed, wells, [], base, clock,
-                  steps=steps, memory_bytes=need, hydrographs=hydrographs)  # fmt: skip
+                  steps=steps, memory_bytes=need, hydrographs=hydrographs,
+                  wells_file=data_pack.layers["wells"].path)  # fmt: skip
     river = cfg.get("river")
     if river is not None:
         mask, area = river_cells(grid, river["line"], river["width_m"])

@@ -2,24 +2,68 @@
 
 At each coupler time t it offers, per quantity, the latest reading of every device that measures it
 (at or before t, not older than ``max_age_s``) on a point grid of the devices' positions, with a
-quality-flag array and the age of each reading. A device without a reading in that window gives
-NaN with the MISSING flag, so a ground-water or heat model can assimilate what is there and skip
-the rest.
+quality-flag array, the age of each reading and an assimilation weight. A device without a reading
+in that window gives NaN with the MISSING flag and weight 0, so a ground-water or heat model can
+assimilate what is there and skip the rest.
+
+Replay: with ``replay`` (a JSONL file of uplinks, one message per line, in delivery order) the feed
+fills its own ``store`` with the sensor ingest while the run goes on: a message is taken in when the
+run's clock passes its arrival, the latest reception time of the messages up to it in the file, so
+a message delivered after later ones (a backlog) arrives late, as it did, and is used from then on.
+
+Gaps: a device that has reported in the run and then has no reading fresher than ``gap_s`` at the
+feed's times is in a gap until a fresh reading is there again; :meth:`SensorFeed.gaps` lists them.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from twin.core import ClockError, Grid, Model, ModelError, Variable, parse_utc
+from twin.core import ClockError, Grid, Model, ModelError, VariableSpec, bind, format_utc, parse_utc
 from twin.sensors.profiles import DEFAULT_PROFILES, load_profiles
 from twin.sensors.store import DEFAULT_STORE, SQLiteStore, Store
 
 MISSING = 8  # quality flag: no reading within max_age_s (value is NaN); 1, 2, 4 as in validate
+
+# What a reading's quality flags are worth to an assimilation: the feed's declared conversion from
+# flags to weights, so that no model takes a flag for a weight. No reading: 0. A reading that came
+# late (1), out of order (2) or from the server's decoded payload (4) measured the same water level
+# as any other: 1.
+FLAG_WEIGHTS = {MISSING: 0.0}
+
+# CSDMS-style standard names of the profiles' quantities (what the coupler compares).
+STANDARD_NAMES = {
+    "groundwater_head": "groundwater__hydraulic_head",
+    "water_temperature": "groundwater__temperature",
+    "battery_voltage": "sensor_battery__voltage",
+    "air_temperature": "atmosphere_air__temperature",
+    "relative_humidity": "atmosphere_air__relative_humidity",
+    "precipitation": "atmosphere_water__precipitation_leq_depth",
+    "global_radiation": "land_surface__incoming_shortwave_irradiance",
+    "wind_speed": "atmosphere_air_flow__speed",
+    "wind_direction": "atmosphere_air_flow__from_direction",
+    "occupied": "parking_bay__occupancy",
+}
+
+
+def assimilation_weight(flags: np.ndarray) -> np.ndarray:
+    """The weight (0 to 1) of readings with these quality flags (see FLAG_WEIGHTS)."""
+    flags = np.asarray(flags).astype(int)
+    weight = np.ones(flags.shape)
+    for bit, value in FLAG_WEIGHTS.items():
+        weight = np.where(flags & bit, np.minimum(weight, value), weight)
+    return weight
+
+
+def _standard_name(quantity: str) -> str:
+    return STANDARD_NAMES.get(quantity, f"sensor__{quantity}")
 
 
 class SensorFeed(Model):
@@ -27,11 +71,14 @@ class SensorFeed(Model):
 
     Config keys: ``store`` (path, default build/sensors.sqlite; or pass a Store to the
     constructor), ``profiles`` (profiles TOML), ``quantities`` (default: all the devices in the
-    store measure), ``time_step`` (s, default 300), ``max_age_s`` (default 10800), and ``start``
-    (ISO 8601 UTC, only when the model runs without a coupler clock).
+    store measure), ``time_step`` (s, default 300), ``max_age_s`` (default 10800), ``gap_s``
+    (default 3600), ``start`` (ISO 8601 UTC, only when the model runs without a coupler clock),
+    and for a replay ``replay`` (a JSONL file) with ``catalogue`` (a :class:`Catalogue` of the
+    devices it may hold); ``store`` is then the run's own store, written by the ingest.
 
-    Outputs per quantity ``q``: ``q`` (its units), ``q_quality`` (flags, '1') and ``q_age``
-    (seconds since the reading, 's'), each on the point grid of the devices measuring ``q``.
+    Outputs per quantity ``q``: ``q`` (its units), ``q_quality`` (flags, '1'), ``q_age``
+    (seconds since the reading, 's') and ``q_weight`` (assimilation weight by FLAG_WEIGHTS, '1'),
+    each on the point grid of the devices measuring ``q``.
     """
 
     def __init__(self, store: Store | None = None, name: str | None = None) -> None:
@@ -39,23 +86,53 @@ class SensorFeed(Model):
         self._store = store
         self._own_store = False
 
+    @classmethod
+    def declared_outputs(cls, config: Mapping[str, Any] | None = None) -> tuple[VariableSpec, ...]:
+        """Four outputs per quantity of the profiles file (those no device measures are left out)."""
+        profiles = load_profiles((config or {}).get("profiles", DEFAULT_PROFILES))
+        specs = []
+        for q, quantity in profiles.quantities.items():
+            specs += [
+                VariableSpec(q, quantity.units, _standard_name(q), "points",
+                             quantity.description, optional=True),
+                VariableSpec(f"{q}_quality", "1", "observation__quality_flag", "points",
+                             "quality flags of the reading (8 = none)", optional=True),
+                VariableSpec(f"{q}_age", "s", "observation__age", "points",
+                             "seconds since the reading", optional=True),
+                VariableSpec(f"{q}_weight", "1", "observation__assimilation_weight", "points",
+                             "assimilation weight of the reading, from its flags", optional=True),
+            ]  # fmt: skip
+        return tuple(specs)
+
     def _initialize(self, config: Mapping[str, Any]) -> None:
-        known = {"store", "profiles", "quantities", "time_step", "max_age_s", "start"}
+        known = {"store", "profiles", "quantities", "time_step", "max_age_s", "gap_s", "start",
+                 "replay", "catalogue"}  # fmt: skip
         unknown = set(config) - known
         if unknown:
             raise ModelError(
                 f"sensor feed config: unknown key(s) {', '.join(sorted(unknown))}; "
                 f"expected {', '.join(sorted(known))}"
             )
-        if self._store is None:
-            self._store = SQLiteStore(config.get("store", DEFAULT_STORE), readonly=True)
-            self._own_store = True
+        self.seconds = 0.0  # time spent ingesting and querying
         profiles = load_profiles(config.get("profiles", DEFAULT_PROFILES))
         self.time_step = float(config.get("time_step", 300.0))
         self.max_age_s = float(config.get("max_age_s", 3 * 3600.0))
+        self.gap_s = float(config.get("gap_s", 3600.0))
         self._start = None
         if "start" in config:
             self._start = parse_utc(config["start"], field="sensor feed config 'start'").timestamp()
+        self._replay: _Replay | None = None
+        if "replay" in config:
+            if "catalogue" not in config:
+                raise ModelError("sensor feed config 'replay': give the 'catalogue' it may hold")
+            path = Path(config.get("store", DEFAULT_STORE))
+            self._store = SQLiteStore(path)
+            self._own_store = True
+            self._replay = _Replay(Path(config["replay"]), self._store, config["catalogue"],
+                                   profiles)  # fmt: skip
+        elif self._store is None:
+            self._store = SQLiteStore(config.get("store", DEFAULT_STORE), readonly=True)
+            self._own_store = True
         devices = self._store.devices()
         measures: dict[str, list] = {}
         for d in devices:
@@ -76,17 +153,15 @@ class SensorFeed(Model):
             )
         self._devices: dict[str, list] = {q: measures[q] for q in wanted}
         self._index = {q: {d.id: i for i, d in enumerate(ds)} for q, ds in self._devices.items()}
-        outputs = []
+        grids = {}
         for q, ds in self._devices.items():
             grid = Grid.points(np.array([[d.x, d.y] for d in ds]))
-            units = profiles.quantities[q].units
-            outputs += [
-                Variable(q, units, grid),
-                Variable(f"{q}_quality", "1", grid),
-                Variable(f"{q}_age", "s", grid),
-            ]
-        self.outputs = tuple(outputs)
+            grids.update({q: grid, f"{q}_quality": grid, f"{q}_age": grid, f"{q}_weight": grid})
+        self.outputs = bind(self.declared_outputs(config), grids)
         self._values: dict[str, np.ndarray] = {}
+        self._last_seen = {q: np.full(len(ds), np.nan) for q, ds in self._devices.items()}
+        self._gap_since = {q: np.full(len(ds), np.nan) for q, ds in self._devices.items()}
+        self._gaps: list[dict[str, Any]] = []
         self._refresh(0.0)
 
     def epoch_seconds(self, t: float) -> float:
@@ -100,7 +175,10 @@ class SensorFeed(Model):
         return self._start + t
 
     def _refresh(self, t: float) -> None:
+        t0 = time.perf_counter()
         at = self.epoch_seconds(t)
+        if self._replay is not None:
+            self._replay.take_until(at)
         for q, ds in self._devices.items():
             n = len(ds)
             values = np.full(n, np.nan)
@@ -114,6 +192,47 @@ class SensorFeed(Model):
             self._values[q] = values
             self._values[f"{q}_quality"] = quality
             self._values[f"{q}_age"] = age
+            self._values[f"{q}_weight"] = assimilation_weight(quality)
+            self._track_gaps(q, at, age)
+        self.seconds += time.perf_counter() - t0
+
+    def _track_gaps(self, q: str, at: float, age: np.ndarray) -> None:
+        """Open a gap where a device that reported has nothing fresher than gap_s; close it when a
+        fresh reading is there again."""
+        fresh = np.isfinite(age) & (age <= self.gap_s)
+        seen, since = self._last_seen[q], self._gap_since[q]
+        reading_time = at - np.where(np.isfinite(age), age, 0.0)
+        ids = self.device_ids(q)
+        for i in np.flatnonzero(fresh & np.isfinite(since)):
+            self._gaps.append({"quantity": q, "well": ids[i], "start": since[i], "end": at})
+            since[i] = np.nan
+        opened = ~fresh & np.isfinite(seen) & ~np.isfinite(since)
+        since[opened] = seen[opened]  # from the device's last reading before it fell silent
+        has = np.isfinite(age)
+        seen[has] = np.fmax(seen[has], reading_time[has])
+
+    def gaps(self, quantity: str | None = None) -> list[dict[str, Any]]:
+        """Gaps so far: {quantity, well, start, end} with ISO UTC times (end None: still open).
+
+        ``start`` is the time of the device's last reading before the gap, ``end`` the feed time
+        at which a reading fresher than ``gap_s`` was there again."""
+        out = list(self._gaps)
+        for q, since in self._gap_since.items():
+            ids = self.device_ids(q)
+            out += [{"quantity": q, "well": ids[i], "start": since[i], "end": None}
+                    for i in np.flatnonzero(np.isfinite(since))]  # fmt: skip
+        iso = lambda s: None if s is None else format_utc(_utc(s))  # noqa: E731
+        return [{**g, "start": iso(g["start"]), "end": iso(g["end"])} for g in out
+                if quantity is None or g["quantity"] == quantity]  # fmt: skip
+
+    def silent(self, quantity: str) -> list[str]:
+        """The devices of ``quantity`` that gave no reading at all so far."""
+        ids = self.device_ids(quantity)
+        return [ids[i] for i in np.flatnonzero(~np.isfinite(self._last_seen[quantity]))]
+
+    def replay_counts(self) -> dict[str, int]:
+        """For a replay: messages in the file, taken in so far, and what the ingest made of them."""
+        return {} if self._replay is None else self._replay.counts()
 
     def _update_until(self, t: float) -> None:
         self._refresh(t)
@@ -128,3 +247,54 @@ class SensorFeed(Model):
     def _finalize(self) -> None:
         if self._own_store and self._store is not None:
             self._store.close()
+
+
+def _utc(seconds: float):
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(float(seconds), UTC)
+
+
+class _Replay:
+    """A JSONL file of uplinks taken into a store by the sensor ingest as the run's clock passes
+    each message's arrival (the latest reception time up to it in the file)."""
+
+    def __init__(self, path: Path, store: SQLiteStore, catalogue: Any, profiles: Any) -> None:
+        from twin.sensors.ingest import Ingestor
+        from twin.sensors.replay import read_jsonl
+        from twin.sensors.uplink import message_time
+
+        self.path = path
+        self._lines = list(read_jsonl(path))
+        self.times = np.full(len(self._lines), np.nan)  # reception time of each message
+        arrival, latest = np.empty(len(self._lines)), -math.inf
+        for i, line in enumerate(self._lines):
+            try:
+                t = message_time(json.loads(line))
+            except (ValueError, TypeError, AttributeError):
+                t = None
+            if t is not None and math.isfinite(t):
+                self.times[i] = t
+                latest = max(latest, t)
+            arrival[i] = latest
+        self.arrival = arrival
+        self._next = 0
+        self._wall = -math.inf
+        self._ingest = Ingestor(store, catalogue, profiles, now=lambda: self._wall,
+                                worker="thread")  # fmt: skip
+
+    def take_until(self, at: float) -> None:
+        """Ingest the messages that have arrived by ``at`` (epoch seconds), stamped as received
+        then."""
+        end = int(np.searchsorted(self.arrival, at, side="right"))
+        if end > self._next:
+            self._wall = at
+            self._ingest.ingest(self._lines[self._next : end], source=f"file:{self.path.name}")
+            self._next = end
+
+    def counts(self) -> dict[str, int]:
+        """Messages in the file and taken in, with the ingest's outcome counts."""
+        c = self._ingest.counters
+        return {"messages": len(self._lines), "taken_in": self._next, "stored": c.stored,
+                "readings": c.readings, "duplicates": c.duplicates,
+                "quarantined": c.quarantined}  # fmt: skip
