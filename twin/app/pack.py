@@ -47,6 +47,21 @@ def resolve_pack(arg: str | Path | None = None) -> DataPack:
     return load_pack(pack_path(arg))
 
 
+def scenario_file(name_or_path: str | Path, folder: Path = SIMULATIONS) -> Path:
+    """A scenario file given as a path, or by name in `simulations/` of the working directory."""
+    p = Path(name_or_path)
+    if p.suffix == ".toml" or p.exists():
+        return p
+    candidate = folder / f"{p}.toml"
+    if candidate.is_file():
+        return candidate
+    known = ", ".join(sorted(f.stem for f in folder.glob("*.toml"))) if folder.is_dir() else ""
+    raise ConfigError(
+        f"no scenario {str(name_or_path)!r}: not a file and not in {folder}/ "
+        f"(known: {known or 'none'})"
+    )
+
+
 def add_pack_args(
     p: argparse.ArgumentParser | argparse._ArgumentGroup, *, build_dir: bool = True
 ) -> None:

@@ -17,9 +17,10 @@ def _inputs(args: argparse.Namespace):
 
     `--end` goes to the scenario as given: its clock reads it by the one `--end` rule
     (`twin.core.clock.parse_end`), so a bad end names the scenario's start it was measured from."""
-    from twin.app.pack import pack_path
+    from twin.app.pack import pack_path, scenario_file
     from twin.groundwater.scenario import load_scenario
 
+    args.scenario = scenario_file(args.scenario)
     return load_scenario(args.scenario), pack_path(args.pack)
 
 
@@ -95,7 +96,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def _setup_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("scenario", type=Path, help="the scenario TOML file")
+    p.add_argument("scenario", help="the scenario: a TOML file or a name in simulations/")
     p.add_argument(
         "--end",
         metavar="E",
