@@ -127,7 +127,10 @@ def test_groundwater_check_refuses_each_defect_with_file_and_key(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str
 ) -> None:
     path, key, words = _gw_variant(tmp_path, case)
-    message = refused(*cli(capsys, "groundwater", "check", str(path))[:2], path, key)
+    if case == "missing-pack":  # commands take their pack by the one pack rule, not from the file
+        message = refused(1, [f"twin: error: {_gw_library(path)}"], path, key)
+    else:
+        message = refused(*cli(capsys, "groundwater", "check", str(path))[:2], path, key)
     for word in words:
         assert word in message, (word, message)
     assert _gw_library(path) == message  # the CLI says what the library function raises
@@ -283,8 +286,8 @@ def test_shipped_traffic_scenarios_pass_check(
 @pytest.mark.parametrize(
     ("args", "key"),
     [
-        (["groundwater", "check"], "'grid.cell'"),
-        (["traffic", "check", "--build-dir", str(REPO / "build")], WAVE),
+        (["groundwater", "check", "--pack", str(PACK)], "'grid.cell'"),
+        (["traffic", "check", "--pack", str(PACK), "--build-dir", str(REPO / "build")], WAVE),
     ],
 )
 def test_the_twin_command_prints_one_line_and_exits_1(

@@ -82,7 +82,7 @@ def test_precedence_flag_then_env_then_default(world, tmp_path: Path, monkeypatc
     other = write_mini_pack(tmp_path / "other")
     monkeypatch.chdir(world["root"])
     monkeypatch.delenv(PACK_ENV, raising=False)
-    assert pack_path(None) == DEFAULT_PACK  # relative to the working directory
+    assert pack_path(None) == world["root"] / DEFAULT_PACK  # relative to the working directory
     assert resolve_pack(None).file.resolve() == world["pack"].resolve()
     monkeypatch.setenv(PACK_ENV, str(other))
     assert pack_path(None) == other

@@ -31,7 +31,7 @@ def pack_path(arg: str | Path | None = None) -> Path:
             f"no data pack: {DEFAULT_PACK} is not in the working directory ({Path.cwd()}); "
             f"pass --pack PACK or set {PACK_ENV}"
         )
-    return DEFAULT_PACK
+    return DEFAULT_PACK.absolute()  # errors then name the file in full, as for a pack file's key
 
 
 def _pack_toml(path: Path, where: str) -> Path:
