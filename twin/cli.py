@@ -34,7 +34,6 @@ DOMAINS = {
     "sensors": ("sensors", "LoRaWAN sensor ingest, store, simulation and replay"),
     "scene": ("scenes", "scene composition, export and offscreen rendering"),
     "serve": ("viewer", "the web viewer and its local server"),
-    "run": ("core", "coupled scenarios from simulations/*.toml"),
 }
 
 
@@ -77,6 +76,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The argument parser of `twin`: all sub-commands in full, or (given `command`) only that one
     in full and the other domains by name and help, so their modules are not imported."""
     from twin.app import commands as app_commands
+    from twin.app import run_commands
 
     parser = argparse.ArgumentParser(
         prog="twin",
@@ -84,6 +84,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     app_commands.add_commands(sub, run=run_command)
+    run_commands.add_commands(sub)  # `twin run`: coupled scenarios (twin/app/run.py)
     for name, (package, what) in DOMAINS.items():
         if command is None or command == name:
             _add_domain(sub, name, package, what)
