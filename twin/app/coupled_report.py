@@ -1,0 +1,385 @@
+"""The parts of a coupled run that write a model's outputs, and the coupled run's one report.
+
+Each model's subfolder gets what its stand-alone run writes, through that domain's own writers
+(:func:`twin.groundwater.run.write_outputs`, :func:`twin.traffic.runs.finish` and the traffic
+KPIs); what is here is the glue from a model adapter's state to those writers. ``report.html``
+links the parts and says where the readings came from.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from twin.core import Clock, Coupler, format_utc
+from twin.errors import ConfigError
+
+
+def _atomic_npz(path: Path, **arrays: np.ndarray) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    with tmp.open("wb") as f:
+        np.savez(f, **arrays)
+    os.replace(tmp, path)
+
+
+# -- ground water ---------------------------------------------------------------------------------
+
+
+@dataclass
+class GroundwaterPart:
+    """The ground-water model of a coupled run and the history its outputs are written from.
+
+    The history is the model's record (times, heads with and without readings, budgets, solves,
+    analyses); it is saved beside each checkpoint so that a resumed run writes the same files as
+    an uninterrupted one.
+    """
+
+    model: Any
+    setup: Any
+    folder: Path
+    wells: dict[str, np.ndarray]
+    withheld: np.ndarray
+    prior: dict[str, Any] | None = None
+
+    @classmethod
+    def add(cls, sc: Any, options: Any, clock: Clock, folder: Path, coupler: Coupler,
+            pack: Any) -> GroundwaterPart:  # fmt: skip
+        """Build the ground-water scenario on the run's clock and add its model to the coupler."""
+        from twin.groundwater.coupling import GroundwaterModel
+        from twin.groundwater.run import withheld_wells
+        from twin.groundwater.scenario import build_setup, load_scenario, logger_wells
+
+        cfg = sc.models["groundwater"]
+        path = sc.resolve(cfg["scenario"])
+        if not path.is_file():
+            raise ConfigError(f"{sc.path}: 'models.groundwater.scenario': no file {path}")
+        scenario = load_scenario(path)
+        own = scenario.config["scenario"]
+        own["start"], own["end"] = format_utc(clock.start), format_utc(clock.end)
+        if cfg.get("time_step_hours"):
+            own["time_step_hours"] = float(cfg["time_step_hours"])
+        setup = build_setup(scenario, pack=pack.file, build_dir=Path(options.build_dir))
+        out = folder / "groundwater"
+        out.mkdir(exist_ok=True)
+        shutil.copyfile(path, out / "scenario.toml")
+        rd = scenario.config["readings"]
+        wells = logger_wells(scenario.config, setup.wells)
+        withheld = withheld_wells(len(wells["id"]), rd["withhold_fraction"], rd["seed"])
+        model = GroundwaterModel()
+        coupler.add("groundwater", model, {"setup": setup, "wells": wells, "withheld": withheld,
+                                           "free_run": True, "record": True})  # fmt: skip
+        return cls(model, setup, out, wells, withheld)
+
+    def history(self) -> dict[str, Any]:
+        """The whole run's history: the part before a resume joined with what followed it."""
+        h = self.model.history
+        new = {k: list(h[k]) for k in ("times", "head", "free", "analyses", "budgets", "solves")}
+        if self.prior is not None:
+            rec = {k: list(v) for k, v in self.prior.items()}
+            if new["analyses"][0] is not None:  # the analysis at the checkpoint, after resuming
+                rec["head"][-1], rec["analyses"][-1] = new["head"][0], new["analyses"][0]
+            for key in rec:
+                rec[key] += new[key][1:]
+            new = rec
+        return {**new, "initial": h["initial"]}
+
+    def save_history(self, path: Path) -> None:
+        """Write the history (bit for bit: arrays as float64) beside a checkpoint."""
+        rec = self.history()
+        n, wells = len(rec["times"]), len(self.wells["id"])
+        values, weights = np.full((n, wells), np.nan), np.full((n, wells), np.nan)
+        rows, has = np.full((n, 4), np.nan), np.zeros(n, dtype=bool)
+        for k, a in enumerate(rec["analyses"]):
+            if a is not None:
+                values[k], weights[k], has[k] = a[1], a[2], True
+                rows[k] = [a[0].n_used, a[0].rmse_before, a[0].rmse_after, a[0].rmse_loo]
+        text = json.dumps({"budgets": [asdict(b) for b in rec["budgets"]],
+                           "solves": [asdict(s) for s in rec["solves"]]})  # fmt: skip
+        _atomic_npz(path, times=np.array(rec["times"]), head=np.array(rec["head"]),
+                    free=np.array(rec["free"]), values=values, weights=weights, has=has,
+                    rows=rows, meta=np.frombuffer(text.encode(), dtype=np.uint8))  # fmt: skip
+
+    def load_history(self, path: Path) -> None:
+        """Read the history saved with a checkpoint; a resumed run continues it."""
+        from twin.groundwater.budget import Budget
+        from twin.groundwater.model import SolveReport
+
+        if not path.is_file():
+            raise ConfigError(f"--resume: the ground-water history {path.name} of the checkpoint "
+                              "is missing")  # fmt: skip
+        with np.load(path, allow_pickle=False) as z:
+            a = {k: z[k] for k in z.files}
+        meta = json.loads(bytes(a["meta"]).decode())
+        analyses = [
+            (_Analysis(int(r[0]), *map(float, r[1:])), a["values"][k], a["weights"][k])
+            if a["has"][k] else None for k, r in enumerate(a["rows"])
+        ]  # fmt: skip
+        self.prior = {"times": [float(t) for t in a["times"]], "head": list(a["head"]),
+                      "free": list(a["free"]), "analyses": analyses,
+                      "budgets": [Budget(**b) for b in meta["budgets"]],
+                      "solves": [SolveReport(**s) for s in meta["solves"]]}  # fmt: skip
+
+    def final_analysis(self, coupler: Coupler) -> None:
+        """Analyse the readings at the run's end into the last heads (as a stand-alone run)."""
+        from twin.groundwater.run import _final_analysis
+
+        _final_analysis(coupler, self.model)
+
+    def write(self, seconds: float, feed: Any, provenance: str) -> dict[str, Any]:
+        """The stand-alone run's files in groundwater/ by the ground-water writers; its metrics."""
+        from twin.groundwater import run as gw_run
+
+        h = self.history()
+        source = None
+        if feed is not None:
+            source = {"model": feed, "kind": "jsonl" if feed.replay_counts() else "store",
+                      "provenance": provenance}  # fmt: skip
+        readings = gw_run._readings(h, self.wells, self.withheld, source)
+        result = {
+            "times": np.array(h["times"]), "h_steady": h["initial"], "h_end": self.model.head,
+            "h_free_end": h["free"][-1], "budgets": h["budgets"], "solves": h["solves"],
+            "series": {"assimilated": h["head"], "free": h["free"]}, "readings": readings,
+            "metrics": gw_run._metrics(self.setup, h, readings),
+            "source": gw_run._readings_info(source, self.setup),
+        }  # fmt: skip
+        metrics = gw_run.write_outputs(self.folder, self.setup, result, seconds)
+        phases = {"solve": self.model.timings["solve"],
+                  "assimilation": self.model.timings["assimilation"]}  # fmt: skip
+        gw_run.write_report(self.folder, self.setup, result, metrics, phases, seconds)
+        metrics.pop("hydrograph_pngs", None)
+        return metrics
+
+
+@dataclass(frozen=True)
+class _Analysis:
+    """What the ground-water writers read of an analysis saved with a checkpoint."""
+
+    n_used: int
+    rmse_before: float
+    rmse_after: float
+    rmse_loo: float
+
+
+# -- traffic ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class TrafficPart:
+    """The traffic model of a coupled run: one variant and seed on the run's clock, in traffic/."""
+
+    plan: Any
+    variant: str
+    seed: int
+    model: Any
+    vtypes: dict[str, Any] = field(default_factory=dict)
+    t0: float = 0.0
+
+    @classmethod
+    def add(cls, sc: Any, options: Any, clock: Clock, folder: Path, coupler: Coupler, pack: Any,
+            parts: Any) -> TrafficPart:  # fmt: skip
+        """Plan the traffic scenario into traffic/ and add its model (held after its window)."""
+        from twin.app.pack import SIMULATIONS
+        from twin.app.replayed import Replayed
+        from twin.app.run import _seconds
+        from twin.traffic.runs import TrafficModel, plan_run
+        from twin.traffic.scenario import (
+            BASELINE,
+            find_scenario,
+            load_scenario,
+            sumocfg_scenario,
+        )
+
+        cfg = sc.models["traffic"]
+        where = f"{sc.path}: 'models.traffic"
+        given = Path(cfg["scenario"])
+        local = sc.path.parent if (sc.path.parent / f"{given}.toml").is_file() else SIMULATIONS
+        path = sc.resolve(str(given)) if given.suffix else find_scenario(str(given), local)
+        seeds = [cfg["seed"]] if cfg.get("seed") is not None else None
+        if path.suffix == ".sumocfg":
+            scenario = sumocfg_scenario(path, junctions=None, duration_s=None, seeds=seeds or [1])
+        else:
+            scenario = load_scenario(path)
+        variant = cfg["variant"]
+        if variant != BASELINE:
+            scenario.variant(variant)
+            raise ConfigError(f"{where}.variant': a coupled run drives one traffic variant with no "
+                              f"baseline beside it; only '{BASELINE}' for now")  # fmt: skip
+        if seeds:
+            scenario.seeds = seeds
+        duration = clock.duration or 0.0
+        window = _seconds(cfg["window"], clock.start, f"{where}.window'") if cfg.get("window") \
+            else duration  # fmt: skip
+        window = min(window, duration)
+        if cfg.get("warmup"):
+            scenario.warmup_s = _seconds(cfg["warmup"], clock.start, f"{where}.warmup'")
+        if window <= scenario.warmup_s:
+            raise ConfigError(f"{where}.window': {window:g} s is not longer than the warm-up "
+                              f"({scenario.warmup_s:g} s)")  # fmt: skip
+        # traffic's time 0 is the run's start; it measures after its warm-up
+        from datetime import timedelta
+
+        scenario.start_utc = clock.start + timedelta(seconds=scenario.warmup_s)
+        products = None
+        if scenario.sumocfg is None:
+            from twin.app.steps import build_products
+            from twin.traffic.network import NETWORK_STEP
+
+            products, _ = build_products(pack, Path(options.build_dir), only=[NETWORK_STEP])
+        tmp = folder / ".traffic-plan"
+        shutil.rmtree(tmp, ignore_errors=True)
+        plan = plan_run(scenario, runs_root=tmp, products=products, variants=[variant], seeds=1,
+                        end_s=window - scenario.warmup_s)  # fmt: skip
+        target = folder / "traffic"
+        shutil.rmtree(target, ignore_errors=True)  # a resumed run simulates traffic again
+        os.replace(plan.run_dir, target)
+        shutil.rmtree(tmp, ignore_errors=True)
+        plan.run_dir = target
+        part = cls(plan, variant, plan.seeds[0], None)
+
+        def live(model: Any) -> None:
+            conn = model._sim.conn
+            part.vtypes = {t: {"vClass": conn.vehicletype.getVehicleClass(t),
+                               "emissionClass": conn.vehicletype.getEmissionClass(t)}
+                           for t in conn.vehicletype.getIDList()}  # fmt: skip
+
+        part.t0 = time.perf_counter()
+        part.model = Replayed(TrafficModel(), window=window, stops=lambda t: parts.stops,
+                              before_finalize=live)  # fmt: skip
+        coupler.add("traffic", part.model, {"plan": plan, "variant": variant, "seed": part.seed})
+        return part
+
+    def write(self) -> dict[str, Any]:
+        """The stand-alone run's files in traffic/ (KPIs, series, kpis.csv, report.html)."""
+        from twin.traffic import kpis as K
+        from twin.traffic.runs import SUMOCFG, finish, kpi_context, sumo_args, write_sumocfg
+
+        plan, variant, seed = self.plan, self.variant, self.seed
+        folder = plan.folder(variant, seed)
+        (folder / K.VTYPES_JSON).write_text(json.dumps(self.vtypes, indent=2, sort_keys=True)
+                                            + "\n", "utf-8")  # fmt: skip
+        args, info = sumo_args(plan, variant, seed, folder)
+        write_sumocfg(info["replay_args"], folder / SUMOCFG)
+        ctx = kpi_context(plan, variant, info["begin"])
+        rows = K.run_kpis(folder, ctx)
+        (folder / K.SERIES_JSON).write_text(json.dumps(K.time_series(folder, ctx)) + "\n", "utf-8")
+        out = {"variant": variant, "seed": seed, "rows": rows,
+               "wall_s": time.perf_counter() - self.t0, "sim_end_s": plan.end_s,
+               "demand": info["demand"],
+               "emission_classes": {t: v["emissionClass"] for t, v in self.vtypes.items()}}  # fmt: skip
+        (folder / "result.json").write_text(json.dumps(out, indent=1, default=str) + "\n", "utf-8")
+        (folder / "DONE").write_text(format_utc_now() + "\n", "utf-8")
+        final = finish(plan, [out])
+        from twin.runs import read_status
+
+        return read_status(final).get("metrics", {})
+
+
+def format_utc_now() -> str:
+    """Now, ISO 8601 UTC."""
+    from datetime import UTC, datetime
+
+    return format_utc(datetime.now(UTC).replace(microsecond=0))
+
+
+# -- the run's outputs and report -----------------------------------------------------------------
+
+
+def finish_outputs(sc: Any, parts: Any, seconds: float, *, gaps: list[dict[str, Any]],
+                   readings: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+    """Every model's files in its subfolder, the sensors' summary and report.html; the metrics."""
+    metrics: dict[str, Any] = {"seconds": round(seconds, 3), "models": list(sc.models)}
+    if parts.feed is not None:
+        out = parts.folder / "sensors"
+        summary = {"readings": readings, "gaps": gaps}
+        (out / "readings.json").write_text(json.dumps(summary, indent=2) + "\n", "utf-8")
+        metrics["sensors"] = {"gaps": len(gaps), **{k: v for k, v in readings.items()
+                                                    if isinstance(v, int)}}  # fmt: skip
+    if parts.groundwater is not None:
+        feed = parts.feed.inner if parts.feed is not None else None
+        metrics["groundwater"] = parts.groundwater.write(seconds, feed, readings.get("source", ""))
+    if parts.traffic is not None:
+        metrics["traffic"] = parts.traffic.write()
+    write_report(sc, parts, metrics, gaps=gaps, readings=readings)
+    return metrics
+
+
+def _e(text: Any) -> str:
+    return html.escape(str(text))
+
+
+def write_report(sc: Any, parts: Any, metrics: dict[str, Any], *, gaps: list[dict[str, Any]],
+                 readings: dict[str, Any]) -> Path:  # fmt: skip
+    """report.html of the coupled run: period, models and links, readings, gaps, each part."""
+    clock: Clock = parts.clock
+    cfg = sc.config["scenario"]
+    body = [f"<h1>{_e(cfg['title'] or sc.name)}</h1>", f"<p>{_e(cfg['description'])}</p>",
+            f"<p>Coupled run <b>{_e(sc.name)}</b> from {_e(format_utc(clock.start))} to "
+            f"{_e(format_utc(clock.end))}; {metrics['seconds']:.1f} s of wall time.</p>",
+            "<h2>Models</h2><ul>"]  # fmt: skip
+    for name in sc.models:
+        step = parts.coupler.step_of(name)
+        links = {"groundwater": "groundwater/report.md", "traffic": "traffic/report.html",
+                 "sensors": "sensors/readings.json"}  # fmt: skip
+        body.append(f'<li><b>{_e(name)}</b>: coupling step {step:g} s; '
+                    f'<a href="{links[name]}">{_e(links[name])}</a></li>')  # fmt: skip
+    body.append("</ul><h2>Exchanges</h2><ul>")
+    for link in parts.coupler.links:
+        how = " (matched by well id)" if link.transform is not None else ""
+        body.append(f"<li>{_e(link)}{how}</li>")
+    body.append("</ul>")
+    if readings:
+        body.append("<h2>Readings</h2>")
+        body.append(f"<p>Source: {_e(readings['source'])}.</p>")
+        if "messages" in readings:
+            body.append(
+                f"<p>{readings['messages']} messages: {readings['in_window']} inside the run's "
+                f"window, {readings['before_start']} before its start (taken in at the start), "
+                f"{readings['after_end']} after its end (not used), {readings['no_time']} "
+                "without a readable time.</p>"
+            )
+        ingest = readings.get("ingest") or {}
+        if ingest:
+            body.append("<p>Ingest: " + ", ".join(f"{_e(k)} {v}" for k, v in ingest.items())
+                        + ".</p>")  # fmt: skip
+        body.append("<h3>Stretches without readings</h3>")
+        if gaps:
+            body.append("<table><tr><th>start</th><th>end</th><th>quantities</th>"
+                        "<th>devices</th></tr>")  # fmt: skip
+            for g in gaps:
+                body.append(f"<tr><td>{_e(g['start'])}</td><td>{_e(g['end'] or 'open at the end')}"
+                            f"</td><td>{_e(', '.join(g['quantities']))}</td><td>{g['wells']}"
+                            "</td></tr>")  # fmt: skip
+            body.append("</table><p>The models went on on their own dynamics through these.</p>")
+        else:
+            body.append("<p>None.</p>")
+    gw = metrics.get("groundwater")
+    if gw:
+        body.append("<h2>Ground water</h2>")
+        body.append(f"<p>{gw['steps']} steps on {gw['cells']} cells; largest relative budget "
+                    f"error {gw['max_relative_budget_error']:.2e}; depth to water median "
+                    f"{gw['depth_to_water_m']['median']:.2f} m.</p>")  # fmt: skip
+        for png in ("map_head.png", "map_head_change.png"):
+            if (parts.folder / "groundwater" / png).is_file():
+                body.append(f'<img src="groundwater/{png}" width="600">')
+        for png in sorted((parts.folder / "groundwater").glob("hydrograph_*.png")):
+            body.append(f'<img src="groundwater/{png.name}" width="400">')
+    tr = metrics.get("traffic")
+    if tr:
+        body.append("<h2>Traffic</h2><ul>")
+        for name, values in (tr.get("kpis") or {}).items():
+            shown = ", ".join(f"{_e(k)} {v:.3g}" for k, v in values.items() if k != "unit")
+            body.append(f"<li>{_e(name)} [{_e(values.get('unit', ''))}]: {shown}</li>")
+        body.append('</ul><p><a href="traffic/report.html">The traffic report</a>.</p>')
+    page = ("<!doctype html><html><head><meta charset='utf-8'><title>"
+            f"{_e(sc.name)}</title></head><body>{''.join(body)}</body></html>\n")  # fmt: skip
+    path = parts.folder / "report.html"
+    path.write_text(page, encoding="utf-8")
+    return path
