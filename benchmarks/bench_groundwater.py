@@ -12,6 +12,12 @@ west and east, a river, pumping wells, recharge) is solved
 It prints cells/s, iterations, the ratios and the largest head difference. MODFLOW 6 is run
 through FloPy when both ``flopy`` and an ``mf6`` executable are installed.
 
+The ``scenario`` row runs ``twin groundwater run simulations/groundwater-today.toml`` as users do
+(a process of its own, 92 daily steps of 8 400 cells with the synthetic truth run's readings) and
+compares its wall time with the time its flow solver took (every head field it integrates:
+assimilated, free and synthetic truth, from status.json): ratio = solver time / wall time, goal
+>= 0.5 (wall time at most twice the solver's). It prints the time per phase.
+
     python benchmarks/bench_groundwater.py            # 1000 x 1000 cells, 100 steps
     python benchmarks/bench_groundwater.py --size 300 --steps 20
     python benchmarks/bench_groundwater.py --short    # what `make bench` runs: 300 x 300, 20 steps
@@ -31,10 +37,11 @@ import shutil  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import scipy.sparse.linalg as spla  # noqa: E402
-from common import Row, add_arguments, finish  # noqa: E402
+from common import Row, add_arguments, finish, skipped  # noqa: E402
 
 from twin.groundwater import Grid, Model  # noqa: E402
 from twin.groundwater.reference import assemble_csr  # noqa: E402
@@ -183,6 +190,35 @@ def best_of(repeat: int, fn):
     return min(runs, key=lambda r: r[1])
 
 
+def scenario_row() -> Row:
+    """The stand-alone groundwater-today run: its wall time against its own solver time."""
+    import json
+    import subprocess
+
+    repo = Path(__file__).resolve().parents[1]
+    scenario = repo / "simulations" / "groundwater-today.toml"
+    twin = Path(sys.executable).parent / "twin"
+    if not (repo / "data" / "krefeld" / "pack.toml").is_file() or not twin.is_file():
+        return skipped(BENCH, "scenario", "its own solver time", "no Krefeld pack or twin command")
+    with tempfile.TemporaryDirectory() as runs:
+        t0 = time.perf_counter()
+        done = subprocess.run([str(twin), "groundwater", "run", str(scenario), "--runs-dir", runs],
+                              cwd=repo, capture_output=True, text=True, timeout=1800)  # fmt: skip
+        wall = time.perf_counter() - t0
+        if done.returncode != 0:
+            return Row(BENCH, "scenario", "1/s", None, None, "its own solver time",
+                       failed=done.stderr.strip().splitlines()[-1][:200])  # fmt: skip
+        (status,) = Path(runs).glob("groundwater-today/*/status.json")
+        phases = json.loads(status.read_text())["metrics"]["phases_s"]
+    solver = phases["solver_total"]
+    parts = ", ".join(f"{k} {v:.2f} s" for k, v in phases.items())
+    print(f"groundwater-today stand-alone: wall {wall:.2f} s (process start included), "
+          f"solver {solver:.2f} s, wall / solver {wall / solver:.2f} (goal <= 2)")  # fmt: skip
+    print(f"  phases: {parts}")
+    return Row(BENCH, "scenario", "1/s", 1.0 / wall, 1.0 / solver,
+               "its own flow-solver time (status.json), ratio = solver / wall")  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--size", type=int, help="cells per side (default 1000, short 300)")
@@ -197,9 +233,13 @@ def main(argv: list[str] | None = None) -> int:
         help="seconds after which a SciPy iterative solve is stopped (default 300)",
     )
     add_arguments(p)
+    p.add_argument("--no-scenario", action="store_true", help="leave out the scenario row")
     args = p.parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)  # progress shows even when piped to a file
-    return finish(run(args), args)
+    rows = run(args)
+    if not args.no_scenario:
+        rows.append(scenario_row())
+    return finish(rows, args)
 
 
 def run(args: argparse.Namespace) -> list[Row]:

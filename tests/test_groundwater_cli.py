@@ -155,7 +155,7 @@ def test_failed_run_is_marked_failed_not_valid(tmp_path: Path, mini_pack: Path):
     assert status["status"] == "failed" and "outside the model grid" in status["reason"]
 
 
-@pytest.mark.parametrize("name", ["groundwater-today", "groundwater-drought"])
+@pytest.mark.parametrize("name", ["groundwater-today", "groundwater-drought", "groundwater-replay"])
 def test_shipped_scenarios_are_valid(name: str):
     sc = load_scenario(REPO / "simulations" / f"{name}.toml")
     assert sc.name == name

@@ -101,10 +101,10 @@ def _add_source(coupler: Coupler, setup: Setup, wells: dict, folder: Path) -> di
         "gap_s": rd["gap_hours"] * 3600.0,
     }
     if kind == "jsonl":
-        from twin.sensors.devices import load_catalogue
+        from twin.sensors.devices import pack_catalogue
 
         config.update(replay=path, store=folder / "readings.sqlite",
-                      catalogue=load_catalogue(setup.wells_file, None, None))  # fmt: skip
+                      catalogue=pack_catalogue(setup.pack))  # fmt: skip
     else:
         config["store"] = path
     feed = SensorFeed()

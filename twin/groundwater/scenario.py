@@ -321,7 +321,7 @@ class Setup:
     steps: int = 0  # implicit steps from start to end (see step_count)
     memory_bytes: float = 0.0  # the run's estimated peak (see run_bytes)
     hydrographs: list[tuple[str, float, float]] = field(default_factory=list)  # name, x, y
-    wells_file: Path | None = None  # the pack's well catalogue (for a replay's ingest)
+    pack: Any = None  # the data pack (twin.city.pack.DataPack): its sensor layers for a replay
 
     def recharge_at(self, t: float, factor: float = 1.0) -> np.ndarray:
         """Recharge (m/s) at model time ``t``: base field x monthly factor x scale x ``factor``."""
@@ -680,7 +680,7 @@ def build_setup(
 
     setup = Setup(scenario, grid, model, terrain_filled, sealed, wells, [], base, clock,
                   steps=steps, memory_bytes=need, hydrographs=hydrographs,
-                  wells_file=data_pack.layers["wells"].path)  # fmt: skip
+                  pack=data_pack)  # fmt: skip
     river = cfg.get("river")
     if river is not None:
         mask, area = river_cells(grid, river["line"], river["width_m"])
