@@ -157,6 +157,7 @@ class GroundwaterModel(CoreModel):
         self._recharge = None  # inputs from the coupler override the scenario's own stresses
         self._stage = None
         self.last_analysis: Analysis | None = None
+        self._budget = _budget_terms(model.budget)  # error, storage change of the last solve
         self.record = bool(config.get("record"))
         self.history: dict[str, Any] = {"initial": self.head.copy(), "times": [0.0],
                                         "head": [self.head.copy()],
@@ -214,6 +215,7 @@ class GroundwaterModel(CoreModel):
             self.head_free = self.model.step(self.head_free, dt, time=t)
         self.head = self.model.step(self.head, dt, time=t)
         self.timings["solve"] += time.perf_counter() - t0
+        self._budget = _budget_terms(self.model.budget)
         if self.record:
             h = self.history
             h["times"].append(t)
@@ -233,17 +235,18 @@ class GroundwaterModel(CoreModel):
             return grid.north_up(self.terrain - self.head)
         if name == "head_at_wells":
             return interpolate(grid, self.head, self.wells["x"], self.wells["y"])
-        budget: Budget | None = self.model.budget
         if name == "budget_error":
-            return np.array(0.0 if budget is None else budget.error)
+            return np.array(self._budget[0])
         if name == "storage_change":
-            return np.array(0.0 if budget is None else budget.storage_change)
+            return np.array(self._budget[1])
         raise ModelError(f"groundwater: no output {name!r}")
 
     # -- checkpoints -------------------------------------------------------------------------
 
     def _save_state(self) -> Mapping[str, Any]:
-        state: dict[str, Any] = {"head": self.head, "weights": self._weights}
+        state: dict[str, Any] = {"head": self.head, "weights": self._weights,
+                                 "budget_error": self._budget[0],
+                                 "storage_change": self._budget[1]}  # fmt: skip
         if self.head_free is not None:
             state["head_free"] = self.head_free
         if self._observed is not None:
@@ -257,11 +260,16 @@ class GroundwaterModel(CoreModel):
     def _load_state(self, state: Mapping[str, Any]) -> None:
         self.head = np.array(state["head"], dtype=float)
         self._weights = np.array(state["weights"], dtype=float)
+        self._budget = (float(state["budget_error"]), float(state["storage_change"]))
         if "head_free" in state:
             self.head_free = np.array(state["head_free"], dtype=float)
         self._observed = np.array(state["observed"], dtype=float) if "observed" in state else None
         self._recharge = np.array(state["recharge"]) if "recharge" in state else None
         self._stage = float(state["stage"]) if "stage" in state else None
+
+
+def _budget_terms(budget: Budget | None) -> tuple[float, float]:
+    return (0.0, 0.0) if budget is None else (budget.error, budget.storage_change)
 
 
 __all__ = ["GroundwaterModel", "SolveReport", "start_guess"]

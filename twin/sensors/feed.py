@@ -237,6 +237,32 @@ class SensorFeed(Model):
     def _update_until(self, t: float) -> None:
         self._refresh(t)
 
+    def _save_state(self) -> Mapping[str, Any]:
+        """The readings offered now, the gap bookkeeping and how far a replay has read."""
+        state: dict[str, Any] = {f"value/{k}": v for k, v in self._values.items()}
+        for q in self._devices:
+            state[f"seen/{q}"], state[f"since/{q}"] = self._last_seen[q], self._gap_since[q]
+        gaps = self._gaps
+        state["gaps_quantity"] = np.array([g["quantity"] for g in gaps], dtype=str)
+        state["gaps_well"] = np.array([g["well"] for g in gaps], dtype=str)
+        state["gaps_time"] = np.array([[g["start"], g["end"]] for g in gaps], dtype=float)
+        if self._replay is not None:
+            state["replay_next"] = self._replay.next
+        return {k.replace("/", ":"): v for k, v in state.items()}
+
+    def _load_state(self, state: Mapping[str, Any]) -> None:
+        state = {k.replace(":", "/"): v for k, v in state.items()}
+        self._values = {k[6:]: np.array(v) for k, v in state.items() if k.startswith("value/")}
+        for q in self._devices:
+            self._last_seen[q] = np.array(state[f"seen/{q}"], dtype=float)
+            self._gap_since[q] = np.array(state[f"since/{q}"], dtype=float)
+        times = np.asarray(state["gaps_time"], dtype=float).reshape(-1, 2)
+        self._gaps = [{"quantity": str(q), "well": str(w), "start": float(a), "end": float(b)}
+                      for q, w, (a, b) in zip(state["gaps_quantity"], state["gaps_well"], times,
+                                              strict=True)]  # fmt: skip
+        if self._replay is not None:
+            self._replay.resume(int(state["replay_next"]))
+
     def _get_value(self, name: str) -> np.ndarray:
         return self._values[name]
 
@@ -282,6 +308,19 @@ class _Replay:
         self._wall = -math.inf
         self._ingest = Ingestor(store, catalogue, profiles, now=lambda: self._wall,
                                 worker="thread")  # fmt: skip
+
+    @property
+    def next(self) -> int:
+        """How many messages of the file have been taken in."""
+        return self._next
+
+    def resume(self, taken: int) -> None:
+        """Continue a replay that had taken in ``taken`` messages (those already in the store are
+        recognised by the ingest as duplicates)."""
+        if taken > self._next:
+            self._wall = float(self.arrival[taken - 1])
+            self._ingest.ingest(self._lines[self._next : taken], source=f"file:{self.path.name}")
+        self._next = taken
 
     def take_until(self, at: float) -> None:
         """Ingest the messages that have arrived by ``at`` (epoch seconds), stamped as received
