@@ -387,7 +387,7 @@ def _checkpoint_path(folder: Path, clock: Clock, t: float) -> Path:
 
 def last_checkpoint(folder: Path) -> Path | None:
     """The latest complete checkpoint of a run folder, or None."""
-    found = sorted((Path(folder) / CHECKPOINTS).glob("*.npz"))
+    found = sorted(p for p in (Path(folder) / CHECKPOINTS).glob("*.npz") if p.name.count(".") == 1)
     return found[-1] if found else None
 
 
@@ -432,7 +432,7 @@ def _step(parts: Parts, until: float, progress: Callable[[float, float], None] |
             path = _checkpoint_path(run_folder, clock, stop)
             path.parent.mkdir(exist_ok=True)
             if parts.groundwater is not None:
-                parts.groundwater.save_history(path.with_suffix(".groundwater.json"))
+                parts.groundwater.save_history(path.with_suffix(".groundwater.npz"))
             coupler.checkpoint(path)
             runs.write_status(run_folder, checkpoint=path.name, simulated_to=clock.isoformat(stop),
                               gaps=_gaps(parts), readings=_readings_status(parts))  # fmt: skip
@@ -484,6 +484,7 @@ def resume(run_folder: str | Path, *, progress: Callable[[float, float], None] |
     partial = folder.with_name(f".{runs.stamp_of(folder)}{runs.PARTIAL}")
     if partial != folder:
         os.replace(folder, partial)
+    checkpoint = partial / CHECKPOINTS / checkpoint.name
     stat = runs._proc_stat(os.getpid())
     runs.write_status(partial, state="running", error=None, finished_utc=None, pid=os.getpid(),
                       host=socket.gethostname(), pid_started=stat[1] if stat else None,
@@ -504,7 +505,7 @@ def _execute(sc: CoupledScenario, options: Options, folder: Path, checkpoint: Pa
             if checkpoint is not None:
                 say(f"resuming from {checkpoint.name}")
                 if parts.groundwater is not None:
-                    parts.groundwater.load_history(checkpoint.with_suffix(".groundwater.json"))
+                    parts.groundwater.load_history(checkpoint.with_suffix(".groundwater.npz"))
                 parts.coupler.restore(checkpoint)
             say("running")
             _step(parts, parts.clock.duration or 0.0, progress, folder)
