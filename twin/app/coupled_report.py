@@ -303,7 +303,7 @@ def finish_outputs(sc: Any, parts: Any, seconds: float, *, gaps: list[dict[str, 
         metrics["sensors"] = {"gaps": len(gaps), **{k: v for k, v in readings.items()
                                                     if isinstance(v, int)}}  # fmt: skip
     if parts.groundwater is not None:
-        feed = parts.feed.inner if parts.feed is not None else None
+        feed = parts.feed
         metrics["groundwater"] = parts.groundwater.write(seconds, feed, readings.get("source", ""))
     if parts.traffic is not None:
         metrics["traffic"] = parts.traffic.write()

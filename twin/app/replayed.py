@@ -1,11 +1,11 @@
 """A model held to a window and resumable by deterministic replay, for models without a saved state.
 
-SUMO's saved state leaves out the controllers' own state and the outputs already written, and a
-sensor feed's state is its store; so neither saves a state of its own. Both are deterministic for a
-given input (a seed, a replayed file), so :class:`Replayed` gives them checkpoints through the core
-hooks: the saved state is the model time, and loading it runs a fresh model from the epoch to that
-time along the same update times as the first run. The resumed model then continues bit for bit,
-and its outputs on disk (trip info, FCD, the run-local store) are complete, written once.
+SUMO's saved state leaves out the controllers' own state and the outputs already written, so the
+traffic model saves no state of its own. It is deterministic for a seed, so :class:`Replayed` gives
+it checkpoints through the core hooks: the saved state is the model time, and loading it runs a
+fresh model from the epoch to that time along the same update times as the first run. The resumed
+model then continues bit for bit, and its outputs on disk (trip info, FCD) are complete, written
+once.
 """
 
 from __future__ import annotations

@@ -171,10 +171,9 @@ def load(path: str | Path) -> CoupledScenario:
 
 def _point_ids(model: Any, name: str) -> list[str]:
     """The ids of the points a variable lives on: a sensor feed's devices or a model's wells."""
-    inner = getattr(model, "inner", model)
-    if hasattr(inner, "device_ids"):
-        return list(inner.device_ids(name.split("_weight")[0].split("_quality")[0]))
-    wells = getattr(inner, "wells", None)
+    if hasattr(model, "device_ids"):
+        return list(model.device_ids(name.split("_weight")[0].split("_quality")[0]))
+    wells = getattr(model, "wells", None)
     if wells is not None:
         return [str(w) for w in wells["id"]]
     raise ConfigError(f"transform 'by_id': model {model.name!r} has no ids for {name!r}")
@@ -218,7 +217,7 @@ class Parts:
     readings: dict[str, Any] = field(default_factory=dict)
     groundwater: Any = None  # twin.app.coupled_report.GroundwaterPart
     traffic: Any = None  # twin.app.coupled_report.TrafficPart
-    feed: Any = None  # the SensorFeed (inside its Replayed wrapper)
+    feed: Any = None  # the SensorFeed
     stops: list[float] = field(default_factory=list)  # checkpoint times (s)
 
 
@@ -240,7 +239,6 @@ def _pack(scenario: CoupledScenario, options: Options):
 def _sensors(sc: CoupledScenario, options: Options, clock: Clock, folder: Path, parts: Parts,
              pack: Any) -> None:  # fmt: skip
     """The sensor feed: a replayed uplink file (given, or simulated now) or an existing store."""
-    from twin.app.replayed import Replayed
     from twin.sensors.devices import pack_catalogue
     from twin.sensors.feed import SensorFeed
 
@@ -265,8 +263,6 @@ def _sensors(sc: CoupledScenario, options: Options, clock: Clock, folder: Path, 
     else:
         catalogue = pack_catalogue(pack, parking=False)
         store = out / "sensors.sqlite"
-        for leftover in out.glob("sensors.sqlite*"):  # a resumed run replays into a new store
-            leftover.unlink()
         if options.readings:
             path = Path(options.readings)
             source = f"replayed uplink file {path} (given with --readings)"
@@ -287,7 +283,7 @@ def _sensors(sc: CoupledScenario, options: Options, clock: Clock, folder: Path, 
         shown = path.relative_to(folder) if path.is_relative_to(folder) else path
         parts.readings = {"source": source, "kind": "replay", "path": str(shown),
                           **window_counts(path, clock)}  # fmt: skip
-    feed = Replayed(SensorFeed(), stops=lambda t: parts.stops)
+    feed = SensorFeed()
     parts.coupler.add("sensors", feed, feed_cfg)
     parts.feed = feed
 
@@ -397,7 +393,7 @@ def _gaps(parts: Parts) -> list[dict[str, Any]]:
         return []
     from twin.groundwater.readings import outages
 
-    feed = parts.feed.inner
+    feed = parts.feed
     out = []
     for q in feed._devices:
         for o in outages(feed.gaps(q)):
@@ -409,7 +405,7 @@ def _gaps(parts: Parts) -> list[dict[str, Any]]:
 def _readings_status(parts: Parts) -> dict[str, Any]:
     info = dict(parts.readings)
     if parts.feed is not None:
-        info["ingest"] = parts.feed.inner.replay_counts()
+        info["ingest"] = parts.feed.replay_counts()
     return info
 
 
