@@ -47,6 +47,11 @@ def demo_commands(
             ["groundwater", "run", str(SIMULATIONS / "groundwater-today.toml"),
              "--runs-dir", str(runs), *data],
         ),
+        (
+            "Coupled, 3 h: a simulated uplink stream -> ground water hourly; traffic on the Wälle",
+            ["run", str(SIMULATIONS / "krefeld-coupled.toml"), "--end", "3h", "--runs-dir", str(runs),
+             *data],
+        ),
     ]  # fmt: skip
 
 
