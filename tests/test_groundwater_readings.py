@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import rasterio
 
+from twin.app.readings import sensor_feed
 from twin.groundwater import GroundwaterModel
 from twin.groundwater.run import run_scenario, simulate
 from twin.groundwater.scenario import build_setup, load_scenario
@@ -129,7 +130,7 @@ def test_one_wells_readings_change_the_heads_near_it_and_not_far_away(
     for shift in (0.0, 0.4):
         heads = {"GWM-1": h0["GWM-1"] + shift, "GWM-2": h0["GWM-2"]}
         write_uplinks(tmp_path / "uplinks.jsonl", stream(heads, 4))
-        ends.append(head_end(run_scenario(scenario, runs_dir=tmp_path / "runs",
+        ends.append(head_end(run_scenario(scenario, runs_dir=tmp_path / "runs", sensor_feed=sensor_feed,
                                           pack=mini_pack).folder))  # fmt: skip
     change = np.abs(ends[1] - ends[0])
     r = distance_from("GWM-1", change.shape)
@@ -152,7 +153,7 @@ def test_a_stopped_feed_leaves_the_heads_to_the_free_model(tmp_path: Path, mini_
     setup = build_setup(load_scenario(scenario), pack=mini_pack)
     folder = tmp_path / "run"
     folder.mkdir()
-    result = simulate(setup, folder)
+    result = simulate(setup, folder, sensor_feed=sensor_feed)
     used = [row[1] for row in result["metrics"]]
     assert used[:3] == [2, 2, 2]  # 00:00, 01:00, 02:00
     assert used[6:] == [0, 0, 0]  # 06:00 on: the last readings (02:00) are older than 3 h
@@ -172,7 +173,9 @@ def test_an_outage_is_flagged_and_the_run_finishes(tmp_path: Path, mini_pack: Pa
     h0 = steady_heads(scenario, mini_pack)
     silent = lambda well, minutes: well == "GWM-1" and 120 <= minutes < 240  # noqa: E731
     write_uplinks(tmp_path / "uplinks.jsonl", stream(h0, 6, skip=silent))
-    result = run_scenario(scenario, runs_dir=tmp_path / "runs", pack=mini_pack)
+    result = run_scenario(
+        scenario, runs_dir=tmp_path / "runs", sensor_feed=sensor_feed, pack=mini_pack
+    )
     status = json.loads((result.folder / "status.json").read_text())
     assert status["state"] == "finished" and status["end"] == "2024-03-01T06:00:00Z"
     info = status["readings"]
@@ -197,7 +200,7 @@ def test_a_late_reading_is_used_when_it_arrives(tmp_path: Path, mini_pack: Path)
     setup = build_setup(load_scenario(scenario), pack=mini_pack)
     folder = tmp_path / "run"
     folder.mkdir()
-    result = simulate(setup, folder)
+    result = simulate(setup, folder, sensor_feed=sensor_feed)
     readings, times = result["readings"], result["times"]
     gwm1 = [str(w) for w in readings.ids].index("GWM-1")
     at = {round(t / 3600): k for k, t in enumerate(times)}
@@ -220,7 +223,9 @@ def test_the_report_and_status_name_where_the_readings_came_from(tmp_path: Path,
     h0 = steady_heads(scenario, mini_pack)
     uplinks = tmp_path / "uplinks.jsonl"
     write_uplinks(uplinks, stream(h0, 2))
-    replayed = run_scenario(scenario, runs_dir=tmp_path / "runs", pack=mini_pack).folder
+    replayed = run_scenario(
+        scenario, runs_dir=tmp_path / "runs", sensor_feed=sensor_feed, pack=mini_pack
+    ).folder
     store_path = tmp_path / "sensors.sqlite"
     with SQLiteStore(store_path) as store:
         ingest = Ingestor(store, load_catalogue(mini_pack.parent / "wells.csv"), load_profiles(),
@@ -228,7 +233,9 @@ def test_the_report_and_status_name_where_the_readings_came_from(tmp_path: Path,
         ingest.ingest(uplinks.read_text().splitlines())
     text = scenario.read_text().replace('source = "jsonl"', 'source = "store"')
     scenario.write_text(text.replace('path = "uplinks.jsonl"', 'path = "sensors.sqlite"'))
-    stored = run_scenario(scenario, runs_dir=tmp_path / "runs", pack=mini_pack).folder
+    stored = run_scenario(
+        scenario, runs_dir=tmp_path / "runs", sensor_feed=sensor_feed, pack=mini_pack
+    ).folder
     for folder, words in ((replayed, f"replayed uplink file {uplinks} (simulated stream)"),
                           (stored, f"sensor store {store_path}")):  # fmt: skip
         status = json.loads((folder / "status.json").read_text())
@@ -239,3 +246,27 @@ def test_the_report_and_status_name_where_the_readings_came_from(tmp_path: Path,
         assert status["metrics"]["assimilation"]["rmse_after_m"] < 0.05  # both readings used
     replay = json.loads((replayed / "status.json").read_text())["readings"]["replay"]
     assert replay["messages"] == replay["taken_in"] == replay["stored"] == 2 * 9
+
+
+def test_the_readings_option_replays_an_uplink_file_from_the_command_line(
+    tmp_path: Path, mini_pack: Path
+):
+    import subprocess
+    import sys
+
+    scenario = write_scenario(tmp_path, mini_pack, hours=2)
+    other = tmp_path / "other.jsonl"  # the scenario's own file stays empty
+    write_uplinks(other, stream(steady_heads(scenario, mini_pack), 2))
+    twin = Path(sys.executable).parent / "twin"
+    r = subprocess.run([str(twin), "groundwater", "run", str(scenario), "--readings", str(other),
+                        "--pack", str(mini_pack), "--runs-dir", str(tmp_path / "runs")],
+                       capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    (folder,) = (tmp_path / "runs" / "mini-readings").iterdir()
+    status = json.loads((folder / "status.json").read_text())
+    assert status["state"] == "finished"
+    assert (
+        status["readings"]["provenance"]
+        == f"replayed uplink file {other.resolve()} (origin not stated)"
+    )
+    assert status["readings"]["replay"]["taken_in"] > 0

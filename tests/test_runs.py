@@ -136,7 +136,8 @@ def test_signal_during_a_groundwater_run_leaves_it_interrupted(
 ) -> None:
     scenario = _scenario(tmp_path, mini_pack, "mini-signal")
     folder = tmp_path / "runs" / "mini-signal"
-    proc = _start(["groundwater", "run", str(scenario), "--runs-dir", str(tmp_path / "runs")],
+    proc = _start(["groundwater", "run", str(scenario), "--runs-dir", str(tmp_path / "runs"),
+                   "--pack", str(mini_pack)],
                   tmp_path, "run")  # fmt: skip
     try:
         _wait_running(proc, folder, tmp_path, "run")
@@ -165,14 +166,14 @@ def test_killed_run_is_listed_and_cleaned_while_a_live_run_is_untouched(
 ) -> None:
     root = tmp_path / "runs"
     killed = _start(["groundwater", "run", str(_scenario(tmp_path, mini_pack, "mini-killed")),
-                     "--runs-dir", str(root)], tmp_path, "killed")  # fmt: skip
+                     "--runs-dir", str(root), "--pack", str(mini_pack)], tmp_path, "killed")  # fmt: skip
     live = None
     try:
         dead_dir = _wait_running(killed, root / "mini-killed", tmp_path, "killed")
         killed.send_signal(signal.SIGKILL)
         killed.wait(timeout=60)
         live = _start(["groundwater", "run", str(_scenario(tmp_path, mini_pack, "mini-live")),
-                       "--runs-dir", str(root)], tmp_path, "live")  # fmt: skip
+                       "--runs-dir", str(root), "--pack", str(mini_pack)], tmp_path, "live")  # fmt: skip
         live_dir = _wait_running(live, root / "mini-live", tmp_path, "live")
         live.send_signal(signal.SIGSTOP)  # alive, but not getting anywhere meanwhile
         live_status = (live_dir / runs.STATUS).read_bytes()

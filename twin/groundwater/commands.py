@@ -21,7 +21,10 @@ def _inputs(args: argparse.Namespace):
     from twin.groundwater.scenario import load_scenario
 
     args.scenario = scenario_file(args.scenario)
-    return load_scenario(args.scenario), pack_path(args.pack)
+    scenario = load_scenario(args.scenario)
+    if getattr(args, "readings", None) is not None:
+        scenario = scenario.with_readings(args.readings)
+    return scenario, pack_path(args.pack)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -29,6 +32,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from twin.app.readings import sensor_feed
     from twin.groundwater.run import run_scenario
 
     scenario, pack = _inputs(args)  # a bad file fails here, before any progress output
@@ -52,6 +56,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         result = run_scenario(
             args.scenario,
+            readings=args.readings,
+            sensor_feed=sensor_feed,
             end=args.end,
             runs_dir=args.runs_dir,
             pack=pack,
@@ -103,6 +109,12 @@ def _setup_options(p: argparse.ArgumentParser) -> None:
         help="end: a duration from the scenario's start (HH:MM, 90s, 30m, 6h, 2d) or an ISO 8601 "
         "UTC time (default: the scenario's end)",
     )
+    p.add_argument(
+        "--readings",
+        type=Path,
+        metavar="FILE.jsonl",
+        help="replay this uplink file as the well readings instead of the scenario's source",
+    )
     add_pack_args(p)
 
 
@@ -112,7 +124,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "groundwater",
         help="the ground-water flow model and its scenarios",
         description="Ground-water flow of the Lower Rhine aquifer under Krefeld: steady state, "
-        "transient runs with the loggers' readings assimilated, drought scenarios.",
+        "transient runs with well readings assimilated, drought scenarios.",
     )
     sub = gw.add_subparsers(dest="action", metavar="ACTION", required=True)
     p = sub.add_parser("run", help="run a scenario (simulations/groundwater-*.toml)")

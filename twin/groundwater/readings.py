@@ -33,10 +33,13 @@ from twin.groundwater.scenario import Setup, lognormal_field
 SOURCES = ("none", "synthetic", "jsonl", "store")
 
 
-def provenance(kind: str, path: str | None = None, *, simulated: bool = False) -> str:
-    """Where the readings came from, in the words of the data (reports and status.json)."""
+def provenance(kind: str, path: str | None = None, *, simulated: bool | None = None) -> str:
+    """Where the readings came from, in the words of the data (reports and status.json); a file
+    whose origin the scenario does not state is never called a recording (nor a simulation)."""
     if kind == "jsonl":
-        nature = "simulated stream" if simulated else "recorded stream"
+        nature = {True: "simulated stream", False: "recorded stream", None: "origin not stated"}[
+            simulated
+        ]
         return f"replayed uplink file {path} ({nature})"
     if kind == "store":
         return f"sensor store {path}"

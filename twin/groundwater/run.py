@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from twin.core import Coupler
+from twin.core import Model as CoreModel
 from twin.errors import DataError
 from twin.groundwater.assimilation import interpolate
 from twin.groundwater.coupling import GroundwaterModel
@@ -81,7 +82,14 @@ def _rmse(a: np.ndarray) -> float:
     return float(np.sqrt(np.mean(a**2))) if a.size else float("nan")
 
 
-def _add_source(coupler: Coupler, setup: Setup, wells: dict, folder: Path) -> dict[str, Any]:
+# Makes the sensor feed of a "jsonl" or "store" readings source: (a feed model, the pack's device
+# catalogue). The feed is another domain's model, which this model never imports: the caller that
+# wires the domains together (twin.app.readings.sensor_feed) passes it in.
+SensorFeedFactory = Callable[[Setup], tuple[CoreModel, Any]]
+
+
+def _add_source(coupler: Coupler, setup: Setup, wells: dict, folder: Path,
+                sensor_feed: SensorFeedFactory | None) -> dict[str, Any]:  # fmt: skip
     """Add the scenario's readings model to ``coupler``; returns how to link it and its words."""
     rd = setup.scenario.config["readings"]
     kind = rd["source"]
@@ -90,9 +98,13 @@ def _add_source(coupler: Coupler, setup: Setup, wells: dict, folder: Path) -> di
         ids = [str(w) for w in wells["id"]]
         return {"model": source, "name": "readings", "ids": ids, "kind": kind,
                 "provenance": provenance(kind)}  # fmt: skip
-    from twin.sensors.feed import SensorFeed
-
     path = setup.scenario.resolve(rd["path"])
+    if sensor_feed is None:
+        raise DataError(
+            f"{setup.scenario.path}: 'readings.source' = {kind!r} reads the sensor store through the "
+            "sensor feed: run it with `twin groundwater run` or `twin run`, or pass sensor_feed="
+        )
+    feed, catalogue = sensor_feed(setup)
     step = setup.scenario.config["scenario"]["time_step_hours"] * 3600.0
     config: dict[str, Any] = {
         "quantities": [FEED_QUANTITY],
@@ -101,13 +113,9 @@ def _add_source(coupler: Coupler, setup: Setup, wells: dict, folder: Path) -> di
         "gap_s": rd["gap_hours"] * 3600.0,
     }
     if kind == "jsonl":
-        from twin.sensors.devices import pack_catalogue
-
-        config.update(replay=path, store=folder / "readings.sqlite",
-                      catalogue=pack_catalogue(setup.pack))  # fmt: skip
+        config.update(replay=path, store=folder / "readings.sqlite", catalogue=catalogue)
     else:
         config["store"] = path
-    feed = SensorFeed()
     try:
         coupler.add("sensors", feed, config, step=config["time_step"])
     except Exception as exc:
@@ -143,6 +151,7 @@ def simulate(
     *,
     progress: Callable[[int, int], None] | None = None,
     say: Callable[[str], None] = lambda m: None,
+    sensor_feed: SensorFeedFactory | None = None,
 ) -> dict[str, Any]:
     """Step the scenario's coupled run (readings source + ground water) to its end.
 
@@ -161,7 +170,7 @@ def simulate(
     with coupler:
         if rd["source"] != "none" and n_wells:
             say(f"readings: {rd['source']}")
-            source = _add_source(coupler, setup, wells, folder)
+            source = _add_source(coupler, setup, wells, folder, sensor_feed)
         say("steady state")
         gw = GroundwaterModel()
         coupler.add("groundwater", gw, {"setup": setup, "wells": wells, "withheld": withheld,
@@ -528,10 +537,12 @@ def run_scenario(
     readings: Path | None = None,
     progress: Callable[[int, int], None] | None = None,
     say: Callable[[str], None] = lambda m: None,
+    sensor_feed: SensorFeedFactory | None = None,
 ) -> RunResult:
     """Validate, build, simulate and write a scenario's run folder; return where it went.
 
-    ``readings`` (a JSONL file of uplinks) replaces the scenario's readings source.
+    ``readings`` (a JSONL file of uplinks) replaces the scenario's readings source;
+    ``sensor_feed`` makes the sensor feed for a "jsonl" or "store" source (see SensorFeedFactory).
     """
     scenario = load_scenario(path)
     if readings is not None:
@@ -548,7 +559,7 @@ def run_scenario(
             setup = build_setup(scenario, pack=pack, build_dir=build_dir, end=end, progress=say)
             shutil.copyfile(scenario.path, run.path / "scenario.toml")
             t_setup = time.perf_counter() - t0
-            result = simulate(setup, run.path, progress=progress, say=say)
+            result = simulate(setup, run.path, progress=progress, say=say, sensor_feed=sensor_feed)
             say("writing outputs")
             t1 = time.perf_counter()
             metrics = write_outputs(run.path, setup, result, 0.0)

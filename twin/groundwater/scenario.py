@@ -188,7 +188,10 @@ SCHEMA: dict[str, Field] = {
             ),
             "path": Field(str, required=False, doc="jsonl: an uplink file; store: a sensor store"),
             "simulated": Field(
-                bool, required=False, default=False, doc="jsonl: the file is a simulated stream"
+                bool,
+                required=False,
+                default=None,
+                doc="jsonl: true for a simulated stream, false for recorded uplinks (unset: not stated)",
             ),
             "step_minutes": Field(
                 float, required=False, check=positive, doc="how often the sensor feed is read"
@@ -259,8 +262,15 @@ class Scenario:
 
     def with_readings(self, path: str | Path) -> Scenario:
         """This scenario with its readings replaced by the uplink file ``path`` (``--readings``)."""
-        config = {**self.config, "readings": {**self.config["readings"], "source": "jsonl",
-                                              "path": str(Path(path).resolve())}}  # fmt: skip
+        config = {
+            **self.config,
+            "readings": {
+                **self.config["readings"],
+                "source": "jsonl",
+                "path": str(Path(path).resolve()),
+                "simulated": None,  # a file given on the command line: its origin is not stated
+            },
+        }
         return Scenario(self.path, config)
 
 
