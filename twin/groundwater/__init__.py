@@ -25,17 +25,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from twin.groundwater.budget import Budget
-from twin.groundwater.grid import Grid, GroundwaterError
-from twin.groundwater.model import Model, SolveReport, Well
-
 __all__ = ["Budget", "Grid", "GroundwaterError", "GroundwaterModel", "Model", "SolveReport", "Well"]
+
+# The names load on first use, so `twin groundwater --help` and the light modules of the package
+# (its commands, its scenario checks) do not compile the numba kernels.
+_WHERE = {
+    "Budget": "twin.groundwater.budget",
+    "Grid": "twin.groundwater.grid",
+    "GroundwaterError": "twin.groundwater.grid",
+    "Model": "twin.groundwater.model",
+    "SolveReport": "twin.groundwater.model",
+    "Well": "twin.groundwater.model",
+    "GroundwaterModel": "twin.groundwater.coupling",
+}
 
 
 def __getattr__(name: str) -> Any:
-    # The twin.core adapter loads on first use, so `from twin.groundwater import Model` stays light.
-    if name == "GroundwaterModel":
-        from twin.groundwater.coupling import GroundwaterModel
+    if name in _WHERE:
+        import importlib
 
-        return GroundwaterModel
+        return getattr(importlib.import_module(_WHERE[name]), name)
     raise AttributeError(f"module 'twin.groundwater' has no attribute {name!r}")
