@@ -251,9 +251,11 @@ class TrafficPart:
                            for t in conn.vehicletype.getIDList()}  # fmt: skip
 
         part.t0 = time.perf_counter()
-        part.model = Replayed(TrafficModel(), window=window, stops=lambda t: parts.stops,
-                              before_finalize=live)  # fmt: skip
-        coupler.add("traffic", part.model, {"plan": plan, "variant": variant, "seed": part.seed})
+        step = _seconds(cfg["coupling_step"], clock.start, f"{where}.coupling_step'")
+        part.model = Replayed(TrafficModel(), window=window, step=step,
+                              stops=lambda t: parts.stops, before_finalize=live)  # fmt: skip
+        coupler.add("traffic", part.model, {"plan": plan, "variant": variant, "seed": part.seed},
+                    step=step)  # fmt: skip
         return part
 
     def write(self) -> dict[str, Any]:

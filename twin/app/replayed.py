@@ -23,7 +23,8 @@ class Replayed(Model):
     """Wraps ``inner``: the same variables and steps, checkpoints by replay, an optional window.
 
     ``window`` (seconds): the inner model is advanced no further than this; afterwards it holds its
-    last state (its outputs keep their values). ``stops`` gives the extra times the coupler stopped
+    last state (its outputs keep their values). ``step`` is the coupling step the coupler meets it
+    at (default: its own time step); ``stops`` gives the extra times the coupler stopped
     at (checkpoints), so a replay updates at exactly the times the first run did.
     ``before_finalize`` is called with the inner model while it is still running (to read what
     only a live model can tell).
@@ -34,12 +35,14 @@ class Replayed(Model):
         inner: Model,
         *,
         window: float | None = None,
+        step: float | None = None,
         stops: Callable[[float], Sequence[float]] = lambda t: (),
         before_finalize: Callable[[Model], None] | None = None,
     ) -> None:
         super().__init__(inner.name)
         self.inner = inner
         self.window = math.inf if window is None else float(window)
+        self._step = step
         self._stops = stops
         self._before_finalize = before_finalize
 
@@ -65,7 +68,7 @@ class Replayed(Model):
 
     def _load_state(self, state: Mapping[str, Any]) -> None:
         target = min(float(state["replay_to"]), self.window)
-        step = self.time_step
+        step = self._step or self.time_step
         times = {k * step for k in range(1, int(target / step + 1e-9) + 1)}
         times |= {s for s in self._stops(target) if s < target}
         for t in sorted(times | {target}):

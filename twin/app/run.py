@@ -83,6 +83,8 @@ SCHEMA: dict[str, Field] = {
             "seed": Field(int, required=False),
             "window": Field(str, required=False, doc="traffic runs this long from the start"),
             "warmup": Field(str, required=False, doc="overrides the scenario's warm-up"),
+            "coupling_step": Field(str, required=False, default="60s",
+                                   doc="how often the coupler meets it (SUMO steps its own)"),
         }),
     }),
     "exchange": Field(required=False, default=[], items={
