@@ -12,61 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+from gw_scenario import write_gw_scenario
 
 from twin.errors import ConfigError
 from twin.groundwater.scenario import load_scenario
 
 TWIN = Path(sys.executable).parent / "twin"
 REPO = Path(__file__).resolve().parents[1]
-
-SCENARIO = """
-[scenario]
-name = "mini-groundwater"
-title = "A short run on the test pack"
-pack = "{pack}"
-build_dir = "{build}"
-start = "2024-03-01T00:00:00Z"
-end = "2024-06-01T00:00:00Z"
-time_step_hours = 24
-
-[grid]
-cell = 50.0
-
-[aquifer]
-k = 1.0e-3
-k_log10_sd = 0.2
-bottom = 5.0
-sy = 0.18
-
-[recharge]
-precipitation_mm_per_year = 780.0
-open_fraction = 0.3
-
-[river]
-line = [[330900.0, 5688900.0], [330900.0, 5689700.0]]
-width_m = 100.0
-bed_leakance_per_day = 0.5
-bottom = 22.0
-[[river.stage]]
-time = "2024-03-01T00:00:00Z"
-stage = 29.0
-[[river.stage]]
-time = "2024-06-01T00:00:00Z"
-stage = 28.0
-
-[edges]
-west = 31.0
-
-[pumping]
-table = "pumping.csv"
-
-[readings]
-source = "synthetic"
-withhold_fraction = 0.5
-
-[output]
-hydrograph_wells = ["GWM-1", "WW-1"]
-"""
 
 
 def twin(*args: str, cwd: Path, pack: Path | None = None) -> subprocess.CompletedProcess:
@@ -78,20 +30,8 @@ def twin(*args: str, cwd: Path, pack: Path | None = None) -> subprocess.Complete
     )
 
 
-def write_scenario(folder: Path, pack: Path, **replace: str) -> Path:
-    text = SCENARIO.format(pack=pack.as_posix(), build=(folder / "build").as_posix())
-    for old, new in replace.items():
-        text = text.replace(old, new)
-    (folder / "pumping.csv").write_text(
-        "name,x,y,rate_m3_per_day\nWW-1,330500,5689300,-1500\n", encoding="utf-8"
-    )
-    path = folder / "scenario.toml"
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
 def test_short_run_writes_every_output(tmp_path: Path, mini_pack: Path):
-    scenario = write_scenario(tmp_path, mini_pack)
+    scenario = write_gw_scenario(tmp_path, mini_pack)
     r = twin("groundwater", "run", str(scenario), "--end", "2024-03-08T00:00:00Z",
              "--runs-dir", str(tmp_path / "runs"), cwd=tmp_path, pack=mini_pack)  # fmt: skip
     assert r.returncode == 0, r.stderr
@@ -131,7 +71,7 @@ def test_short_run_writes_every_output(tmp_path: Path, mini_pack: Path):
 
 
 def test_bad_scenario_is_one_clear_line(tmp_path: Path, mini_pack: Path):
-    scenario = write_scenario(tmp_path, mini_pack, **{"k_log10_sd": "k_log_sd"})
+    scenario = write_gw_scenario(tmp_path, mini_pack, **{"k_log10_sd": "k_log_sd"})
     r = twin("groundwater", "run", str(scenario), "--runs-dir", str(tmp_path / "runs"),
              cwd=tmp_path, pack=mini_pack)  # fmt: skip
     assert r.returncode == 1
@@ -142,7 +82,7 @@ def test_bad_scenario_is_one_clear_line(tmp_path: Path, mini_pack: Path):
 
 
 def test_failed_run_is_marked_failed_not_valid(tmp_path: Path, mini_pack: Path):
-    scenario = write_scenario(tmp_path, mini_pack)
+    scenario = write_gw_scenario(tmp_path, mini_pack)
     (tmp_path / "pumping.csv").write_text(
         "name,x,y,rate_m3_per_day\nfar,100,100,-10\n", encoding="utf-8"
     )
@@ -164,10 +104,10 @@ def test_shipped_scenarios_are_valid(name: str):
 
 
 def test_scenario_errors_name_file_key_and_expectation(tmp_path: Path, mini_pack: Path):
-    scenario = write_scenario(tmp_path, mini_pack, **{"west = 31.0": 'west = "open"'})
+    scenario = write_gw_scenario(tmp_path, mini_pack, **{"west = 31.0": 'west = "open"'})
     with pytest.raises(ConfigError, match=r"'edges.west' must be 'no-flow' or a fixed head"):
         load_scenario(scenario)
-    scenario = write_scenario(tmp_path, mini_pack, **{"stage = 28.0": "stage = 20.0"})
+    scenario = write_gw_scenario(tmp_path, mini_pack, **{"stage = 28.0": "stage = 20.0"})
     with pytest.raises(ConfigError, match="above 'river.bottom'"):
         load_scenario(scenario)
 
@@ -185,7 +125,9 @@ def test_parameters_from_rasters(tmp_path: Path, mini_pack: Path):
         crs="EPSG:25832", transform=from_origin(330000.0, 5689600.0, 10.0, 10.0),
     ) as dst:  # fmt: skip
         dst.write(k, 1)
-    scenario = write_scenario(tmp_path, mini_pack, **{"sy = 0.18": 'sy = 0.18\nk_raster = "k.tif"'})
+    scenario = write_gw_scenario(
+        tmp_path, mini_pack, **{"sy = 0.18": 'sy = 0.18\nk_raster = "k.tif"'}
+    )
     setup = build_setup(load_scenario(scenario))
     model = setup.model
     assert model.grid.shape == (12, 20)
@@ -212,7 +154,7 @@ def test_check_builds_the_setup_a_run_would_and_takes_the_run_options(
     tmp_path: Path, mini_pack: Path
 ):
     """`check` takes --end like `run`: the step count and memory are those of that run."""
-    scenario = write_scenario(tmp_path, mini_pack)
+    scenario = write_gw_scenario(tmp_path, mini_pack)
     r = twin(
         "groundwater",
         "check",

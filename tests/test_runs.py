@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from gw_scenario import write_gw_scenario
 
 from twin import runs
 from twin.errors import DataError
@@ -21,66 +22,11 @@ from twin.scenes.vehicles import load_vehicles, run_folder_fcd
 
 TWIN = Path(sys.executable).parent / "twin"
 
-# The ground-water test scenario on the mini pack; hourly steps over a year keep it busy for long
-# enough to be signalled mid-run (the tests end it long before).
-SCENARIO = """
-[scenario]
-name = "{name}"
-title = "A run on the test pack"
-pack = "{pack}"
-build_dir = "{build}"
-start = "2024-03-01T00:00:00Z"
-end = "2025-03-01T00:00:00Z"
-time_step_hours = 1
-
-[grid]
-cell = 50.0
-
-[aquifer]
-k = 1.0e-3
-k_log10_sd = 0.2
-bottom = 5.0
-sy = 0.18
-
-[recharge]
-precipitation_mm_per_year = 780.0
-open_fraction = 0.3
-
-[river]
-line = [[330900.0, 5688900.0], [330900.0, 5689700.0]]
-width_m = 100.0
-bed_leakance_per_day = 0.5
-bottom = 22.0
-[[river.stage]]
-time = "2024-03-01T00:00:00Z"
-stage = 29.0
-[[river.stage]]
-time = "2025-03-01T00:00:00Z"
-stage = 28.0
-
-[edges]
-west = 31.0
-
-[pumping]
-table = "pumping.csv"
-
-[readings]
-source = "synthetic"
-withhold_fraction = 0.5
-
-[output]
-hydrograph_wells = ["GWM-1", "WW-1"]
-"""
-
 
 def _scenario(folder: Path, pack: Path, name: str) -> Path:
-    (folder / "pumping.csv").write_text(
-        "name,x,y,rate_m3_per_day\nWW-1,330500,5689300,-1500\n", encoding="utf-8"
-    )
-    path = folder / f"{name}.toml"
-    text = SCENARIO.format(name=name, pack=pack.as_posix(), build=(folder / "build").as_posix())
-    path.write_text(text, encoding="utf-8")
-    return path
+    # hourly steps over a year keep it busy long enough to be signalled mid-run (the tests end it)
+    return write_gw_scenario(folder, pack, name=name, end="2025-03-01T00:00:00Z", step_hours=1,
+                             file=f"{name}.toml")  # fmt: skip
 
 
 def _default_sigint() -> None:
