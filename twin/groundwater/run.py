@@ -38,6 +38,7 @@ from twin.groundwater.outputs import (
     write_geotiff,
 )
 from twin.groundwater.readings import SyntheticReadings, by_id, outages, provenance
+from twin.groundwater.report import phase_line, write_report
 from twin.groundwater.scenario import Setup, build_setup, load_scenario, logger_wells
 from twin.runs import Run, now_utc, read_status, write_status
 
@@ -426,107 +427,6 @@ def write_outputs(folder: Path, setup: Setup, result: dict[str, Any], seconds: f
     return metrics
 
 
-def _phase_line(phases: dict[str, float]) -> str:
-    names = ("set_up", "readings", "assimilation", "solve", "coupling", "outputs")
-    return ", ".join(f"{n.replace('_', '-')} {phases[n]:.1f} s" for n in names if n in phases)
-
-
-def _readings_lines(info: dict[str, Any]) -> list[str]:
-    """The report's account of where the readings came from and what was missing."""
-    lines = ["## Readings", "", f"Source: {info['provenance']}.", ""]
-    if info["source"] == "synthetic":
-        lines += ["No logger readings: the dots are samples of a synthetic truth run (another "
-                  "conductivity field, more recharge) with noise and quality flags.", ""]  # fmt: skip
-    replay = info.get("replay")
-    if replay:
-        lines += [
-            f"- Messages in the file: {replay['messages']}, taken in by the run: "
-            f"{replay['taken_in']} (stored {replay['stored']}, duplicates {replay['duplicates']}, "
-            f"quarantined {replay['quarantined']}), readings {replay['readings']}",
-            f"- Messages outside the run's window: {replay['before_window']} before its start "
-            f"(older than the feed's {info['max_age_hours']:g} h), {replay['after_window']} "
-            "after its end",
-        ]
-    if "gap_hours" in info:
-        lines.append(f"- Wells that gave no reading at all: {len(info['silent_wells'])}")
-        outs = info["outages"]
-        lines.append(f"- Outages (no reading fresher than {info['gap_hours']:g} h): {len(outs)}")
-        for o in outs:
-            shown = ", ".join(o["wells"][:10]) + (" …" if len(o["wells"]) > 10 else "")
-            lines.append(f"  - {o['start']} to {o['end'] or 'the end of the run'}: "
-                         f"{len(o['wells'])} well(s): {shown}")  # fmt: skip
-        lines.append("")
-    return lines
-
-
-def write_report(folder: Path, setup: Setup, result: dict, metrics: dict,
-                 phases: dict[str, float], seconds: float) -> None:  # fmt: skip
-    """report.md: period, grid, budget, depth to water, readings and their source, files."""
-    pngs = metrics["hydrograph_pngs"]
-    cfg = setup.scenario.config
-    grid, clock = setup.grid, setup.clock
-    b_last = result["budgets"][-1]
-    lines = [
-        f"# Ground-water run: {setup.scenario.name}",
-        "",
-        cfg["scenario"]["title"],
-        "",
-        f"- Period: {clock.isoformat(0)} to {clock.isoformat(result['times'][-1])}, "
-        f"{metrics['steps']} implicit steps of {cfg['scenario']['time_step_hours']:g} h",
-        f"- Grid: {grid.ny} x {grid.nx} cells of {grid.cell:g} m, EPSG:25832, origin "
-        f"({grid.origin[0]:.0f}, {grid.origin[1]:.0f}); {'confined' if setup.model.confined else 'unconfined'}",
-        f"- Wells pumping: {len(setup.pumping)}, total "
-        f"{-sum(p[3] for p in setup.pumping) * 86400:.0f} m3/d",
-        f"- Run time: {seconds:.1f} s ({_phase_line(phases)})",
-        f"- Readings: {result['source']['provenance']}",
-        "",
-        "## Water budget (m3/s)",
-        "",
-        "Budget error = inflow - outflow - storage change; relative to the mean of all IN and OUT "
-        "terms (MODFLOW's percent discrepancy / 100).",
-        "",
-        f"- Largest relative budget error over all steps: {metrics['max_relative_budget_error']:.2e}",
-        f"- Steps that did not converge: {metrics['unconverged_steps']}",
-        "",
-        "| package | in | out |",
-        "| --- | ---: | ---: |",
-    ]
-    for p in ("WEL", "RCH", "RIV", "DRN", "CHD"):
-        lines.append(f"| {p} | {b_last.inputs.get(p, 0):.4f} | {b_last.outputs.get(p, 0):.4f} |")
-    lines += [
-        f"| STO | {b_last.storage_in:.4f} | {b_last.storage_out:.4f} |",
-        "",
-        "## Depth to water table at the end (m)",
-        "",
-        f"min {metrics['depth_to_water_m']['min']:.2f}, median "
-        f"{metrics['depth_to_water_m']['median']:.2f}, max {metrics['depth_to_water_m']['max']:.2f}; "
-        f"dry cells: {metrics['dry_cells_end']}",
-        "",
-    ]
-    lines += _readings_lines(result["source"])
-    if "assimilation" in metrics:
-        a = metrics["assimilation"]
-        oi = cfg["assimilation"]
-        lines += [
-            "## Assimilation of the readings (mean over steps, m)",
-            "",
-            f"Optimal interpolation, {oi['kernel']} covariance, sigma_b {oi['sigma_background_m']} m, "
-            f"length {oi['length_m']} m, sigma_o {oi['sigma_observation_m']} m / quality weight.",
-            "",
-            f"- RMSE at assimilated wells before / after analysis: {a['rmse_before_m']:.3f} / "
-            f"{a['rmse_after_m']:.3f}",
-            f"- Leave-one-out RMSE: {a['rmse_leave_one_out_m']:.3f}",
-            f"- RMSE at withheld wells, free run / with assimilation: "
-            f"{a['rmse_withheld_free_m']:.3f} / {a['rmse_withheld_assimilated_m']:.3f}",
-            "",
-        ]
-    lines += ["## Files", ""]
-    files = {p.name for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")}
-    lines += [f"- `{f}`" for f in sorted(files | {"report.md", "status.json"})]
-    lines += ["", *[f"![{p}]({p})" for p in ["map_head.png", "map_depth_to_water.png", *pngs]], ""]
-    (folder / "report.md").write_text("\n".join(lines), encoding="utf-8")
-
-
 def run_scenario(
     path: str | Path,
     *,
@@ -573,7 +473,7 @@ def run_scenario(
             metrics["phases_s"] = {k: round(v, 3) for k, v in phases.items()}
             metrics["wall_s"] = round(seconds, 3)
             metrics["wall_per_solver"] = round(seconds / max(phases["solver_total"], 1e-9), 3)
-            say(f"done: {_phase_line(phases)}; solver {phases['solver_total']:.1f} s in all")
+            say(f"done: {phase_line(phases)}; solver {phases['solver_total']:.1f} s in all")
             final = run.finish(
                 metrics=metrics,
                 status="finished",
