@@ -147,7 +147,7 @@ def test_coupled_run_writes_one_folder_with_a_subfolder_per_model(tmp_path: Path
     assert status["kind"] == "coupled" and status["state"] == "finished"
     assert run.parent == tmp_path / "runs" / "mini-coupled" and not run.name.startswith(".")
     # the stand-alone runs' files, in folders named after the models
-    for name in ("head_end.tif", "depth_to_water_end.tif", "budget.csv", "report.md"):
+    for name in ("head_end.tif", "depth_to_water_end.tif", "budget.csv", "report.html"):
         assert (run / "groundwater" / name).is_file(), name
     assert (run / "traffic" / "kpis.csv").is_file() and (run / "traffic" / "report.html").is_file()
     seed = run / "traffic" / "baseline" / "seed-1"
@@ -160,7 +160,7 @@ def test_coupled_run_writes_one_folder_with_a_subfolder_per_model(tmp_path: Path
     assert status["metrics"]["traffic"]["simulations"] == 1
     # the report links the parts and names the readings as what they are
     report = (run / "report.html").read_text(encoding="utf-8")
-    assert 'href="groundwater/report.md"' in report and 'href="traffic/report.html"' in report
+    assert 'href="groundwater/report.html"' in report and 'href="traffic/report.html"' in report
     assert "simulated stream" in report and "loggers' readings" not in report
     assert "simulated stream" in status["readings"]["source"]
 

@@ -43,7 +43,7 @@ def test_short_run_writes_every_output(tmp_path: Path, mini_pack: Path):
     for name in ("head_steady.tif", "head_end.tif", "depth_to_water_end.tif", "budget.csv",
                  "budget_packages.csv", "assimilation.csv", "hydrographs.csv", "map_head.png",
                  "map_depth_to_water.png", "map_head_change.png", "hydrograph_GWM-1.png", "hydrograph_WW-1.png",
-                 "report.md"):  # fmt: skip
+                 "report.html"):  # fmt: skip
         assert (run / name).stat().st_size > 0, name
     with (run / "budget.csv").open() as f:
         rows = list(csv.reader(f))
@@ -65,7 +65,7 @@ def test_short_run_writes_every_output(tmp_path: Path, mini_pack: Path):
     phases = status["metrics"]["phases_s"]
     assert set(phases) >= {"set_up", "readings", "assimilation", "solve", "outputs"}
     assert status["readings"]["provenance"] == "synthetic truth run (no readings)"
-    report = (run / "report.md").read_text(encoding="utf-8")
+    report = (run / "report.html").read_text(encoding="utf-8")
     assert "Source: synthetic truth run (no readings)." in report
     assert "loggers' readings" not in report
 

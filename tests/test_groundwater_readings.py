@@ -183,7 +183,7 @@ def test_an_outage_is_flagged_and_the_run_finishes(tmp_path: Path, mini_pack: Pa
     assert info["outages"] == [{"start": "2024-03-01T01:45:00Z", "end": "2024-03-01T04:00:00Z",
                                 "wells": ["GWM-1"]}]  # fmt: skip
     assert info["gaps"][0]["well"] == "GWM-1"
-    report = (result.folder / "report.md").read_text(encoding="utf-8")
+    report = (result.folder / "report.html").read_text(encoding="utf-8")
     assert "Outages (no reading fresher than 1 h): 1" in report
     assert "2024-03-01T01:45:00Z to 2024-03-01T04:00:00Z: 1 well(s): GWM-1" in report
 
@@ -241,7 +241,7 @@ def test_the_report_and_status_name_where_the_readings_came_from(tmp_path: Path,
         status = json.loads((folder / "status.json").read_text())
         assert status["readings"]["provenance"] == words
         assert status["metrics"]["readings"] == words
-        report = (folder / "report.md").read_text(encoding="utf-8")
+        report = (folder / "report.html").read_text(encoding="utf-8")
         assert f"Source: {words}." in report and "loggers' readings" not in report
         assert status["metrics"]["assimilation"]["rmse_after_m"] < 0.05  # both readings used
     replay = json.loads((replayed / "status.json").read_text())["readings"]["replay"]

@@ -8,7 +8,6 @@ links the parts and says where the readings came from.
 
 from __future__ import annotations
 
-import html
 import json
 import os
 import shutil
@@ -313,75 +312,64 @@ def finish_outputs(sc: Any, parts: Any, seconds: float, *, gaps: list[dict[str, 
     return metrics
 
 
-def _e(text: Any) -> str:
-    return html.escape(str(text))
-
-
 def write_report(sc: Any, parts: Any, metrics: dict[str, Any], *, gaps: list[dict[str, Any]],
                  readings: dict[str, Any]) -> Path:  # fmt: skip
     """report.html of the coupled run: period, models and links, readings, gaps, each part."""
+    from twin.report import Report, link, strong
+
     clock: Clock = parts.clock
     cfg = sc.config["scenario"]
-    body = [f"<h1>{_e(cfg['title'] or sc.name)}</h1>", f"<p>{_e(cfg['description'])}</p>",
-            f"<p>Coupled run <b>{_e(sc.name)}</b> from {_e(format_utc(clock.start))} to "
-            f"{_e(format_utc(clock.end))}; {metrics['seconds']:.1f} s of wall time.</p>",
-            "<h2>Models</h2><ul>"]  # fmt: skip
-    for name in sc.models:
-        step = parts.coupler.step_of(name)
-        links = {"groundwater": "groundwater/report.md", "traffic": "traffic/report.html",
-                 "sensors": "sensors/readings.json"}  # fmt: skip
-        body.append(f'<li><b>{_e(name)}</b>: coupling step {step:g} s; '
-                    f'<a href="{links[name]}">{_e(links[name])}</a></li>')  # fmt: skip
-    body.append("</ul><h2>Exchanges</h2><ul>")
-    for link in parts.coupler.links:
-        how = " (matched by well id)" if link.transform is not None else ""
-        body.append(f"<li>{_e(link)}{how}</li>")
-    body.append("</ul>")
+    report = Report(cfg["title"] or sc.name, lead=cfg["description"])
+    report.paragraph(["Coupled run ", strong(sc.name), f" from {format_utc(clock.start)} to "
+                      f"{format_utc(clock.end)}; {metrics['seconds']:.1f} s of wall time."])  # fmt: skip
+    links = {"groundwater": "groundwater/report.html", "traffic": "traffic/report.html",
+             "sensors": "sensors/readings.json"}  # fmt: skip
+    report.section("Models")
+    report.facts([[strong(name), f": coupling step {parts.coupler.step_of(name):g} s; ",
+                   link(links[name])] for name in sc.models])  # fmt: skip
+    report.section("Exchanges")
+    report.facts([f"{ln}{' (matched by well id)' if ln.transform is not None else ''}"
+                  for ln in parts.coupler.links])  # fmt: skip
     if readings:
-        body.append("<h2>Readings</h2>")
-        body.append(f"<p>Source: {_e(readings['source'])}.</p>")
+        report.section("Readings")
+        report.paragraph(f"Source: {readings['source']}.")
         if "messages" in readings:
-            body.append(
-                f"<p>{readings['messages']} messages: {readings['in_window']} inside the run's "
+            report.paragraph(
+                f"{readings['messages']} messages: {readings['in_window']} inside the run's "
                 f"window, {readings['before_start']} before its start (taken in at the start), "
                 f"{readings['after_end']} after its end (not used), {readings['no_time']} "
-                "without a readable time.</p>"
+                "without a readable time."
             )
         ingest = readings.get("ingest") or {}
         if ingest:
-            body.append("<p>Ingest: " + ", ".join(f"{_e(k)} {v}" for k, v in ingest.items())
-                        + ".</p>")  # fmt: skip
-        body.append("<h3>Stretches without readings</h3>")
+            report.paragraph("Ingest: " + ", ".join(f"{k} {v}" for k, v in ingest.items()) + ".")
+        report.section("Stretches without readings", level=3)
         if gaps:
-            body.append("<table><tr><th>start</th><th>end</th><th>quantities</th>"
-                        "<th>devices</th></tr>")  # fmt: skip
-            for g in gaps:
-                body.append(f"<tr><td>{_e(g['start'])}</td><td>{_e(g['end'] or 'open at the end')}"
-                            f"</td><td>{_e(', '.join(g['quantities']))}</td><td>{g['wells']}"
-                            "</td></tr>")  # fmt: skip
-            body.append("</table><p>The models went on on their own dynamics through these.</p>")
+            report.table(["start", "end", "quantities", "devices"],
+                         [[g["start"], g["end"] or "open at the end", ", ".join(g["quantities"]),
+                           g["wells"]] for g in gaps])  # fmt: skip
+            report.paragraph("The models went on on their own dynamics through these.")
         else:
-            body.append("<p>None.</p>")
+            report.paragraph("None.")
     gw = metrics.get("groundwater")
     if gw:
-        body.append("<h2>Ground water</h2>")
-        body.append(f"<p>{gw['steps']} steps on {gw['cells']} cells; largest relative budget "
-                    f"error {gw['max_relative_budget_error']:.2e}; depth to water median "
-                    f"{gw['depth_to_water_m']['median']:.2f} m.</p>")  # fmt: skip
-        for png in ("map_head.png", "map_head_change.png"):
+        report.section("Ground water")
+        report.paragraph(f"{gw['steps']} steps on {gw['cells']} cells; largest relative budget "
+                         f"error {gw['max_relative_budget_error']:.2e}; depth to water median "
+                         f"{gw['depth_to_water_m']['median']:.2f} m.")  # fmt: skip
+        maps = {"map_head.png": "Head at the end of the run",
+                "map_head_change.png": "Head change from the initial steady state"}  # fmt: skip
+        for png, caption in maps.items():
             if (parts.folder / "groundwater" / png).is_file():
-                body.append(f'<img src="groundwater/{png}" width="600">')
+                report.figure(f"groundwater/{png}", caption, width=600)
         for png in sorted((parts.folder / "groundwater").glob("hydrograph_*.png")):
-            body.append(f'<img src="groundwater/{png.name}" width="400">')
+            well = png.stem.removeprefix("hydrograph_")
+            report.figure(f"groundwater/{png.name}", f"Hydrograph {well}", width=400)
     tr = metrics.get("traffic")
     if tr:
-        body.append("<h2>Traffic</h2><ul>")
-        for name, values in (tr.get("kpis") or {}).items():
-            shown = ", ".join(f"{_e(k)} {v:.3g}" for k, v in values.items() if k != "unit")
-            body.append(f"<li>{_e(name)} [{_e(values.get('unit', ''))}]: {shown}</li>")
-        body.append('</ul><p><a href="traffic/report.html">The traffic report</a>.</p>')
-    page = ("<!doctype html><html><head><meta charset='utf-8'><title>"
-            f"{_e(sc.name)}</title></head><body>{''.join(body)}</body></html>\n")  # fmt: skip
-    path = parts.folder / "report.html"
-    path.write_text(page, encoding="utf-8")
-    return path
+        report.section("Traffic")
+        report.facts([f"{name} [{values.get('unit', '')}]: "
+                      + ", ".join(f"{k} {v:.3g}" for k, v in values.items() if k != "unit")
+                      for name, values in (tr.get("kpis") or {}).items()])  # fmt: skip
+        report.paragraph([link("traffic/report.html", "The traffic report"), "."])
+    return report.write(parts.folder)
