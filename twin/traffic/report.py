@@ -8,16 +8,15 @@ states the emission model and the vehicle emission classes used.
 
 from __future__ import annotations
 
-import html
 import json
 import math
-import os
 from collections import defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from twin.report import Report, code, strong
 from twin.runs import stamp_of
 from twin.traffic.install import sumo_version
 from twin.traffic.scenario import BASELINE
@@ -178,7 +177,7 @@ def _plot_series(path: Path, plan: RunPlan, key: str, field: str, ylabel: str, t
 def write_report(
     plan: RunPlan, rows: list[tuple[str, int, str, float, str]], meta: dict[str, Any]
 ) -> Path:
-    """Write report.html and its PNGs into the run folder (under temporary names, then moved)."""
+    """Write report.html (through :mod:`twin.report`) and its PNGs into the run folder."""
     run_dir = plan.run_dir
     sc = plan.scenario
     labels = {n: sc.variants[n].label for n in plan.variants}
@@ -206,65 +205,50 @@ def write_report(
     model = sc.emission_model
     model_text = EMISSION_MODELS.get(model, model)
     classes = meta.get("emission_classes") or {}
-    esc = html.escape
-    parts = [
-        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
-        f"<title>{esc(sc.title)}</title>",
-        "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
-        "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px;"
-        "text-align:right}th{background:#eee}td.k{text-align:left}.better{color:#070}.worse{color:#a00}"
-        "img{max-width:100%;margin:6px 0}</style></head><body>",
-        f"<h1>{esc(sc.title)}</h1>",
-        f"<p>{esc(sc.description)}</p>",
-        "<ul>",
-        f"<li>Scenario <code>{esc(sc.name)}</code> ({esc(str(sc.file))}); run folder <code>{esc(stamp_of(run_dir))}</code></li>",
-        f"<li>Start {esc(sc.start_utc.isoformat())} (UTC), {plan.end_s / 3600:.2f} h simulated per run</li>",
-        f"<li>Seeds: {', '.join(str(s) for s in plan.seeds)} (values are means over these seeds ± sample sd)</li>",
-        f"<li>Variants: {', '.join(esc(labels[v]) for v in plan.variants)}</li>",
-        f"<li><b>Emission model: {esc(model_text)}</b> via SUMO's emissions device on every vehicle; "
-        f"classes: {esc(', '.join(f'{k}: {v}' for k, v in sorted(classes.items()) if not k.startswith('DEFAULT_')))}</li>",
-        f"<li>SUMO {esc(_sumo_version())}</li>",
-        "</ul>",
-    ]
+    shown = ", ".join(
+        f"{k}: {v}" for k, v in sorted(classes.items()) if not k.startswith("DEFAULT_")
+    )
+    report = Report(sc.title, lead=sc.description)
+    report.facts([
+        ["Scenario ", code(sc.name), f" ({sc.file}); run folder ", code(stamp_of(run_dir))],
+        f"Start {sc.start_utc.isoformat()} (UTC), {plan.end_s / 3600:.2f} h simulated per run",
+        f"Seeds: {', '.join(str(s) for s in plan.seeds)} (values are means over these seeds "
+        "± sample sd)",
+        f"Variants: {', '.join(labels[v] for v in plan.variants)}",
+        [strong(f"Emission model: {model_text}"),
+         f" via SUMO's emissions device on every vehicle; classes: {shown}"],
+        f"SUMO {_sumo_version()}",
+    ])  # fmt: skip
     for note in meta.get("demand_notes", []):
-        parts.append(f"<p><i>{esc(note)}</i></p>")
-    parts.append("<h2>KPIs</h2><table><tr><th>KPI</th><th>unit</th>")
-    for v in plan.variants:
-        parts.append(f"<th>{esc(labels[v])}</th>")
-    for v in plan.variants[1:]:
-        parts.append(f"<th>Δ {esc(labels[v])} vs baseline</th>")
-    parts.append("</tr>")
+        report.paragraph(note, note=True)
+    report.section("KPIs")
+    header = ["KPI", "unit", *(labels[v] for v in plan.variants),
+              *(f"Δ {labels[v]} vs baseline" for v in plan.variants[1:])]  # fmt: skip
+    table = []
     for kpi in sorted(
         agg, key=lambda k: (k not in KEY_KPIS, KEY_KPIS.index(k) if k in KEY_KPIS else 0, k)
     ):
         per = agg[kpi]
-        unit = next(iter(per.values()))["unit"]
-        parts.append(f"<tr><td class='k'>{esc(kpi)}</td><td>{esc(unit)}</td>")
+        row = [kpi, next(iter(per.values()))["unit"]]
         for v in plan.variants:
             c = per.get(v)
-            parts.append(
-                f"<td>{_fmt(c['mean'])} ± {_fmt(c['sd'], 2)}</td>" if c and c["n"] else "<td>–</td>"
-            )
+            row.append(f"{_fmt(c['mean'])} ± {_fmt(c['sd'], 2)}" if c and c["n"] else "–")
         for v in plan.variants[1:]:
             d, sd, n = paired_change(per, v)
-            parts.append(f"<td>{_fmt(d)} ± {_fmt(sd, 2)}</td>" if n else "<td>–</td>")
-        parts.append("</tr>")
-    parts.append("</table>")
-    parts.append(
-        "<p>Δ: mean of per-seed differences (same demand per seed) ± their sd.</p><h2>Plots</h2>"
-    )
+            row.append(f"{_fmt(d)} ± {_fmt(sd, 2)}" if n else "–")
+        table.append(row)
+    report.table(header, table)
+    report.paragraph("Δ: mean of per-seed differences (same demand per seed) ± their sd.")
+    report.section("Plots")
     for name, title in plots:
-        parts.append(f"<figure><img src='{esc(name)}' alt='{esc(title)}'></figure>")
-    parts.append(
-        "<h2>Files</h2><p><code>kpis.csv</code> (variant, seed, kpi, value, unit); per variant "
-        "and seed: SUMO outputs (tripinfo, stopinfo, vehroutes, edgedata, summary, FCD for the first "
-        "seed), <code>trips.csv</code>, controller logs under <code>controllers/</code>.</p>"
-    )
-    parts.append("</body></html>")
-    tmp = run_dir / ".report.html.tmp"
-    tmp.write_text("\n".join(parts) + "\n", encoding="utf-8")
-    os.replace(tmp, run_dir / "report.html")
-    return run_dir / "report.html"
+        report.figure(name, title)
+    report.section("Files")
+    report.paragraph([
+        code("kpis.csv"), " (variant, seed, kpi, value, unit); per variant and seed: SUMO outputs "
+        "(tripinfo, stopinfo, vehroutes, edgedata, summary, FCD for the first seed), ",
+        code("trips.csv"), ", controller logs under ", code("controllers/"), ".",
+    ])  # fmt: skip
+    return report.write(run_dir)
 
 
 def _sumo_version() -> str:
