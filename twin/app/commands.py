@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -13,23 +12,21 @@ from twin.app.pack import add_pack_args
 RunCommand = Callable[[Sequence[str]], int]
 
 
-def _say(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
 def build(args: argparse.Namespace):
     """Resolve the command's pack and bring its products up to date; (pack, build folder, results)."""
     from twin.app.pack import resolve_pack
     from twin.app.steps import build_products
+    from twin.progress import console_progress
 
     pack = resolve_pack(args.pack)
-    build_dir, results = build_products(
-        pack,
-        args.build_dir,
-        only=getattr(args, "only", None),
-        force=getattr(args, "force", False),
-        progress=lambda m: _say(f"  … {m}"),
-    )
+    with console_progress("data", unit="steps") as progress:
+        build_dir, results = build_products(
+            pack,
+            args.build_dir,
+            only=getattr(args, "only", None),
+            force=getattr(args, "force", False),
+            progress=progress,
+        )
     return pack, build_dir, results
 
 

@@ -3,47 +3,40 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from twin.errors import ConfigError
 
 
-def _say(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     """Run a coupled scenario, resume one, or list the models' variables."""
     from twin.app import run as coupled
+    from twin.progress import console_progress
 
     if args.list_variables:
         print(coupled.list_variables_text())
         return 0
     if (args.scenario is None) == (args.resume is None):
         raise ConfigError("twin run: give a SCENARIO.toml or --resume RUN (one of them)")
-
-    def progress(done: float, total: float) -> None:
-        share = 100.0 * done / total if total else 100.0
-        _say(f"  {coupled.describe_duration(done)} of {coupled.describe_duration(total)} "
-             f"simulated ({share:.0f} %)")  # fmt: skip
-
-    say = lambda m: _say(f"  … {m}")  # noqa: E731
-    if args.resume is not None:
-        if any(v is not None for v in (args.end, args.readings, args.checkpoint_every)):
-            raise ConfigError("--resume continues a run as it was started: no --end, --readings "
-                              "or --checkpoint-every with it")  # fmt: skip
-        folder = coupled.resume(args.resume, progress=progress, say=say)
-    else:
-        options = coupled.Options(
-            end=args.end,
-            readings=str(args.readings) if args.readings else None,
-            checkpoint_every=args.checkpoint_every,
-            pack=str(args.pack) if args.pack else None,
-            build_dir=str(args.build_dir),
-        )
-        folder = coupled.run(args.scenario, options=options, runs_dir=args.runs_dir,
-                             progress=progress, say=say)  # fmt: skip
+    if args.resume is not None and any(
+        v is not None for v in (args.end, args.readings, args.checkpoint_every)
+    ):
+        raise ConfigError("--resume continues a run as it was started: no --end, --readings "
+                          "or --checkpoint-every with it")  # fmt: skip
+    show = coupled.describe_duration
+    with console_progress("run", unit="simulated", show=show) as progress:
+        if args.resume is not None:
+            folder = coupled.resume(args.resume, progress=progress.advance, say=progress.stage)
+        else:
+            options = coupled.Options(
+                end=args.end,
+                readings=str(args.readings) if args.readings else None,
+                checkpoint_every=args.checkpoint_every,
+                pack=str(args.pack) if args.pack else None,
+                build_dir=str(args.build_dir),
+            )
+            folder = coupled.run(args.scenario, options=options, runs_dir=args.runs_dir,
+                                 progress=progress.advance, say=progress.stage)  # fmt: skip
     from twin.runs import read_status
 
     status = read_status(folder)

@@ -22,6 +22,7 @@ from typing import Any
 
 from twin.city.pack import DataPack
 from twin.errors import TwinError
+from twin.progress import Progress, as_progress
 
 MANIFEST = "manifest.json"
 
@@ -154,9 +155,14 @@ def run_build(
     *,
     only: Iterable[str] | None = None,
     force: bool = False,
-    progress: Callable[[str], None] = lambda msg: None,
+    progress: Progress | Callable[[str], None] | None = None,
 ) -> list[StepResult]:
-    """Run the steps whose inputs changed (or all with `force`); return what each step did."""
+    """Run the steps whose inputs changed (or all with `force`); return what each step did.
+
+    `progress` sees a stage per step built (and the steps' own messages) and the steps done of
+    all; a plain callable of one message sees the stages only (see :func:`twin.progress.as_progress`).
+    """
+    progress = as_progress(progress)
     ordered = _order(steps)
     if only is not None:
         wanted = set(only)
@@ -176,7 +182,8 @@ def run_build(
     manifest["pack"] = {"name": pack.name, "file": str(pack.file), "extent": list(pack.extent)}
     manifest["sources"] = {**old_sources, **sources}
     manifest.setdefault("steps", {})
-    results = []
+    results: list[StepResult] = []
+    progress.advance(0, len(ordered))
     for step in ordered:
         payload = {
             "step": step.name,
@@ -198,10 +205,11 @@ def run_build(
         )
         if fresh:
             results.append(StepResult(step.name, "cached", 0.0, step.outputs))
+            progress.advance(len(results), len(ordered))
             continue
-        progress(f"building {step.name}")
+        progress.stage(f"building {step.name}")
         t0 = time.perf_counter()
-        outputs = _run_step(pack, step, build_dir, progress)
+        outputs = _run_step(pack, step, build_dir, progress.stage)
         seconds = time.perf_counter() - t0
         manifest["steps"][step.name] = {
             "key": key,
@@ -215,6 +223,7 @@ def run_build(
         }
         _write_json_atomic(build_dir / MANIFEST, manifest)
         results.append(StepResult(step.name, "built", seconds, step.outputs))
+        progress.advance(len(results), len(ordered))
     _write_json_atomic(build_dir / MANIFEST, manifest)
     return results
 

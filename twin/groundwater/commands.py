@@ -1,4 +1,4 @@
-"""The `twin groundwater` sub-commands: run a scenario (with a progress bar) or check it.
+"""The `twin groundwater` sub-commands: run a scenario (with its progress) or check it.
 
 Kept light at import time: the model and numba load only when a sub-command runs.
 """
@@ -29,31 +29,13 @@ def _inputs(args: argparse.Namespace):
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run a scenario and print where its outputs went."""
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
     from twin.app.readings import sensor_feed
     from twin.groundwater.run import run_scenario
+    from twin.progress import console_progress
 
     scenario, pack = _inputs(args)  # a bad file fails here, before any progress output
     scenario.clock(args.end)  # and so does a bad --end
-    console = Console(stderr=True)
-    with Progress(
-        TextColumn("[bold]ground water[/] {task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total} steps"),
-        TimeRemainingColumn(),
-        console=console,
-        transient=False,
-    ) as bar:
-        task = bar.add_task("preparing", total=None)
-
-        def progress(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total, description="stepping")
-
-        def say(message: str) -> None:
-            bar.update(task, description=message)
-
+    with console_progress("ground water", unit="steps") as progress:
         result = run_scenario(
             args.scenario,
             readings=args.readings,
@@ -62,8 +44,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             runs_dir=args.runs_dir,
             pack=pack,
             build_dir=args.build_dir,
-            progress=progress,
-            say=say,
+            progress=progress.advance,
+            say=progress.stage,
         )
     m = result.metrics
     print(f"finished {result.steps} steps in {result.seconds:.1f} s -> {result.folder}")
@@ -81,15 +63,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     """Validate a scenario as a run would (files, sizes, wells, aquifer) without solving."""
     from twin.groundwater.scenario import MAX_RUN_BYTES, build_setup
+    from twin.progress import console_progress
 
     sc, pack = _inputs(args)
-    setup = build_setup(
-        sc,
-        pack=pack,
-        build_dir=args.build_dir,
-        end=args.end,
-        progress=lambda message: print(f"  … {message}", file=sys.stderr, flush=True),
-    )
+    with console_progress("ground water") as progress:
+        setup = build_setup(sc, pack=pack, build_dir=args.build_dir, end=args.end,
+                            progress=progress.stage)  # fmt: skip
     c, g = sc.config, setup.grid
     print(
         f"{sc.path}: scenario '{sc.name}' is valid: {setup.clock.isoformat(0)} to "

@@ -18,14 +18,12 @@ def network_products(args: argparse.Namespace) -> Path:
     """The build folder holding the SUMO net, built (or brought up to date) by the data build."""
     from twin.app.pack import resolve_pack
     from twin.app.steps import build_products
+    from twin.progress import console_progress
     from twin.traffic.network import NETWORK_STEP
 
-    build_dir, _ = build_products(
-        resolve_pack(args.pack),
-        args.build_dir,
-        only=[NETWORK_STEP],
-        progress=lambda m: _say(f"  … {m}"),
-    )
+    pack = resolve_pack(args.pack)
+    with console_progress("data", unit="steps") as progress:
+        build_dir, _ = build_products(pack, args.build_dir, only=[NETWORK_STEP], progress=progress)
     return build_dir
 
 
@@ -111,16 +109,8 @@ def _print_summary(run_dir: Path) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Run a scenario's variants over seeds one after the other, with a progress bar."""
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
+    """Run a scenario's variants over seeds one after the other, showing their progress."""
+    from twin.progress import console_progress
     from twin.traffic.runs import execute, plan_summary
 
     plan = _plan(args)
@@ -128,33 +118,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     per_run = plan.warmup_s + plan.end_s
     total = len(plan.variants) * len(plan.seeds) * per_run
     done: dict[str, float] = {}
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.percentage:>5.1f} %"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=False,
-    ) as bar:
-        task = bar.add_task(plan.scenario.name, total=total)
+    with console_progress(plan.scenario.name, unit="s simulated") as progress:
 
-        def progress(label: str, t: float) -> None:
+        def advanced(label: str, t: float) -> None:
+            if label not in done:
+                progress.stage(label)
             done[label] = min(t, per_run)
-            bar.update(
-                task, completed=sum(done.values()), description=f"{plan.scenario.name} {label}"
-            )
+            progress.advance(sum(done.values()), total)
 
-        run_dir = execute(plan, progress=progress)
+        run_dir = execute(plan, progress=advanced)
     _print_summary(run_dir)
     return 0
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     """Run variants x seeds on Dask distributed."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
+    from twin.progress import console_progress
     from twin.traffic.runs import plan_summary, sweep
 
     plan = _plan(args)
@@ -162,19 +141,16 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         plan_summary(plan)
         + (f" on {args.scheduler}" if args.scheduler else " on a local Dask cluster")
     )
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=Console(stderr=True),
-    ) as bar:  # fmt: skip
-        task = bar.add_task(plan.scenario.name, total=len(plan.variants) * len(plan.seeds))
-        run_dir = sweep(
-            plan,
-            scheduler=args.scheduler,
-            workers=args.workers,
-            on_done=lambda v, s: bar.update(
-                task, advance=1, description=f"{plan.scenario.name} {v}/seed-{s}"
-            ),
-        )
+    total = len(plan.variants) * len(plan.seeds)
+    finished: list[str] = []
+    with console_progress(plan.scenario.name, unit="runs") as progress:
+
+        def run_done(variant: str, seed: int) -> None:
+            finished.append(f"{variant}/seed-{seed}")
+            progress.stage(f"{finished[-1]} finished")
+            progress.advance(len(finished), total)
+
+        run_dir = sweep(plan, scheduler=args.scheduler, workers=args.workers, on_done=run_done)
     _print_summary(run_dir)
     return 0
 
