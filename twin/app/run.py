@@ -4,7 +4,8 @@ A coupled scenario names its models, each with its own scenario file and setting
 they exchange (see ``simulations/krefeld-coupled.toml``, where every key is documented)::
 
     [scenario]     name, title, start (UTC), end (a duration from the start or a UTC time)
-    [models.sensors]      the readings: replay (a JSONL uplink file), store, or simulate = {seed}
+    [models.sensors]      the readings: replay (a JSONL uplink file), store, simulate = {seed},
+                          or source = "mqtt://host:port" (live, the clock following the readings)
     [models.groundwater]  scenario = "groundwater-today.toml", time_step_hours = 1
     [models.traffic]      scenario = "bus-bike-priority", variant, seed, window, warmup
     [[exchange]]          from = "sensors.groundwater_head", to = "groundwater.observed_head",
@@ -49,6 +50,10 @@ def _utc(value: Any) -> str | None:
     return None
 
 
+def _positive(value: Any) -> str | None:
+    return None if value > 0 else "a positive number of seconds"
+
+
 SCHEMA: dict[str, Field] = {
     "scenario": Field(schema={
         "name": Field(str),
@@ -61,7 +66,8 @@ SCHEMA: dict[str, Field] = {
         "sensors": Field(required=False, schema={
             "replay": Field(str, required=False, doc="a JSONL file of uplinks"),
             "store": Field(str, required=False, doc="an existing sensor store (SQLite)"),
-            "source": Field(str, required=False, doc="mqtt://host:port: live (not yet)"),
+            "source": Field(str, required=False,
+                            doc="mqtt://host:port[?topic=...]: readings ingested live"),
             "simulate": Field(required=False, schema={
                 "seed": Field(int, required=False, default=1),
                 "lead": Field(str, required=False, default="1h"),
@@ -72,6 +78,9 @@ SCHEMA: dict[str, Field] = {
             "time_step_s": Field(float, required=False, default=900.0),
             "max_age_s": Field(float, required=False, default=10800.0),
             "gap_s": Field(float, required=False, default=3600.0),
+            "wait_s": Field(float, required=False, default=1800.0, check=_positive,
+                            doc="live: wall-clock seconds to wait for a newer reading"),
+            "connect_timeout_s": Field(float, required=False, default=10.0, check=_positive),
         }),
         "groundwater": Field(required=False, schema={
             "scenario": Field(str, doc="a ground-water scenario TOML, relative to this file"),
@@ -147,6 +156,10 @@ def load(path: str | Path) -> CoupledScenario:
                 f"{path}: 'models.sensors': give one of replay, store, source or simulate, "
                 f"not {' and '.join(given)}"
             )
+        if sensors.get("source") is not None:
+            from twin.app.live import check_source
+
+            check_source(sensors["source"], path)
         if not given:
             sensors["simulate"] = validate({}, SCHEMA["models"].schema["sensors"].schema["simulate"]
                                            .schema, file=path)  # fmt: skip
@@ -251,11 +264,8 @@ def _sensors(sc: CoupledScenario, options: Options, clock: Clock, folder: Path, 
                                 "time_step": cfg["time_step_s"], "max_age_s": cfg["max_age_s"],
                                 "gap_s": cfg["gap_s"]}  # fmt: skip
     if cfg.get("source") and not options.readings:
-        raise ConfigError(
-            f"{sc.path}: 'models.sensors.source' ({cfg['source']}): live ingest from a broker "
-            "during a coupled run is not available in this version; replay a file with "
-            "--readings FILE.jsonl or give 'replay'"
-        )
+        _live(sc, cfg, feed_cfg, folder, parts, pack)
+        return
     if cfg.get("store") and not options.readings:
         store = sc.resolve(cfg["store"])
         if not store.is_file():
@@ -287,6 +297,29 @@ def _sensors(sc: CoupledScenario, options: Options, clock: Clock, folder: Path, 
                           **window_counts(path, clock)}  # fmt: skip
     feed = SensorFeed()
     parts.coupler.add("sensors", feed, feed_cfg)
+    parts.feed = feed
+
+
+def _live(sc: CoupledScenario, cfg: dict[str, Any], feed_cfg: dict[str, Any], folder: Path,
+          parts: Parts, pack: Any) -> None:  # fmt: skip
+    """The live feed: an MQTT broker's stream ingested into the run-local store as the run goes on
+    (twin.app.live); the persistent session is the run's own, so a resumed run gets what was
+    queued for it."""
+    from twin.app.live import LiveFeed, describe
+    from twin.sensors.devices import pack_catalogue
+
+    store = folder / "sensors" / "sensors.sqlite"
+    feed_cfg.update(source=cfg["source"], catalogue=pack_catalogue(pack, parking=False),
+                    store=str(store), wait_s=cfg["wait_s"],
+                    connect_timeout_s=cfg["connect_timeout_s"],
+                    client_id=f"twin-run-{sc.name}-{runs.stamp_of(folder)}")  # fmt: skip
+    parts.readings = {"source": describe(cfg["source"]), "kind": "live",
+                      "path": str(store.relative_to(folder))}  # fmt: skip
+    feed = LiveFeed()
+    try:
+        parts.coupler.add("sensors", feed, feed_cfg)
+    except ConfigError as exc:  # the broker could not be reached
+        raise ConfigError(f"{sc.path}: 'models.sensors.source': {exc}") from None
     parts.feed = feed
 
 
@@ -396,7 +429,18 @@ def _gaps(parts: Parts) -> list[dict[str, Any]]:
     from twin.groundwater.readings import outages
 
     feed = parts.feed
-    out = []
+    every = [d for q in feed._devices for d in feed.device_ids(q)]
+    out = [
+        {
+            "start": o["start"],
+            "end": o["end"],
+            "quantities": list(feed._devices),
+            "wells": len(every),
+            "devices": every,
+            "stream": o["cause"],
+        }
+        for o in getattr(feed, "outages", lambda: [])()
+    ]  # a live stream's silent stretches
     for q in feed._devices:
         for o in outages(feed.gaps(q)):
             out.append({"start": o["start"], "end": o["end"], "quantities": [q],
@@ -407,7 +451,8 @@ def _gaps(parts: Parts) -> list[dict[str, Any]]:
 def _readings_status(parts: Parts) -> dict[str, Any]:
     info = dict(parts.readings)
     if parts.feed is not None:
-        info["ingest"] = parts.feed.replay_counts()
+        live = getattr(parts.feed, "live_counts", None)
+        info["ingest"] = live() if live is not None else parts.feed.replay_counts()
     return info
 
 
