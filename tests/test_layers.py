@@ -19,7 +19,15 @@ from pathlib import Path
 import pytest
 
 TWIN = Path(__file__).resolve().parents[1] / "twin"
-GROUND = {"twin", "twin.errors", "twin.config", "twin.geo", "twin.runs"}
+GROUND = {
+    "twin",
+    "twin.errors",
+    "twin.config",
+    "twin.geo",
+    "twin.runs",
+    "twin.report",
+    "twin.progress",
+}
 DATA = ("city", "tiles", "citytiles", "products")
 DOMAINS = ("traffic", "groundwater", "heat", "sensors", "scenes", "viewer")
 RANK = {"ground": 0, "core": 1, "data": 2, "domain": 3, "app": 4, "commands": 5}
