@@ -102,6 +102,26 @@ def _open_session(url: str) -> None:
         client.loop_stop()
 
 
+def _session_present(url: str, client_id: str) -> bool:
+    """Whether the broker still keeps a persistent session for ``client_id`` (connecting with
+    clean_session=False keeps it as it is)."""
+    u = parse_mqtt_url(url)
+    client = make_client(client_id, persistent=True, manual_ack=False, url=u)
+    flags: list[bool] = []
+    client.on_connect = lambda c, d, f, *args: flags.append(bool(f.session_present))
+    client.connect(u.host, u.port)
+    client.loop_start()
+    try:
+        deadline = time.monotonic() + 30
+        while not flags and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    assert flags, "the broker did not answer CONNECT"
+    return flags[0]
+
+
 def _publish(url: str, stream: Path, speed: float = 0.0) -> int:
     return send(paced(read_jsonl(stream), speed), mqtt_url=url)["sent"]
 
@@ -198,12 +218,30 @@ def test_a_live_stream_feeds_the_run_and_its_clock_follows_it(tmp_path: Path, mi
     change = np.abs(_heads(run) - _heads(free))
     near = change[distance_from("GWM-1", change.shape) <= 75.0]
     assert near.size and near.min() > 0.01
+    assert _session_present(broker.url, CLIENT)  # named in the URL: the user's, kept
+
+
+def test_a_finished_run_drops_its_own_session_and_a_silent_stream_is_a_gap(
+    tmp_path: Path, mini_pack: Path, broker: LocalBroker
+):
+    path = scenario(tmp_path, mini_pack, name="mini-quiet", end="30m",
+                    sensors=f'source = "{broker.url}"\nwait_s = 0.2')  # fmt: skip
+    run = coupled.run(path, options=_options(tmp_path, mini_pack), runs_dir=tmp_path / "runs")
+    status = read_status(run)
+    assert status["state"] == "finished"
+    (gap,) = status["gaps"]  # no reading at all: the whole run, from its start
+    assert gap["start"] == "2024-03-01T00:00:00Z" and gap["end"] is None
+    assert gap["stream"] == "no newer reading within 0.2 s"
+    assert status["readings"]["ingest"]["received"] == 0
+    assert not _session_present(broker.url, f"twin-run-mini-quiet-{run.name}")
 
 
 def test_a_broker_that_goes_away_mid_run_is_a_flagged_gap_and_the_run_finishes(
     tmp_path: Path, mini_pack: Path, broker: LocalBroker
 ):
     stream = _stream(tmp_path, mini_pack, start="2024-02-29T23:00:00Z", minutes=150)  # to 01:30
+    with stream.open("ab") as f:
+        f.write(b'{"not": "an uplink"}\n')  # one message the ingest quarantines
     _open_session(broker.url)
     n = _publish(broker.url, stream)
     runs_dir = tmp_path / "runs"
@@ -228,8 +266,9 @@ def test_a_broker_that_goes_away_mid_run_is_a_flagged_gap_and_the_run_finishes(
     assert not failures, failures
     status = read_status(run)
     assert status["state"] == "finished"
-    assert status["readings"]["ingest"]["stored"] == n
-    assert status["readings"]["ingest"]["steps_without_stream"] > 0
+    ingest = status["readings"]["ingest"]
+    assert (ingest["received"], ingest["stored"], ingest["quarantined"]) == (n, n - 1, 1)
+    assert ingest["steps_without_stream"] > 0
     stream_gaps = [g for g in status["gaps"] if "stream" in g]
     assert len(stream_gaps) == 1
     (gap,) = stream_gaps

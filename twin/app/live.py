@@ -67,7 +67,7 @@ def _signals_held() -> Iterator[None]:
         yield
     finally:
         for s, h in handlers.items():
-            signal.signal(s, h)
+            signal.signal(s, h if h is not None else signal.SIG_DFL)
         if came and sys.exc_info()[0] is None:
             signal.raise_signal(came[0])
 
@@ -80,6 +80,11 @@ class LiveFeed(SensorFeed):
     ingest knows), ``wait_s`` (wall-clock seconds to wait for a newer reading before going on
     without, default 1800), ``connect_timeout_s`` (default 10) and ``client_id`` (of the
     persistent session, unless the URL names one).
+
+    The session is the run's: a resumed run gets what the broker kept for it meanwhile. Once the
+    feed has reached the run's end its session is dropped on the broker (which would otherwise
+    keep queueing for it), unless the URL names the client id: such a session is the user's, for
+    the next run to continue from.
     """
 
     def _initialize(self, config: Mapping[str, Any]) -> None:
@@ -112,6 +117,8 @@ class LiveFeed(SensorFeed):
                                       on_commit=self._committed)  # fmt: skip
             self._mqtt = MqttIngest(self.source, self._ingestor,
                                     client_id=own.get("client_id", "twin-run"))  # fmt: skip
+            self._own_session = self._mqtt.url.client_id is None  # else the user's, kept
+            self._client_id = self._mqtt.url.client_id or own.get("client_id", "twin-run")
             # the broker first: one that cannot be reached ends the run at once, no worker started
             self._mqtt.connect(float(own.get("connect_timeout_s", 10.0)))
             self._ingestor.start()
@@ -245,14 +252,40 @@ class LiveFeed(SensorFeed):
                 try:
                     if mqtt is not None:
                         mqtt.stop()
+                        if self._own_session and self._at_end():
+                            _drop_session(mqtt.url, self._client_id)
                 finally:
                     self._writer.close()
+
+    def _at_end(self) -> bool:
+        duration = self.clock.duration if self.clock is not None else None
+        return duration is not None and self.current_time >= duration - 1e-6
 
     def _finalize(self) -> None:
         try:
             self._stop()
         finally:
             super()._finalize()
+
+
+def _drop_session(url: Any, client_id: str, timeout: float = 5.0) -> None:
+    """Connect once with a clean session under the ingest's client id: MQTT 3.1.1's way to make
+    the broker forget the persistent session (a broker that does not answer keeps it)."""
+    from twin.sensors.mqtt import make_client
+
+    client = make_client(client_id, persistent=False, manual_ack=False, url=url)
+    answered = threading.Event()
+    client.on_connect = lambda *args: answered.set()
+    try:
+        client.connect(url.host, url.port, keepalive=10)
+    except OSError:
+        return
+    client.loop_start()
+    try:
+        answered.wait(timeout)
+    finally:
+        client.disconnect()
+        client.loop_stop()
 
 
 def _iso(seconds: float) -> str:
