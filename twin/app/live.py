@@ -106,6 +106,7 @@ class LiveFeed(SensorFeed):
         self._window = {"before_start": 0, "in_window": 0, "after_end": 0}
         self._outages: list[list[Any]] = []  # [start, end or nan, cause] in epoch seconds
         self._silent_steps = 0
+        self._at_end = False  # the feed has reached the run's end (its session can go)
         self._writer = SQLiteStore(rest["store"])  # the ingest's own connection (devices)
         self._running = True
         try:
@@ -193,14 +194,16 @@ class LiveFeed(SensorFeed):
         if not open_:
             why = ("no connection to the broker" if not self._mqtt.connected.is_set()
                    else "no newer reading")  # fmt: skip
-            start = self._span()[0]
-            since = max(newest, start) if math.isfinite(newest) else max(at - self.time_step,
-                                                                         start)  # fmt: skip
+            last = (
+                newest if math.isfinite(newest) else need
+            )  # the last reading, or the step's start
+            since = max(last, self._span()[0])
             self._outages.append([since, math.nan, f"{why} within {self.wait_s:g} s"])
 
     def _update_until(self, t: float) -> None:
         self._await(t)
         super()._update_until(t)
+        self._at_end = math.isclose(self.epoch_seconds(t), self._span()[1], abs_tol=1e-3)
 
     # -- what the run reports --------------------------------------------------------------------
 
@@ -252,14 +255,10 @@ class LiveFeed(SensorFeed):
                 try:
                     if mqtt is not None:
                         mqtt.stop()
-                        if self._own_session and self._at_end():
+                        if self._at_end and self._own_session:
                             _drop_session(mqtt.url, self._client_id)
                 finally:
                     self._writer.close()
-
-    def _at_end(self) -> bool:
-        duration = self.clock.duration if self.clock is not None else None
-        return duration is not None and self.current_time >= duration - 1e-6
 
     def _finalize(self) -> None:
         try:
