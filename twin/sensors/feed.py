@@ -10,6 +10,9 @@ Replay: with ``replay`` (a JSONL file of uplinks, one message per line, in deliv
 fills its own ``store`` with the sensor ingest while the run goes on: a message is taken in when the
 run's clock passes its arrival, the latest reception time of the messages up to it in the file, so
 a message delivered after later ones (a backlog) arrives late, as it did, and is used from then on.
+A reception time the validator rejects as clock skew on its own (a server clock days ahead of its
+gateways') moves no arrival: that message is taken in with the one before it (and quarantined
+by the ingest), and the messages after it arrive at their own times.
 
 Gaps: a device that has reported in the run and then has no reading fresher than ``gap_s`` at the
 feed's times is in a gap until a fresh reading is there again; :meth:`SensorFeed.gaps` lists them.
@@ -234,6 +237,11 @@ class SensorFeed(Model):
         """For a replay: messages in the file, taken in so far, and what the ingest made of them."""
         return {} if self._replay is None else self._replay.counts()
 
+    def replay_times(self) -> np.ndarray:
+        """For a replay: the reception time of each message of the file (epoch seconds, NaN where
+        none is readable), to count those outside a window; empty without a replay."""
+        return np.zeros(0) if self._replay is None else self._replay.times.copy()
+
     def _update_until(self, t: float) -> None:
         self._refresh(t)
 
@@ -283,31 +291,51 @@ def _utc(seconds: float):
 
 class _Replay:
     """A JSONL file of uplinks taken into a store by the sensor ingest as the run's clock passes
-    each message's arrival (the latest reception time up to it in the file)."""
+    each message's arrival (see the module's docstring)."""
 
     def __init__(self, path: Path, store: SQLiteStore, catalogue: Any, profiles: Any) -> None:
         from twin.sensors.ingest import Ingestor
         from twin.sensors.replay import read_jsonl
-        from twin.sensors.uplink import message_time
 
         self.path = path
+        self._source = f"file:{path.name}"
         self._lines = list(read_jsonl(path))
-        self.times = np.full(len(self._lines), np.nan)  # reception time of each message
+        self._next = 0
+        self._wall = -math.inf
+        self._ingest = Ingestor(store, catalogue, profiles, now=lambda: self._wall,
+                                worker="thread")  # fmt: skip
+        self.times, self.arrival = self._arrivals()
+
+    def _arrivals(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each message's reception time (NaN: none readable) and its arrival: the latest
+        reception time up to it in the file that is no clock error (see :meth:`_skewed`)."""
+        from twin.sensors.uplink import message_time
+
+        times = np.full(len(self._lines), np.nan)
         arrival, latest = np.empty(len(self._lines)), -math.inf
+        skew = self._ingest.validator.max_clock_skew_s
         for i, line in enumerate(self._lines):
             try:
                 t = message_time(json.loads(line))
             except (ValueError, TypeError, AttributeError):
                 t = None
             if t is not None and math.isfinite(t):
-                self.times[i] = t
-                latest = max(latest, t)
+                times[i] = t
+                if t > latest and not (t > latest + skew and self._skewed(line, t)):
+                    latest = t
             arrival[i] = latest
-        self.arrival = arrival
-        self._next = 0
         self._wall = -math.inf
-        self._ingest = Ingestor(store, catalogue, profiles, now=lambda: self._wall,
-                                worker="thread")  # fmt: skip
+        return times, arrival
+
+    def _skewed(self, line: bytes, t: float) -> bool:
+        """Whether the validator rejects the message as clock skew even when it arrives at its
+        own reception time ``t``: its server and gateway times disagree, or its clock was never
+        set. Such a message is quarantined whenever it arrives, so its time says nothing."""
+        from twin.sensors.uplink import MessageRejected
+
+        self._wall = t
+        verdict = self._ingest.validator.prepare(line, self._source).result
+        return isinstance(verdict, MessageRejected) and verdict.reason == "clock_skew"
 
     @property
     def next(self) -> int:
@@ -319,7 +347,7 @@ class _Replay:
         recognised by the ingest as duplicates)."""
         if taken > self._next:
             self._wall = float(self.arrival[taken - 1])
-            self._ingest.ingest(self._lines[self._next : taken], source=f"file:{self.path.name}")
+            self._ingest.ingest(self._lines[self._next : taken], source=self._source)
         self._next = taken
 
     def take_until(self, at: float) -> None:
@@ -328,7 +356,7 @@ class _Replay:
         end = int(np.searchsorted(self.arrival, at, side="right"))
         if end > self._next:
             self._wall = at
-            self._ingest.ingest(self._lines[self._next : end], source=f"file:{self.path.name}")
+            self._ingest.ingest(self._lines[self._next : end], source=self._source)
             self._next = end
 
     def counts(self) -> dict[str, int]:
