@@ -15,54 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+from gw_scenario import write_gw_scenario
 
 from twin.app import run as coupled
 from twin.runs import read_status
 
 TWIN = Path(sys.executable).parent / "twin"
-
-GROUNDWATER = """
-[scenario]
-name = "mini-gw"
-pack = "{pack}"
-start = "2024-03-01T00:00:00Z"
-end = "2024-03-02T00:00:00Z"
-time_step_hours = 1
-
-[grid]
-cell = 50.0
-
-[aquifer]
-k = 1.0e-3
-k_log10_sd = 0.2
-bottom = 5.0
-sy = 0.18
-
-[recharge]
-precipitation_mm_per_year = 780.0
-open_fraction = 0.3
-
-[river]
-line = [[330900.0, 5688900.0], [330900.0, 5689700.0]]
-width_m = 100.0
-bed_leakance_per_day = 0.5
-bottom = 22.0
-[[river.stage]]
-time = "2024-01-01T00:00:00Z"
-stage = 29.0
-[[river.stage]]
-time = "2025-03-01T00:00:00Z"
-stage = 28.0
-
-[edges]
-west = 31.0
-
-[assimilation]
-sigma_background_m = 2.0  # the simulated loggers sit metres off this small made-up aquifer
-
-[output]
-hydrograph_wells = ["GWM-1"]
-"""
 
 COUPLED = """
 [scenario]
@@ -111,7 +69,11 @@ def _grid_sumocfg(folder: Path) -> Path:
 def scenario(tmp: Path, pack: Path, *, name: str = "mini-coupled", end: str = "4h",
              sensors: str = "simulate = { seed = 3 }", traffic: bool = False) -> Path:  # fmt: skip
     """A coupled scenario on the mini pack (and a SUMO grid with ``traffic``)."""
-    (tmp / "gw.toml").write_text(GROUNDWATER.format(pack=pack), encoding="utf-8")
+    # the shared ground-water scenario, every logger read (the feed's readings replace its own)
+    write_gw_scenario(tmp, pack, name="mini-gw", end="2024-03-02T00:00:00Z", step_hours=1,
+                      file="gw.toml", **{"withhold_fraction = 0.5": "withhold_fraction = 0.0",
+                                         "[output]": "[assimilation]\nsigma_background_m = 2.0"
+                                                     "\n\n[output]"})  # fmt: skip
     block = ""
     if traffic:
         cfg = _grid_sumocfg(tmp / "grid")

@@ -1,9 +1,9 @@
 """The parts of a coupled run that write a model's outputs, and the coupled run's one report.
 
 Each model's subfolder gets what its stand-alone run writes, through that domain's own writers
-(:func:`twin.groundwater.run.write_outputs`, :func:`twin.traffic.runs.finish` and the traffic
-KPIs); what is here is the glue from a model adapter's state to those writers. ``report.html``
-links the parts and says where the readings came from.
+(:func:`twin.groundwater.run.write_run`, :meth:`twin.traffic.runs.TrafficModel.write_outputs`
+and :func:`twin.traffic.runs.finish`); what is here is the glue from a model adapter's state to
+those writers. ``report.html`` links the parts and says where the readings came from.
 """
 
 from __future__ import annotations
@@ -11,8 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,17 +43,14 @@ class GroundwaterPart:
     model: Any
     setup: Any
     folder: Path
-    wells: dict[str, np.ndarray]
-    withheld: np.ndarray
     prior: dict[str, Any] | None = None
 
     @classmethod
     def add(cls, sc: Any, options: Any, clock: Clock, folder: Path, coupler: Coupler,
             pack: Any) -> GroundwaterPart:  # fmt: skip
         """Build the ground-water scenario on the run's clock and add its model to the coupler."""
-        from twin.groundwater.coupling import GroundwaterModel
-        from twin.groundwater.run import withheld_wells
-        from twin.groundwater.scenario import build_setup, load_scenario, logger_wells
+        from twin.groundwater.run import add_model
+        from twin.groundwater.scenario import build_setup, load_scenario
 
         cfg = sc.models["groundwater"]
         path = sc.resolve(cfg["scenario"])
@@ -69,13 +65,7 @@ class GroundwaterPart:
         out = folder / "groundwater"
         out.mkdir(exist_ok=True)
         shutil.copyfile(path, out / "scenario.toml")
-        rd = scenario.config["readings"]
-        wells = logger_wells(scenario.config, setup.wells)
-        withheld = withheld_wells(len(wells["id"]), rd["withhold_fraction"], rd["seed"])
-        model = GroundwaterModel()
-        coupler.add("groundwater", model, {"setup": setup, "wells": wells, "withheld": withheld,
-                                           "free_run": True, "record": True})  # fmt: skip
-        return cls(model, setup, out, wells, withheld)
+        return cls(add_model(coupler, setup, free_run=True), setup, out)
 
     def history(self) -> dict[str, Any]:
         """The whole run's history: the part before a resume joined with what followed it."""
@@ -93,7 +83,7 @@ class GroundwaterPart:
     def save_history(self, path: Path) -> None:
         """Write the history (bit for bit: arrays as float64) beside a checkpoint."""
         rec = self.history()
-        n, wells = len(rec["times"]), len(self.wells["id"])
+        n, wells = len(rec["times"]), len(self.model.wells["id"])
         values, weights = np.full((n, wells), np.nan), np.full((n, wells), np.nan)
         rows, has = np.full((n, 4), np.nan), np.zeros(n, dtype=bool)
         for k, a in enumerate(rec["analyses"]):
@@ -128,33 +118,22 @@ class GroundwaterPart:
 
     def final_analysis(self, coupler: Coupler) -> None:
         """Analyse the readings at the run's end into the last heads (as a stand-alone run)."""
-        from twin.groundwater.run import _final_analysis
+        from twin.groundwater.run import final_analysis
 
-        _final_analysis(coupler, self.model)
+        final_analysis(coupler, self.model)
 
     def write(self, seconds: float, feed: Any, provenance: str) -> dict[str, Any]:
-        """The stand-alone run's files in groundwater/ by the ground-water writers; its metrics."""
-        from twin.groundwater import run as gw_run
+        """The stand-alone run's files in groundwater/ by the ground-water writer; its metrics."""
+        from twin.groundwater.run import run_result, write_run
 
-        h = self.history()
         source = None
         if feed is not None:
             source = {"model": feed, "kind": "jsonl" if feed.replay_counts() else "store",
                       "provenance": provenance}  # fmt: skip
-        readings = gw_run._readings(h, self.wells, self.withheld, source)
-        result = {
-            "times": np.array(h["times"]), "h_steady": h["initial"], "h_end": self.model.head,
-            "h_free_end": h["free"][-1], "budgets": h["budgets"], "solves": h["solves"],
-            "series": {"assimilated": h["head"], "free": h["free"]}, "readings": readings,
-            "metrics": gw_run._metrics(self.setup, h, readings),
-            "source": gw_run._readings_info(source, self.setup),
-        }  # fmt: skip
-        metrics = gw_run.write_outputs(self.folder, self.setup, result, seconds)
+        result = run_result(self.setup, self.model, source, self.history())
         phases = {"solve": self.model.timings["solve"],
                   "assimilation": self.model.timings["assimilation"]}  # fmt: skip
-        gw_run.write_report(self.folder, self.setup, result, metrics, phases, seconds)
-        metrics.pop("hydrograph_pngs", None)
-        return metrics
+        return write_run(self.folder, self.setup, result, phases, seconds)
 
 
 @dataclass(frozen=True)
@@ -175,11 +154,7 @@ class TrafficPart:
     """The traffic model of a coupled run: one variant and seed on the run's clock, in traffic/."""
 
     plan: Any
-    variant: str
-    seed: int
-    model: Any
-    vtypes: dict[str, Any] = field(default_factory=dict)
-    t0: float = 0.0
+    model: Any  # twin.app.replayed.Replayed around twin.traffic.runs.TrafficModel
 
     @classmethod
     def add(cls, sc: Any, options: Any, clock: Clock, folder: Path, coupler: Coupler, pack: Any,
@@ -232,62 +207,23 @@ class TrafficPart:
             from twin.traffic.network import NETWORK_STEP
 
             products, _ = build_products(pack, Path(options.build_dir), only=[NETWORK_STEP])
-        tmp = folder / ".traffic-plan"
-        shutil.rmtree(tmp, ignore_errors=True)
-        plan = plan_run(scenario, runs_root=tmp, products=products, variants=[variant], seeds=1,
-                        end_s=window - scenario.warmup_s)  # fmt: skip
         target = folder / "traffic"
         shutil.rmtree(target, ignore_errors=True)  # a resumed run simulates traffic again
-        os.replace(plan.run_dir, target)
-        shutil.rmtree(tmp, ignore_errors=True)
-        plan.run_dir = target
-        part = cls(plan, variant, plan.seeds[0], None)
-
-        def live(model: Any) -> None:
-            conn = model._sim.conn
-            part.vtypes = {t: {"vClass": conn.vehicletype.getVehicleClass(t),
-                               "emissionClass": conn.vehicletype.getEmissionClass(t)}
-                           for t in conn.vehicletype.getIDList()}  # fmt: skip
-
-        part.t0 = time.perf_counter()
+        plan = plan_run(scenario, folder=target, products=products, variants=[variant], seeds=1,
+                        end_s=window - scenario.warmup_s)  # fmt: skip
         step = _seconds(cfg["coupling_step"], clock.start, f"{where}.coupling_step'")
-        part.model = Replayed(TrafficModel(), window=window, step=step,
-                              stops=lambda t: parts.stops, before_finalize=live)  # fmt: skip
-        coupler.add("traffic", part.model, {"plan": plan, "variant": variant, "seed": part.seed},
+        model = Replayed(TrafficModel(), window=window, step=step, stops=lambda t: parts.stops)
+        coupler.add("traffic", model, {"plan": plan, "variant": variant, "seed": plan.seeds[0]},
                     step=step)  # fmt: skip
-        return part
+        return cls(plan, model)
 
     def write(self) -> dict[str, Any]:
-        """The stand-alone run's files in traffic/ (KPIs, series, kpis.csv, report.html)."""
-        from twin.traffic import kpis as K
-        from twin.traffic.runs import SUMOCFG, finish, kpi_context, sumo_args, write_sumocfg
-
-        plan, variant, seed = self.plan, self.variant, self.seed
-        folder = plan.folder(variant, seed)
-        (folder / K.VTYPES_JSON).write_text(json.dumps(self.vtypes, indent=2, sort_keys=True)
-                                            + "\n", "utf-8")  # fmt: skip
-        args, info = sumo_args(plan, variant, seed, folder)
-        write_sumocfg(info["replay_args"], folder / SUMOCFG)
-        ctx = kpi_context(plan, variant, info["begin"])
-        rows = K.run_kpis(folder, ctx)
-        (folder / K.SERIES_JSON).write_text(json.dumps(K.time_series(folder, ctx)) + "\n", "utf-8")
-        out = {"variant": variant, "seed": seed, "rows": rows,
-               "wall_s": time.perf_counter() - self.t0, "sim_end_s": plan.end_s,
-               "demand": info["demand"],
-               "emission_classes": {t: v["emissionClass"] for t, v in self.vtypes.items()}}  # fmt: skip
-        (folder / "result.json").write_text(json.dumps(out, indent=1, default=str) + "\n", "utf-8")
-        (folder / "DONE").write_text(format_utc_now() + "\n", "utf-8")
-        final = finish(plan, [out])
+        """The stand-alone run's files in traffic/ (KPIs, series, kpis.csv, report.html) by the
+        traffic writers, once the model is finalized; the metrics of its status.json."""
         from twin.runs import read_status
+        from twin.traffic.runs import finish
 
-        return read_status(final).get("metrics", {})
-
-
-def format_utc_now() -> str:
-    """Now, ISO 8601 UTC."""
-    from datetime import UTC, datetime
-
-    return format_utc(datetime.now(UTC).replace(microsecond=0))
+        return read_status(finish(self.plan, [self.model.inner.write_outputs()])).get("metrics", {})
 
 
 # -- the run's outputs and report -----------------------------------------------------------------

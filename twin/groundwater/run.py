@@ -137,8 +137,26 @@ def _link(coupler: Coupler, source: dict[str, Any], wells: dict) -> None:
                  by_id(source["ids"], targets, 0.0))  # fmt: skip
 
 
-def _final_analysis(coupler: Coupler, gw: GroundwaterModel) -> None:
-    """The readings at the run's end into its last heads (the coupler stepped them to the end)."""
+def add_model(coupler: Coupler, setup: Setup, *, free_run: bool) -> GroundwaterModel:
+    """The scenario's ground-water model, recording its history for the run's files, added to
+    ``coupler`` as "groundwater" with the logger wells it reads and those it withholds.
+
+    ``free_run``: step the model without readings beside it (the hydrographs' comparison)."""
+    cfg = setup.scenario.config
+    rd = cfg["readings"]
+    wells = logger_wells(cfg, setup.wells)
+    withheld = withheld_wells(len(wells.get("id", ())), rd["withhold_fraction"], rd["seed"])
+    gw = GroundwaterModel()
+    coupler.add("groundwater", gw, {"setup": setup, "wells": wells, "withheld": withheld,
+                                    "free_run": free_run, "record": True})  # fmt: skip
+    return gw
+
+
+def final_analysis(coupler: Coupler, gw: GroundwaterModel) -> None:
+    """The readings at the run's end into its last heads (the coupler stepped them to the end).
+
+    The coupler meets a model before its step, so the readings of the last time reach the model
+    only through this; a stand-alone and a coupled run both end with it."""
     for link in coupler.links:
         if link.target == "groundwater":
             value = coupler.models[link.source].get_value(link.output)
@@ -157,26 +175,21 @@ def simulate(
     """Step the scenario's coupled run (readings source + ground water) to its end.
 
     The ground-water model also steps a free state (no readings assimilated) beside the
-    assimilated one when there are readings. Returns heads, budgets, hydrograph series, the
-    readings as used, assimilation metrics, where the readings came from and the phase times.
+    assimilated one when there are readings. Returns :func:`run_result` with the phase times
+    (``phases``).
     """
     cfg = setup.scenario.config
     rd, asm = cfg["readings"], cfg["assimilation"]
     t0 = time.perf_counter()
     coupler = Coupler(setup.clock)
     wells = logger_wells(cfg, setup.wells)
-    n_wells = len(wells.get("id", ()))
     source = None
-    withheld = withheld_wells(n_wells, rd["withhold_fraction"], rd["seed"])
     with coupler:
-        if rd["source"] != "none" and n_wells:
+        if rd["source"] != "none" and len(wells.get("id", ())):
             say(f"readings: {rd['source']}")
             source = _add_source(coupler, setup, wells, folder, sensor_feed)
         say("steady state")
-        gw = GroundwaterModel()
-        coupler.add("groundwater", gw, {"setup": setup, "wells": wells, "withheld": withheld,
-                                        "free_run": source is not None and asm["enabled"],
-                                        "record": True})  # fmt: skip
+        gw = add_model(coupler, setup, free_run=source is not None and asm["enabled"])
         if source is not None:
             _link(coupler, source, wells)
         n_steps = setup.steps
@@ -188,13 +201,11 @@ def simulate(
         say("stepping")
         coupler.step_to(setup.clock.duration or 0.0, advanced)
         if source is not None:
-            _final_analysis(coupler, gw)
-        readings_info = _readings_info(source, setup)
-    history = gw.history
-    readings = _readings(history, wells, withheld, source)
+            final_analysis(coupler, gw)
+        result = run_result(setup, gw, source)
     reading_s = source["model"].seconds if source is not None else 0.0
     truth_s = reading_s if source is not None and source["kind"] == "synthetic" else 0.0
-    phases = {
+    result["phases"] = {
         "set_up": 0.0,  # filled in by run_scenario (the data build and the model)
         "readings": reading_s,
         "assimilation": gw.timings["assimilation"],
@@ -202,18 +213,30 @@ def simulate(
         "coupling": time.perf_counter() - t0 - reading_s - sum(gw.timings.values()),
         "solver_total": gw.timings["solve"] + truth_s,
     }
+    return result
+
+
+def run_result(setup: Setup, gw: GroundwaterModel, source: dict[str, Any] | None,
+               history: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+    """What a finished run's files are written from: heads, budgets, hydrograph series, the
+    readings as used, assimilation metrics and where the readings came from.
+
+    ``gw`` is the recording model at the run's end; ``source`` its readings model as
+    {"model", "kind", "provenance"} (None: no readings); ``history`` replaces ``gw.history``
+    (a resumed coupled run joins the part before its checkpoint with what followed)."""
+    h = gw.history if history is None else history
+    readings = _readings(h, gw.wells, gw.withheld, source)
     return {
-        "times": np.array(history["times"]),
-        "h_steady": history["initial"],
+        "times": np.array(h["times"]),
+        "h_steady": h["initial"],
         "h_end": gw.head,
-        "h_free_end": history["free"][-1],
-        "budgets": history["budgets"],
-        "solves": history["solves"],
-        "series": {"assimilated": history["head"], "free": history["free"]},
+        "h_free_end": h["free"][-1],
+        "budgets": h["budgets"],
+        "solves": h["solves"],
+        "series": {"assimilated": h["head"], "free": h["free"]},
         "readings": readings,
-        "metrics": _metrics(setup, history, readings),
-        "source": readings_info,
-        "phases": phases,
+        "metrics": _metrics(setup, h, readings),
+        "source": _readings_info(source, setup),
     }
 
 
@@ -235,10 +258,9 @@ def _readings_info(source: dict[str, Any] | None, setup: Setup) -> dict[str, Any
     )
     counts = model.replay_counts()
     if counts:
-        replay = model._replay
         start = setup.clock.start.timestamp()
         end = start + (setup.clock.duration or 0.0)
-        t = replay.times
+        t = model.replay_times()
         counts.update(before_window=int(np.sum(t < start - model.max_age_s)),
                       after_window=int(np.sum(t > end)))  # fmt: skip
         info["replay"] = counts
@@ -286,10 +308,27 @@ def _metrics(setup: Setup, history: dict, readings: Readings | None) -> list[lis
     return rows
 
 
-def write_outputs(folder: Path, setup: Setup, result: dict[str, Any], seconds: float) -> dict:
-    """Rasters, CSVs, plots and the report of a simulated scenario; returns summary metrics.
+def write_run(folder: Path, setup: Setup, result: dict[str, Any], phases: dict[str, float],
+              seconds: float) -> dict[str, Any]:  # fmt: skip
+    """Every file of a ground-water run in ``folder`` (rasters, CSVs, plots, report.html) from its
+    :func:`run_result`; returns the metrics for status.json, with the seconds per phase.
 
-    The report is written by :func:`write_report` once the phase times are known."""
+    One writer for the stand-alone run and a coupled run's ``groundwater/``, so both hold the
+    same files. ``phases``: the seconds per phase so far, ``seconds``: the wall time so far; the
+    time spent here is added as the phase ``outputs``."""
+    t1 = time.perf_counter()
+    metrics = _write_outputs(folder, setup, result)
+    phases = {**phases, "outputs": time.perf_counter() - t1}
+    write_report(folder, setup, result, metrics, phases, seconds + phases["outputs"])
+    phases["outputs"] = time.perf_counter() - t1
+    metrics.pop("hydrograph_pngs")
+    metrics["phases_s"] = {k: round(v, 3) for k, v in phases.items()}
+    return metrics
+
+
+def _write_outputs(folder: Path, setup: Setup, result: dict[str, Any]) -> dict[str, Any]:
+    """Rasters, CSVs and plots of a simulated scenario; returns summary metrics (and the
+    hydrographs' PNGs, for the report)."""
     grid, clock = setup.grid, setup.clock
     terrain = setup.terrain
     model = setup.model
@@ -461,19 +500,15 @@ def run_scenario(
             t_setup = time.perf_counter() - t0
             result = simulate(setup, run.path, progress=progress, say=say, sensor_feed=sensor_feed)
             say("writing outputs")
-            t1 = time.perf_counter()
-            metrics = write_outputs(run.path, setup, result, 0.0)
-            phases = dict(result["phases"])
-            phases["set_up"] = t_setup
-            phases["outputs"] = time.perf_counter() - t1
-            write_report(run.path, setup, result, metrics, phases, time.perf_counter() - t0)
-            phases["outputs"] = time.perf_counter() - t1
+            phases = {**result["phases"], "set_up": t_setup}
+            metrics = write_run(run.path, setup, result, phases, time.perf_counter() - t0)
             seconds = time.perf_counter() - t0
-            metrics.pop("hydrograph_pngs")
-            metrics["phases_s"] = {k: round(v, 3) for k, v in phases.items()}
             metrics["wall_s"] = round(seconds, 3)
             metrics["wall_per_solver"] = round(seconds / max(phases["solver_total"], 1e-9), 3)
-            say(f"done: {phase_line(phases)}; solver {phases['solver_total']:.1f} s in all")
+            say(
+                f"done: {phase_line(metrics['phases_s'])}; solver {phases['solver_total']:.1f} s "
+                "in all"
+            )
             final = run.finish(
                 metrics=metrics,
                 status="finished",

@@ -123,24 +123,31 @@ def _treated_signals(
 def plan_run(
     scenario: Scenario,
     *,
-    runs_root: Path,
+    runs_root: Path | None = None,
     products: Path | None,
     variants: list[str] | None = None,
     seeds: int | None = None,
     end_s: float | None = None,
     backend: str = "libsumo",
+    folder: Path | None = None,
 ) -> RunPlan:
     """Check the scenario against the net and create the run folder (status 'running').
 
     `products` is the build folder with the net and its facts (None for an existing SUMO config).
+    The run folder is a new one under `runs_root` (see :mod:`twin.runs`), or `folder` as it is
+    named (a coupled run's `traffic/`, whose own run folder records a failure).
     Every check runs before SUMO starts; when one fails (unknown variant, edge, junction, street, stop,
-    a missing build) the run folder is still created, marked failed with the reason, and the error raised.
+    a missing build) a new run folder is still created, marked failed with the reason, and the error
+    raised.
     """
+    if (runs_root is None) == (folder is None):
+        raise TypeError("plan_run: give either runs_root or folder")
     try:
         return _plan_run(scenario, runs_root=runs_root, products=products, variants=variants,
-                         seeds=seeds, end_s=end_s, backend=backend)  # fmt: skip
+                         seeds=seeds, end_s=end_s, backend=backend, folder=folder)  # fmt: skip
     except (ConfigError, DataError) as exc:
-        record_failure(runs_root, scenario.name, exc, scenario_file=scenario.file)
+        if runs_root is not None:
+            record_failure(runs_root, scenario.name, exc, scenario_file=scenario.file)
         raise
 
 
@@ -158,12 +165,13 @@ def record_failure(
 def _plan_run(
     scenario: Scenario,
     *,
-    runs_root: Path,
+    runs_root: Path | None,
     products: Path | None,
     variants: list[str] | None,
     seeds: int | None,
     end_s: float | None,
     backend: str,
+    folder: Path | None,
 ) -> RunPlan:
     from twin.traffic.controllers import build_controllers
 
@@ -230,11 +238,7 @@ def _plan_run(
     inputs = {"scenario": scenario.file} if scenario.file.is_file() else {}
     if sumocfg is None:
         inputs.update(net=net_file, facts=facts_file, stops=stops_file)
-    run_dir = runs.create(
-        runs_root,
-        scenario.name,
-        "traffic",
-        inputs=inputs,
+    fields = dict(
         title=scenario.title,
         scenario_file=str(scenario.file),
         variants=names,
@@ -245,6 +249,15 @@ def _plan_run(
         created_utc=runs.now_utc(),
         runs={v: {str(s): "pending" for s in seed_list} for v in names},
     )
+    if folder is None:
+        run_dir = runs.create(runs_root, scenario.name, "traffic", inputs=inputs, **fields)
+    else:
+        folder.mkdir(parents=True, exist_ok=True)
+        run_dir = folder.resolve()
+        runs.write_status(run_dir, scenario=scenario.name, kind="traffic", state="running",
+                          started_utc=runs.now_utc(), finished_utc=None, error=None, metrics={},
+                          inputs={k: runs.file_input(p) for k, p in inputs.items()},
+                          **fields)  # fmt: skip
     plan = RunPlan(
         scenario=scenario,
         variants=names,
@@ -530,6 +543,114 @@ def _has_trucks(plan: RunPlan, variant: str) -> bool:
     return bool(trucks and trucks["per_day"] > 0)
 
 
+class SeedRun:
+    """One (variant, seed) of a plan simulated into its folder, and the files it leaves there.
+
+    The one place a (variant, seed) is simulated and written: :func:`run_one` (a run or a sweep)
+    and :class:`TrafficModel` (a coupled run) both go through it, so their folders hold the same
+    files: ``run.sumocfg`` and ``twin.log`` from the start, SUMO's outputs and the controllers'
+    logs once it is closed, then ``vtypes.json``, ``series.json``, ``result.json`` (the KPIs) and
+    ``DONE`` (:meth:`write_outputs`). Times given to :meth:`run_to` count from the plan's begin,
+    the warm-up included.
+    """
+
+    def __init__(self, plan: RunPlan, variant: str, seed: int, *, label: str) -> None:
+        from twin.traffic.controllers import build_controllers
+        from twin.traffic.sim import Simulation
+
+        self.plan, self.variant, self.seed = plan, variant, seed
+        self.folder = plan.folder(variant, seed)
+        shutil.rmtree(self.folder, ignore_errors=True)
+        self.folder.mkdir(parents=True)
+        self._t0 = time.perf_counter()
+        # controller messages (warnings on short detection distances, ...) go to the run's log
+        self._log = logging.FileHandler(self.folder / "twin.log", encoding="utf-8")
+        self._log.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logging.getLogger("twin.traffic").addHandler(self._log)
+        try:
+            args, self.info = sumo_args(plan, variant, seed, self.folder)
+            write_sumocfg(self.info["replay_args"], self.folder / SUMOCFG)
+            self.begin: float = self.info["begin"]
+            self.controllers = build_controllers(_controller_specs(plan, variant, seed),
+                                                 net_file=plan.net_file)  # fmt: skip
+            self.sim = Simulation(args, backend=plan.backend, label=label)
+        except BaseException:
+            self._detach_log()
+            raise
+        self._vtypes: dict[str, dict[str, str]] = {}
+        self._controller_results: dict[str, tuple[float, str]] = {}
+
+    def run_to(self, t: float, progress: Callable[[float], None] | None = None,
+               stall_timeout_s: float = 120.0) -> None:  # fmt: skip
+        """Simulate to ``t`` s after the plan's begin (or until no vehicle is left)."""
+        begin = self.begin
+        self.sim.run(begin + t, self.controllers,
+                     progress=(lambda s: progress(s - begin)) if progress else None,
+                     stall_timeout_s=stall_timeout_s)  # fmt: skip
+
+    def close(self) -> None:
+        """End SUMO (its outputs are complete then), keeping first what only a running SUMO
+        tells (the vehicle types, the controllers' results); the controllers write their logs."""
+        try:
+            if not self.sim.closed:
+                conn = self.sim.conn
+                self._vtypes = {t: {"vClass": conn.vehicletype.getVehicleClass(t),
+                                    "emissionClass": conn.vehicletype.getEmissionClass(t)}
+                                for t in conn.vehicletype.getIDList()}  # fmt: skip
+                for ctl in self.controllers:
+                    self._controller_results.update(ctl.results())
+            self.sim.close()
+            for ctl in self.controllers:
+                ctl.write_outputs(self.folder / "controllers")
+        finally:
+            self._detach_log()
+
+    def _detach_log(self) -> None:
+        logging.getLogger("twin.traffic").removeHandler(self._log)
+        self._log.close()
+
+    def write_outputs(self) -> dict[str, Any]:
+        """The KPIs and the stand-alone run's files of a closed simulation; returns its result
+        (what :func:`finish` compares and reports)."""
+        folder, plan = self.folder, self.plan
+        (folder / K.VTYPES_JSON).write_text(
+            json.dumps(self._vtypes, indent=2, sort_keys=True) + "\n", "utf-8"
+        )
+        ctx = kpi_context(plan, self.variant, self.begin)
+        rows = K.run_kpis(folder, ctx)
+        for name, (value, unit) in sorted(self._controller_results.items()):
+            rows.append((name, float(value), unit))
+        series = K.time_series(folder, ctx)
+        (folder / K.SERIES_JSON).write_text(json.dumps(series) + "\n", encoding="utf-8")
+        out = {
+            "variant": self.variant,
+            "seed": self.seed,
+            "rows": rows,
+            "wall_s": time.perf_counter() - self._t0,
+            "sim_end_s": self.sim.time - self.begin - plan.warmup_s,
+            "steps": self.sim.steps,
+            "vehicle_steps": self.sim.vehicle_steps,
+            "demand": self.info["demand"],
+            "emission_classes": {t: v["emissionClass"] for t, v in self._vtypes.items()},
+        }
+        (folder / "result.json").write_text(json.dumps(out, indent=1, default=str) + "\n", "utf-8")
+        (folder / "DONE").write_text(
+            datetime.now(UTC).isoformat(timespec="seconds") + "\n", "utf-8"
+        )
+        return out
+
+
+def _controller_specs(plan: RunPlan, variant: str, seed: int) -> list[dict[str, Any]]:
+    """The variant's controllers; a barrier's compliance draws differ between seeds, not variants."""
+    specs = []
+    for spec in plan.controllers.get(variant, []):
+        spec = dict(spec)
+        if spec.get("type") == "virtual_barrier":
+            spec.setdefault("seed", seed)
+        specs.append(spec)
+    return specs
+
+
 def run_one(
     plan: RunPlan,
     variant: str,
@@ -542,79 +663,19 @@ def run_one(
     The folder gets DONE only after SUMO closed cleanly and the KPIs were computed; a failure leaves
     FAILED (with the reason) and raises.
     """
-    from twin.traffic.controllers import build_controllers
-    from twin.traffic.sim import Simulation
-
     folder = plan.folder(variant, seed)
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    t0 = time.perf_counter()
-    # controller messages (warnings on short detection distances, ...) go to the run's log file
-    handler = logging.FileHandler(folder / "twin.log", encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logger = logging.getLogger("twin.traffic")
-    logger.addHandler(handler)
     try:
-        args, info = sumo_args(plan, variant, seed, folder)
-        write_sumocfg(info["replay_args"], folder / SUMOCFG)
-        specs = []
-        for spec in plan.controllers.get(variant, []):
-            spec = dict(spec)
-            if spec.get("type") == "virtual_barrier":
-                spec.setdefault("seed", seed)  # compliance draws differ between seeds, not variants
-            specs.append(spec)
-        controllers = build_controllers(specs, net_file=plan.net_file)
-        begin = info["begin"]
-        with Simulation(args, backend=plan.backend, label=f"{variant}-{seed}") as sim:
-            result = sim.run(
-                begin + plan.warmup_s + plan.end_s,
-                controllers,
-                progress=(lambda t: progress(t - begin)) if progress else None,
-                stall_timeout_s=stall_timeout_s,
-            )
-            conn = sim.conn
-            vtypes = {
-                t: {
-                    "vClass": conn.vehicletype.getVehicleClass(t),
-                    "emissionClass": conn.vehicletype.getEmissionClass(t),
-                }  # fmt: skip
-                for t in conn.vehicletype.getIDList()
-            }
-        (folder / K.VTYPES_JSON).write_text(
-            json.dumps(vtypes, indent=2, sort_keys=True) + "\n", "utf-8"
-        )
-        for ctl in controllers:
-            ctl.write_outputs(folder / "controllers")
-        ctx = kpi_context(plan, variant, begin)
-        rows = K.run_kpis(folder, ctx)
-        for name, (value, unit) in sorted(result.controller_results.items()):
-            rows.append((name, float(value), unit))
-        series = K.time_series(folder, ctx)
-        (folder / K.SERIES_JSON).write_text(json.dumps(series) + "\n", encoding="utf-8")
-        out = {
-            "variant": variant,
-            "seed": seed,
-            "rows": rows,
-            "wall_s": time.perf_counter() - t0,
-            "sim_end_s": result.end_time - begin - plan.warmup_s,
-            "steps": result.steps,
-            "vehicle_steps": result.vehicle_steps,
-            "demand": info["demand"],
-            "emission_classes": {t: v["emissionClass"] for t, v in vtypes.items()},
-        }
-        (folder / "result.json").write_text(json.dumps(out, indent=1, default=str) + "\n", "utf-8")
-        (folder / "DONE").write_text(
-            datetime.now(UTC).isoformat(timespec="seconds") + "\n", "utf-8"
-        )
-        return out
+        run = SeedRun(plan, variant, seed, label=f"{variant}-{seed}")
+        try:
+            run.run_to(plan.warmup_s + plan.end_s, progress, stall_timeout_s)
+        finally:
+            run.close()
+        return run.write_outputs()
     except BaseException as exc:
         reason = f"{type(exc).__name__}: {exc}" if not isinstance(exc, TwinError) else str(exc)
         with contextlib.suppress(OSError):
             (folder / "FAILED").write_text(reason + "\n" + traceback.format_exc(), encoding="utf-8")
         raise
-    finally:
-        logger.removeHandler(handler)
-        handler.close()
 
 
 def kpi_context(plan: RunPlan, variant: str, begin: float = 0.0) -> K.KpiContext:
@@ -826,21 +887,10 @@ class TrafficModel(Model):
     )  # fmt: skip
 
     def _initialize(self, config: Mapping[str, Any]) -> None:
-        from twin.traffic.controllers import build_controllers
-        from twin.traffic.sim import Simulation
-
         plan: RunPlan = config["plan"]
-        self._variant, self._seed = config["variant"], int(config["seed"])
-        self._folder = plan.folder(self._variant, self._seed)
-        self._folder.mkdir(parents=True, exist_ok=True)
-        args, info = sumo_args(plan, self._variant, self._seed, self._folder)
-        self._begin = info["begin"]
-        self._controllers = build_controllers(
-            plan.controllers.get(self._variant, []), net_file=plan.net_file
-        )
-        self._sim = Simulation(
-            args, backend=plan.backend, label=f"model-{self._variant}-{self._seed}"
-        )
+        variant, seed = config["variant"], int(config["seed"])
+        self._run = SeedRun(plan, variant, seed, label=f"model-{variant}-{seed}")
+        self._sim, self._begin = self._run.sim, self._run.begin
         self.time_step = plan.scenario.step_length
         g = config.get("grid")
         self._grid = Grid.raster(tuple(g["shape"]), tuple(g["transform"])) if g else None
@@ -849,7 +899,7 @@ class TrafficModel(Model):
     def _update_until(self, t: float) -> None:
         step = self.time_step
         steps = int(t / step + 1e-9)  # whole SUMO steps at or before t (t >= 0)
-        self._sim.run(self._begin + steps * step + 0.5 * step * 1e-3, self._controllers)
+        self._run.run_to(steps * step + 0.5 * step * 1e-3)
 
     def _get_value(self, name: str) -> Any:
         conn = self._sim.conn
@@ -867,9 +917,12 @@ class TrafficModel(Model):
         return heat / abs(a * e - b * d)
 
     def _finalize(self) -> None:
-        self._sim.close()
-        for ctl in self._controllers:
-            ctl.write_outputs(self._folder / "controllers")
+        self._run.close()
+
+    def write_outputs(self) -> dict[str, Any]:
+        """After :meth:`finalize`: the (variant, seed)'s KPIs and the files of a stand-alone
+        run (:meth:`SeedRun.write_outputs`); returns its result for :func:`finish`."""
+        return self._run.write_outputs()
 
 
 def plan_summary(plan: RunPlan) -> str:
