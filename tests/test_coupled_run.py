@@ -4,12 +4,14 @@ traffic on a 3 x 3 SUMO grid (a SUMO config) where a test needs it."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -84,6 +86,17 @@ def scenario(tmp: Path, pack: Path, *, name: str = "mini-coupled", end: str = "4
     return path
 
 
+def _standalone_traffic(cfg: Path, runs_root: Path) -> Path:
+    """The traffic part of ``scenario(traffic=True)`` run alone: seed 1, 2 min warm-up, 18 min."""
+    from twin.traffic.runs import execute, plan_run
+    from twin.traffic.scenario import sumocfg_scenario
+
+    sc = sumocfg_scenario(cfg, junctions=None, duration_s=None, seeds=[1])
+    sc.warmup_s = 120.0
+    plan = plan_run(sc, runs_root=runs_root, products=None, variants=["baseline"], end_s=1080.0)
+    return execute(plan)
+
+
 def _options(tmp: Path, pack: Path, **kw) -> coupled.Options:
     return coupled.Options(pack=str(pack), build_dir=str(tmp / "build"), **kw)
 
@@ -95,6 +108,25 @@ def _stream(tmp: Path, pack: Path, *, start: str, minutes: float, name: str = "u
            "--start", start, "--seed", "5", "--clean", "--pack", str(pack), "--no-parking"]  # fmt: skip
     subprocess.run(cmd, check=True, capture_output=True, timeout=300)
     return out
+
+
+@contextlib.contextmanager
+def crashing_groundwater(after_s: float) -> Iterator[None]:
+    """The ground-water model raises 'simulated crash' at its first step from ``after_s`` on."""
+    from twin.groundwater.coupling import GroundwaterModel
+
+    original = GroundwaterModel._step
+
+    def failing(self, dt):
+        if self.current_time >= after_s:
+            raise RuntimeError("simulated crash")
+        original(self, dt)
+
+    GroundwaterModel._step = failing
+    try:
+        yield
+    finally:
+        GroundwaterModel._step = original
 
 
 def _heads(run: Path) -> np.ndarray:
@@ -120,6 +152,13 @@ def test_coupled_run_writes_one_folder_with_a_subfolder_per_model(tmp_path: Path
             .splitlines()[1:]]  # fmt: skip
     assert used and all(int(n) == 2 for n in used[1:])  # both loggers' readings reached the model
     assert status["metrics"]["traffic"]["simulations"] == 1
+    # the same simulation as `twin traffic run` of that seed over that window writes
+    standalone = _standalone_traffic(tmp_path / "grid" / "run.sumocfg", tmp_path / "alone")
+    assert (run / "traffic" / "kpis.csv").read_text() == (standalone / "kpis.csv").read_text()
+    alone = standalone / "baseline" / "seed-1"
+    assert {p.name for p in seed.iterdir()} == {p.name for p in alone.iterdir()}
+    for name in ("series.json", "vtypes.json", "trips.csv"):
+        assert (seed / name).read_text() == (alone / name).read_text(), name
     # the report links the parts and names the readings as what they are
     report = (run / "report.html").read_text(encoding="utf-8")
     assert 'href="groundwater/report.html"' in report and 'href="traffic/report.html"' in report
@@ -135,22 +174,9 @@ def test_resume_from_a_checkpoint_equals_the_uninterrupted_run(tmp_path: Path, m
     whole = coupled.run(path, options=_options(tmp_path, mini_pack, checkpoint_every="1h"),
                         runs_dir=tmp_path / "whole")  # fmt: skip
     # the same run, failing after its second checkpoint (a model that raises at 2.5 h)
-    from twin.groundwater.coupling import GroundwaterModel
-
-    original = GroundwaterModel._step
-
-    def failing(self, dt):
-        if self.current_time >= 2 * 3600.0:
-            raise RuntimeError("simulated crash")
-        original(self, dt)
-
-    GroundwaterModel._step = failing
-    try:
-        with pytest.raises(RuntimeError, match="simulated crash"):
-            coupled.run(path, options=_options(tmp_path, mini_pack, checkpoint_every="1h"),
-                        runs_dir=tmp_path / "cut")  # fmt: skip
-    finally:
-        GroundwaterModel._step = original
+    with crashing_groundwater(after_s=2 * 3600.0), pytest.raises(RuntimeError, match="crash"):
+        coupled.run(path, options=_options(tmp_path, mini_pack, checkpoint_every="1h"),
+                    runs_dir=tmp_path / "cut")  # fmt: skip
     (failed,) = (tmp_path / "cut" / "mini-coupled").iterdir()
     assert failed.name.endswith(".failed") and read_status(failed)["state"] == "failed"
     assert coupled.last_checkpoint(failed).name == "20240301T020000Z.npz"
