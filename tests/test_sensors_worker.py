@@ -276,6 +276,31 @@ def test_a_worker_that_cannot_start_is_an_error_not_a_hang(tmp_path: Path):
     assert "the ingest worker process did not start" in done.stdout, done.stderr[-2000:]
 
 
+def test_an_interrupt_while_the_worker_starts_leaves_no_worker(
+    tmp_path: Path, catalogue, monkeypatch
+):
+    """Ctrl-C (or the run layer's SIGTERM) between the worker's start and its hand-over must not
+    leave it waiting on the pipe: multiprocessing would then wait for it at exit, for ever."""
+    import multiprocessing
+
+    started = []
+    handshake = Ingestor._handshake
+
+    def interrupted(self, proc, ours, path):
+        handshake(self, proc, ours, path)  # the worker is up and waiting for work
+        started.append(proc)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Ingestor, "_handshake", interrupted)
+    with SQLiteStore(tmp_path / "s.sqlite") as store:
+        ingestor = Ingestor(store, catalogue, PROFILES, worker="process")
+        with pytest.raises(KeyboardInterrupt):
+            ingestor.start()
+        (proc,) = started
+        assert not proc.is_alive() and proc not in multiprocessing.active_children()
+        ingestor.close()  # nothing left to close: returns at once
+
+
 @pytest.mark.parametrize("worker", ["process", "thread"])
 def test_mqtt_stream_through_either_writer(tmp_path: Path, catalogue, worker):
     """Over a real broker: every message stored once, and ``on_commit`` gets per message a

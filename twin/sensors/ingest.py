@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from twin.errors import ConfigError, DataError
 from twin.sensors.devices import Catalogue
@@ -279,11 +280,11 @@ class Ingestor:
 
     def close(self, timeout: float = 30.0) -> None:
         """Write what is queued, then stop the writer (thread or worker process)."""
-        if not self._threads:
+        if not self._threads and self._process is None:
             return
         self._queue.put(_STOP)
         deadline = time.monotonic() + timeout
-        for t in self._threads:
+        for t in self._threads:  # none when start() was interrupted after the worker started
             t.join(max(0.0, deadline - time.monotonic()))
         self._threads = []
         if self._process is not None:
@@ -348,6 +349,23 @@ class Ingestor:
                            daemon=True)  # fmt: skip
         proc.start()
         theirs.close()  # only the worker holds it now: its exit shows here as end of file
+        try:
+            self._handshake(proc, ours, path)
+        except BaseException:
+            # An error or an interrupt (Ctrl-C, the run layer's SIGTERM) before the worker is
+            # ours to close: end it here, or it waits on the pipe we hold and multiprocessing
+            # waits for it at exit, for ever (it ignores SIGTERM).
+            ours.close()
+            if proc.is_alive():
+                proc.kill()
+            proc.join(5)
+            raise
+        self._process, self._conn = proc, ours
+        self._sent.clear()
+        self._slots = threading.Semaphore(_IN_FLIGHT)
+
+    def _handshake(self, proc: Any, ours: Any, path: str) -> None:
+        """Send the worker its settings and wait until it says it is ready (DataError if not)."""
         # The catalogue and profiles go through the pipe, not as arguments of the process: spawn
         # writes those to the child before it closes its own copy of the child's end, and a child
         # that dies while starting (its __main__ fails to import) then leaves that write blocked.
@@ -356,8 +374,6 @@ class Ingestor:
         except (OSError, EOFError):
             pass  # the worker has already gone: its exit code is reported below
         except Exception as exc:  # e.g. an injected clock that cannot be pickled
-            ours.close()  # the worker, waiting for its settings, sees the end of the pipe
-            proc.join(5)
             raise ConfigError(f"{path}: cannot start the ingest worker process: {exc}") from None
         try:
             kind, detail = ours.recv() if ours.poll(60) else ("error", "no answer within 60 s")
@@ -365,17 +381,11 @@ class Ingestor:
             kind, detail = "error", "it exited"
         if kind != "ready":
             ours.close()
-            proc.join(5)
-            if proc.is_alive():
-                proc.kill()  # it ignores SIGTERM
-                proc.join(5)
+            proc.join(5)  # a worker that failed has exited: its code goes into the message
             raise DataError(
                 f"{path}: the ingest worker process did not start: {detail} "
                 f"(exit code {proc.exitcode})"
             )
-        self._process, self._conn = proc, ours
-        self._sent.clear()
-        self._slots = threading.Semaphore(_IN_FLIGHT)
 
     def _dispatch(self) -> None:
         """Send queued messages to the worker in batches, at most ``_IN_FLIGHT`` at a time; a
