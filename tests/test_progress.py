@@ -67,8 +67,7 @@ def test_a_groundwater_run_reports_stages_and_steps(mini_pack: Path, tmp_path: P
 
     scenario = write_gw_scenario(tmp_path, mini_pack, end="2024-03-05T00:00:00Z")
     rec = Recording()
-    result = run_scenario(scenario, runs_dir=tmp_path / "runs", pack=mini_pack,
-                          progress=rec.advance, say=rec.stage)  # fmt: skip
+    result = run_scenario(scenario, runs_dir=tmp_path / "runs", pack=mini_pack, progress=rec)
     assert result.steps == 4
     for stage in ("steady state", "stepping", "writing outputs"):
         assert stage in rec.stages

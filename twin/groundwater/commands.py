@@ -44,8 +44,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             runs_dir=args.runs_dir,
             pack=pack,
             build_dir=args.build_dir,
-            progress=progress.advance,
-            say=progress.stage,
+            progress=progress,
         )
     m = result.metrics
     print(f"finished {result.steps} steps in {result.seconds:.1f} s -> {result.folder}")
@@ -67,8 +66,9 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     sc, pack = _inputs(args)
     with console_progress("ground water") as progress:
-        setup = build_setup(sc, pack=pack, build_dir=args.build_dir, end=args.end,
-                            progress=progress.stage)  # fmt: skip
+        setup = build_setup(
+            sc, pack=pack, build_dir=args.build_dir, end=args.end, progress=progress
+        )
     c, g = sc.config, setup.grid
     print(
         f"{sc.path}: scenario '{sc.name}' is valid: {setup.clock.isoformat(0)} to "

@@ -40,6 +40,7 @@ from twin.groundwater.outputs import (
 from twin.groundwater.readings import SyntheticReadings, by_id, outages, provenance
 from twin.groundwater.report import phase_line, write_report
 from twin.groundwater.scenario import Setup, build_setup, load_scenario, logger_wells
+from twin.progress import Progress, as_progress
 from twin.runs import Run, now_utc, read_status, write_status
 
 FEED_QUANTITY = "groundwater_head"
@@ -168,16 +169,16 @@ def simulate(
     setup: Setup,
     folder: Path,
     *,
-    progress: Callable[[int, int], None] | None = None,
-    say: Callable[[str], None] = lambda m: None,
+    progress: Progress | None = None,
     sensor_feed: SensorFeedFactory | None = None,
 ) -> dict[str, Any]:
     """Step the scenario's coupled run (readings source + ground water) to its end.
 
     The ground-water model also steps a free state (no readings assimilated) beside the
-    assimilated one when there are readings. Returns :func:`run_result` with the phase times
-    (``phases``).
+    assimilated one when there are readings. ``progress`` sees the stages and the steps done of
+    all. Returns :func:`run_result` with the phase times (``phases``).
     """
+    progress = as_progress(progress)
     cfg = setup.scenario.config
     rd, asm = cfg["readings"], cfg["assimilation"]
     t0 = time.perf_counter()
@@ -186,19 +187,19 @@ def simulate(
     source = None
     with coupler:
         if rd["source"] != "none" and len(wells.get("id", ())):
-            say(f"readings: {rd['source']}")
+            progress.stage(f"readings: {rd['source']}")
             source = _add_source(coupler, setup, wells, folder, sensor_feed)
-        say("steady state")
+        progress.stage("steady state")
         gw = add_model(coupler, setup, free_run=source is not None and asm["enabled"])
         if source is not None:
             _link(coupler, source, wells)
         n_steps = setup.steps
 
         def advanced(p: Any) -> None:
-            if p.model == "groundwater" and progress is not None:
-                progress(len(gw.history["times"]) - 1, n_steps)
+            if p.model == "groundwater":
+                progress.advance(len(gw.history["times"]) - 1, n_steps)
 
-        say("stepping")
+        progress.stage("stepping")
         coupler.step_to(setup.clock.duration or 0.0, advanced)
         if source is not None:
             final_analysis(coupler, gw)
@@ -474,15 +475,17 @@ def run_scenario(
     pack: Path | None = None,
     build_dir: Path | None = None,
     readings: Path | None = None,
-    progress: Callable[[int, int], None] | None = None,
-    say: Callable[[str], None] = lambda m: None,
+    progress: Progress | None = None,
     sensor_feed: SensorFeedFactory | None = None,
 ) -> RunResult:
     """Validate, build, simulate and write a scenario's run folder; return where it went.
 
+    ``progress`` sees the stages (the data build's among them) and the steps done of all.
+
     ``readings`` (a JSONL file of uplinks) replaces the scenario's readings source;
     ``sensor_feed`` makes the sensor feed for a "jsonl" or "store" source (see SensorFeedFactory).
     """
+    progress = as_progress(progress)
     scenario = load_scenario(path)
     if readings is not None:
         scenario = scenario.with_readings(readings)
@@ -495,17 +498,19 @@ def run_scenario(
     run = Run(runs_dir or Path("runs"), scenario.name, "groundwater", inputs=inputs, **legacy)
     try:
         with run:
-            setup = build_setup(scenario, pack=pack, build_dir=build_dir, end=end, progress=say)
+            setup = build_setup(
+                scenario, pack=pack, build_dir=build_dir, end=end, progress=progress
+            )
             shutil.copyfile(scenario.path, run.path / "scenario.toml")
             t_setup = time.perf_counter() - t0
-            result = simulate(setup, run.path, progress=progress, say=say, sensor_feed=sensor_feed)
-            say("writing outputs")
+            result = simulate(setup, run.path, progress=progress, sensor_feed=sensor_feed)
+            progress.stage("writing outputs")
             phases = {**result["phases"], "set_up": t_setup}
             metrics = write_run(run.path, setup, result, phases, time.perf_counter() - t0)
             seconds = time.perf_counter() - t0
             metrics["wall_s"] = round(seconds, 3)
             metrics["wall_per_solver"] = round(seconds / max(phases["solver_total"], 1e-9), 3)
-            say(
+            progress.stage(
                 f"done: {phase_line(metrics['phases_s'])}; solver {phases['solver_total']:.1f} s "
                 "in all"
             )

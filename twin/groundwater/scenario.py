@@ -22,6 +22,7 @@ from twin.core.clock import Clock, parse_end, parse_utc
 from twin.errors import ConfigError, DataError, TwinError
 from twin.groundwater.grid import Grid, GroundwaterError
 from twin.groundwater.model import Model
+from twin.progress import Progress, as_progress
 
 SECONDS_PER_YEAR = 365.25 * 86400.0
 SECONDS_PER_DAY = 86400.0
@@ -610,13 +611,14 @@ def build_setup(
     pack: Path | None = None,
     build_dir: Path | None = None,
     end: str | None = None,
-    progress: Any = None,
+    progress: Progress | None = None,
 ) -> Setup:
     """Check everything a run needs, build the data products and the model; solve nothing.
 
     `twin groundwater check` and `run` both come here, so what one accepts the other starts:
     files, the grid's size and the run's memory (refused before any array exists), wells inside
     the grid, hydrograph wells, the aquifer against the terrain. Errors name the file and key.
+    ``progress`` sees the data build's stages (its counts are not the run's steps).
     """
     from twin.city.build import run_build
     from twin.city.catalogue import read_wells
@@ -624,7 +626,7 @@ def build_setup(
     from twin.city.steps import city_steps
 
     cfg = scenario.config
-    say = progress or (lambda msg: None)
+    progress = as_progress(progress)
     pack_file = Path(pack) if pack else scenario.resolve(cfg["scenario"]["pack"])
     if not (pack_file.is_file() or (pack_file / "pack.toml").is_file()):
         key = "--pack" if pack else f"{scenario.path}: 'scenario.pack'"
@@ -644,7 +646,8 @@ def build_setup(
     wells = {key: values[inside] for key, values in wells.items()}
     hydrographs = hydrograph_wells(scenario, wells, pumping)
 
-    run_build(data_pack, city_steps(), products, only=["terrain", "landcover"], progress=say)
+    run_build(data_pack, city_steps(), products, only=["terrain", "landcover"],
+              progress=progress.stage)  # fmt: skip
     terrain = _resample(products / "terrain.tif", grid, "terrain")
     sealed = np.nan_to_num(_resample(products / "sealed.tif", grid, "sealed-fraction"), nan=0.0)
     missing = ~np.isfinite(terrain)
