@@ -36,6 +36,7 @@ from twin import runs
 from twin.config import Field, load_toml, validate
 from twin.core import Clock, Coupler, format_utc, parse_utc
 from twin.errors import ConfigError, TwinError
+from twin.progress import Progress, as_progress
 
 KIND = "coupled"
 CHECKPOINTS = "checkpoints"
@@ -370,10 +371,12 @@ def window_counts(path: Path, clock: Clock) -> dict[str, int]:
 
 
 def build(sc: CoupledScenario, options: Options, folder: Path,
-          say: Callable[[str], None] = lambda m: None) -> Parts:  # fmt: skip
-    """Every model of the scenario added to one Coupler and linked; nothing stepped yet."""
+          progress: Progress | None = None) -> Parts:  # fmt: skip
+    """Every model of the scenario added to one Coupler and linked; nothing stepped yet
+    (``progress`` sees a stage per model set up)."""
     from twin.app.coupled_report import GroundwaterPart, TrafficPart
 
+    progress = as_progress(progress)
     clock = sc.clock(options.end)
     coupler = Coupler(clock)
     parts = Parts(coupler, folder, clock)
@@ -384,7 +387,7 @@ def build(sc: CoupledScenario, options: Options, folder: Path,
     try:
         pack = _pack(sc, options)
         for name in sc.models:
-            say(f"setting up {name}")
+            progress.stage(f"setting up {name}")
             if name == "sensors":
                 _sensors(sc, options, clock, folder, parts, pack)
             elif name == "groundwater":
@@ -456,8 +459,7 @@ def _readings_status(parts: Parts) -> dict[str, Any]:
     return info
 
 
-def _step(parts: Parts, until: float, progress: Callable[[float, float], None] | None,
-          run_folder: Path) -> None:  # fmt: skip
+def _step(parts: Parts, until: float, progress: Progress, run_folder: Path) -> None:
     """Advance every model to ``until`` with a checkpoint at each stop on the way."""
     coupler, clock = parts.coupler, parts.clock
     total = clock.duration or 0.0
@@ -465,9 +467,9 @@ def _step(parts: Parts, until: float, progress: Callable[[float, float], None] |
 
     def report(p: Any) -> None:
         now = time.monotonic()
-        if progress is not None and (now - last[0] > 0.5 or p.committed >= total):
+        if now - last[0] > 0.5 or p.committed >= total:
             last[0] = now
-            progress(p.committed, total)
+            progress.advance(p.committed, total)
 
     for stop in [s for s in parts.stops if s > coupler.time + 1e-6] + [until]:
         coupler.step_to(stop, report)
@@ -482,9 +484,10 @@ def _step(parts: Parts, until: float, progress: Callable[[float, float], None] |
 
 
 def run(path: str | Path, *, options: Options | None = None, runs_dir: Path = Path("runs"),
-        progress: Callable[[float, float], None] | None = None,
-        say: Callable[[str], None] = lambda m: None) -> Path:  # fmt: skip
-    """Run a coupled scenario into a new run folder; returns the finished run's folder."""
+        progress: Progress | None = None) -> Path:  # fmt: skip
+    """Run a coupled scenario into a new run folder; returns the finished run's folder.
+
+    ``progress`` sees the stages and the simulated seconds done of all."""
     options = options or Options()
     sc = load(path)
     clock = sc.clock(options.end)
@@ -499,12 +502,12 @@ def run(path: str | Path, *, options: Options | None = None, runs_dir: Path = Pa
                          models=list(sc.models), start=format_utc(clock.start),
                          end=format_utc(clock.end), **{OPTIONS: vars(options)})  # fmt: skip
     shutil.copyfile(sc.path, folder / "scenario.toml")
-    return _execute(sc, options, folder, None, progress, say)
+    return _execute(sc, options, folder, None, as_progress(progress))
 
 
-def resume(run_folder: str | Path, *, progress: Callable[[float, float], None] | None = None,
-           say: Callable[[str], None] = lambda m: None) -> Path:  # fmt: skip
-    """Continue an interrupted or failed coupled run from its last checkpoint, in its own folder."""
+def resume(run_folder: str | Path, *, progress: Progress | None = None) -> Path:
+    """Continue an interrupted or failed coupled run from its last checkpoint, in its own folder
+    (``progress`` as for :func:`run`)."""
     folder = Path(run_folder).resolve()
     status = runs.read_status(folder)
     if status.get("kind") != KIND:
@@ -532,25 +535,24 @@ def resume(run_folder: str | Path, *, progress: Callable[[float, float], None] |
     runs.write_status(partial, state="running", error=None, finished_utc=None, pid=os.getpid(),
                       host=socket.gethostname(), pid_started=stat[1] if stat else None,
                       resumed_from=checkpoint.name, resumed_utc=runs.now_utc())  # fmt: skip
-    return _execute(sc, options, partial, checkpoint, progress, say)
+    return _execute(sc, options, partial, checkpoint, as_progress(progress))
 
 
 def _execute(sc: CoupledScenario, options: Options, folder: Path, checkpoint: Path | None,
-             progress: Callable[[float, float], None] | None,
-             say: Callable[[str], None]) -> Path:  # fmt: skip
+             progress: Progress) -> Path:  # fmt: skip
     from twin.app.coupled_report import finish_outputs
 
     t0 = time.perf_counter()
     parts: Parts | None = None
     with runs.signals_interrupt() as interrupts:
         try:
-            parts = build(sc, options, folder, say)
+            parts = build(sc, options, folder, progress)
             if checkpoint is not None:
-                say(f"resuming from {checkpoint.name}")
+                progress.stage(f"resuming from {checkpoint.name}")
                 if parts.groundwater is not None:
                     parts.groundwater.load_history(checkpoint.with_suffix(".groundwater.npz"))
                 parts.coupler.restore(checkpoint)
-            say("running")
+            progress.stage("running")
             _step(parts, parts.clock.duration or 0.0, progress, folder)
             if parts.groundwater is not None:
                 parts.groundwater.final_analysis(parts.coupler)

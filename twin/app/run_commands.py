@@ -26,7 +26,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     show = coupled.describe_duration
     with console_progress("run", unit="simulated", show=show) as progress:
         if args.resume is not None:
-            folder = coupled.resume(args.resume, progress=progress.advance, say=progress.stage)
+            folder = coupled.resume(args.resume, progress=progress)
         else:
             options = coupled.Options(
                 end=args.end,
@@ -36,7 +36,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 build_dir=str(args.build_dir),
             )
             folder = coupled.run(args.scenario, options=options, runs_dir=args.runs_dir,
-                                 progress=progress.advance, say=progress.stage)  # fmt: skip
+                                 progress=progress)  # fmt: skip
     from twin.runs import read_status
 
     status = read_status(folder)
