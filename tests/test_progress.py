@@ -8,32 +8,12 @@ from pathlib import Path
 
 import pytest
 from gw_scenario import write_gw_scenario
+from progress_recording import Recording
 
 from twin.city.build import Step, StepContext, run_build
 from twin.city.pack import load_pack
 from twin.cli import main
 from twin.progress import PREFIX, SILENT, Progress, as_progress, console_progress
-
-
-class Recording:
-    """A Progress that keeps what it was told, in order."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple] = []
-
-    def stage(self, text: str) -> None:
-        self.events.append(("stage", text))
-
-    def advance(self, done: float, total: float) -> None:
-        self.events.append(("advance", done, total))
-
-    @property
-    def stages(self) -> list[str]:
-        return [e[1] for e in self.events if e[0] == "stage"]
-
-    @property
-    def counts(self) -> list[tuple[float, float]]:
-        return [(e[1], e[2]) for e in self.events if e[0] == "advance"]
 
 
 def _writer(name: str, say: str | None = None):

@@ -16,11 +16,13 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from progress_recording import Recording
 
 from twin.city.build import run_build
 from twin.city.pack import load_pack
 from twin.cli import main
 from twin.errors import ConfigError, TwinError
+from twin.progress import PREFIX
 from twin.runs import read_status
 from twin.traffic.demand import build_demand
 from twin.traffic.kpis import KPI_COLUMNS, read_kpis_csv
@@ -495,11 +497,16 @@ def test_cli_run_writes_a_run_folder(
     code = main(["traffic", "run", "virtual-barrier", "--variant", "enforced-95", "--seeds", "1",
                  "--warmup", "00:01", "--end", "00:02", "--runs-dir", str(tmp_path / "runs"),
                  "--build-dir", str(build_dir)])  # fmt: skip
-    assert code == 0, capsys.readouterr().err
+    shown = capsys.readouterr()
+    assert code == 0, shown.err
     (run_dir,) = (tmp_path / "runs" / "virtual-barrier").iterdir()
     assert read_status(run_dir)["state"] == "finished"
     assert {r[0] for r in read_kpis_csv(run_dir / "kpis.csv")} == {"baseline", "enforced-95"}
-    assert "report:" in capsys.readouterr().out
+    assert "report:" in shown.out
+    lines = [ln for ln in shown.err.splitlines() if ln.startswith(PREFIX + "virtual-barrier: ")]
+    stages = [ln.split(": ", 1)[1] for ln in lines if " % (" not in ln]
+    assert [s.split("/")[0] for s in stages] == ["baseline", "enforced-95"], shown.err
+    assert lines[-1].endswith("100 % (360 of 360 s simulated)"), shown.err  # 2 runs of 3 min
 
 
 @pytest.mark.slow
@@ -511,8 +518,12 @@ def test_sweep_on_a_local_dask_cluster(products: Path, tmp_path: Path) -> None:
     sc = _short("virtual-barrier", warmup_s=120.0)
     plan = plan_run(sc, runs_root=tmp_path / "runs", products=products, variants=["enforced-80"],
                     seeds=2, end_s=180.0)  # fmt: skip
-    run_dir = sweep(plan, workers=2)
+    rec = Recording()
+    run_dir = sweep(plan, workers=2, progress=rec)
     _check_outputs(run_dir, ["baseline", "enforced-80"], 2)
+    assert sorted(rec.stages) == sorted(f"{v}/seed-{s} finished" for v in ("baseline", "enforced-80")
+                                        for s in plan.seeds)  # fmt: skip
+    assert rec.counts == [(k, 4) for k in range(1, 5)]
 
 
 def test_errors_are_twin_errors() -> None:

@@ -115,18 +115,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     plan = _plan(args)
     _say(plan_summary(plan))
-    per_run = plan.warmup_s + plan.end_s
-    total = len(plan.variants) * len(plan.seeds) * per_run
-    done: dict[str, float] = {}
     with console_progress(plan.scenario.name, unit="s simulated") as progress:
-
-        def advanced(label: str, t: float) -> None:
-            if label not in done:
-                progress.stage(label)
-            done[label] = min(t, per_run)
-            progress.advance(sum(done.values()), total)
-
-        run_dir = execute(plan, progress=advanced)
+        run_dir = execute(plan, progress=progress)
     _print_summary(run_dir)
     return 0
 
@@ -141,16 +131,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         plan_summary(plan)
         + (f" on {args.scheduler}" if args.scheduler else " on a local Dask cluster")
     )
-    total = len(plan.variants) * len(plan.seeds)
-    finished: list[str] = []
     with console_progress(plan.scenario.name, unit="runs") as progress:
-
-        def run_done(variant: str, seed: int) -> None:
-            finished.append(f"{variant}/seed-{seed}")
-            progress.stage(f"{finished[-1]} finished")
-            progress.advance(len(finished), total)
-
-        run_dir = sweep(plan, scheduler=args.scheduler, workers=args.workers, on_done=run_done)
+        run_dir = sweep(plan, scheduler=args.scheduler, workers=args.workers, progress=progress)
     _print_summary(run_dir)
     return 0
 

@@ -35,6 +35,7 @@ from twin import runs
 from twin.core.model import Model
 from twin.core.variables import Grid, VariableSpec, bind
 from twin.errors import ConfigError, DataError, TwinError
+from twin.progress import Progress, as_progress
 from twin.traffic import kpis as K
 from twin.traffic.demand import build_demand, demand_key
 from twin.traffic.network import (
@@ -782,21 +783,27 @@ def _marked(plan: RunPlan, work: Callable[[], Path]) -> Path:
 def execute(
     plan: RunPlan,
     *,
-    progress: Callable[[str, float], None] | None = None,
+    progress: Progress | None = None,
 ) -> Path:
-    """Run every (variant, seed) of the plan one after the other in this process, then finish."""
+    """Run every (variant, seed) of the plan one after the other in this process, then finish.
+
+    ``progress`` sees a stage per (variant, seed) and the seconds simulated of all runs."""
+    progress = as_progress(progress)
+    per_run = plan.warmup_s + plan.end_s
+    total = len(plan.variants) * len(plan.seeds) * per_run
 
     def work() -> Path:
-        results = []
+        results: list[dict[str, Any]] = []
         for seed in plan.seeds:
             for variant in plan.variants:
                 runs.write_status(plan.run_dir, current=f"{variant}/seed-{seed}")
-                cb = (
-                    (lambda t, v=variant, s=seed: progress(f"{v}/seed-{s}", t))
-                    if progress
-                    else None
-                )
-                results.append(run_one(plan, variant, seed, progress=cb))
+                progress.stage(f"{variant}/seed-{seed}")
+                before = len(results) * per_run
+
+                def advanced(t: float, before: float = before) -> None:
+                    progress.advance(before + min(t, per_run), total)
+
+                results.append(run_one(plan, variant, seed, progress=advanced))
                 _mark(plan, variant, seed, "finished")
         return finish(plan, results)
 
@@ -814,9 +821,12 @@ def sweep(
     *,
     scheduler: str | None = None,
     workers: int | None = None,
-    on_done: Callable[[str, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> Path:
-    """Run variants x seeds on Dask distributed (a LocalCluster of processes unless `scheduler`)."""
+    """Run variants x seeds on Dask distributed (a LocalCluster of processes unless `scheduler`).
+
+    ``progress`` sees a stage per (variant, seed) finished and the simulations finished of all."""
+    progress = as_progress(progress)
     try:
         from dask.distributed import Client, LocalCluster, as_completed
     except ImportError:
@@ -852,8 +862,8 @@ def sweep(
                 v, s = futures[fut]
                 results.append(fut.result())
                 _mark(plan, v, s, "finished")
-                if on_done:
-                    on_done(v, s)
+                progress.stage(f"{v}/seed-{s} finished")
+                progress.advance(len(results), len(futures))
         finally:
             client.close()
             if cluster is not None:
