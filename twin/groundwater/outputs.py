@@ -113,10 +113,12 @@ def plot_hydrograph(
     if ground is not None and np.isfinite(ground):
         ax.axhline(ground, ls="--", color="saddlebrown", lw=1, label="ground")
     ax.set_ylabel("head (m a.s.l.)")
-    ax.set_title(title)
-    ax.xaxis.set_major_formatter(mdates.DateFormatter("%Y-%m-%d"))
+    ax.set_title(f"{title} (times UTC)")
+    # ticks that suit the span: days for months, hours for a run of a few hours
+    locator = mdates.AutoDateLocator(minticks=4, maxticks=9)
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
-    fig.autofmt_xdate()
     fig.tight_layout()
     fig.savefig(path)
