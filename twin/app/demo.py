@@ -61,10 +61,12 @@ def run_demo(args: argparse.Namespace, run: Callable[[Sequence[str]], int]) -> i
     from twin.app.pack import resolve_pack
     from twin.app.steps import build_products
     from twin.city.summary import format_summary, summarize
+    from twin.progress import console_progress
 
     pack = resolve_pack(args.pack)
     _say(f"Building the data products of the {pack.title or pack.name} …")
-    build_dir, results = build_products(pack, args.build_dir, progress=lambda m: _say(f"  … {m}"))
+    with console_progress(unit="steps") as progress:
+        build_dir, results = build_products(pack, args.build_dir, progress=progress)
     built = sum(r.status == "built" for r in results)
     _say(f"  {built} step(s) built, {len(results) - built} up to date")
     print(format_summary(summarize(pack, build_dir)))

@@ -7,12 +7,13 @@ of them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 
 from twin.city.build import Step, StepResult, run_build
 from twin.city.pack import DataPack
 from twin.city.steps import city_steps
+from twin.progress import Progress
 
 
 def build_steps() -> list[Step]:
@@ -29,10 +30,10 @@ def build_products(
     *,
     only: Iterable[str] | None = None,
     force: bool = False,
-    progress: Callable[[str], None] = lambda msg: None,
+    progress: Progress | None = None,
 ) -> tuple[Path, list[StepResult]]:
     """Build (or bring up to date) a pack's products in `build_root/<pack name>`; return that folder
-    and what each step did."""
+    and what each step did (``progress`` sees a stage per step built and the steps done of all)."""
     build_dir = Path(build_root) / pack.name
     results = run_build(
         pack, build_steps(), build_dir, only=only or None, force=force, progress=progress
