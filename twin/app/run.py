@@ -286,10 +286,13 @@ def _sensors(sc: CoupledScenario, options: Options, clock: Clock, folder: Path, 
             sim = cfg["simulate"]
             path = out / "uplinks.jsonl"
             lead = _seconds(sim["lead"], clock.start, f"{sc.path}: 'models.sensors.simulate.lead'")
+            base = _model_heads(parts)
             if not path.is_file():
-                _simulate(path, catalogue, clock, lead, sim)
+                _simulate(path, catalogue, clock, lead, sim, base)
+            around = ", heads around the ground-water model's steady state" if base else ""
             source = (f"replayed uplink file {path.name} (simulated stream: twin sensors "
-                      f"simulate, seed {sim['seed']}, from {lead / 3600:g} h before the start)")  # fmt: skip
+                      f"simulate, seed {sim['seed']}, from {lead / 3600:g} h before the start"
+                      f"{around})")  # fmt: skip
         if not path.is_file():
             raise ConfigError(f"--readings: no uplink file at {path}")
         feed_cfg.update(replay=str(path), catalogue=catalogue, store=str(store))
@@ -324,7 +327,20 @@ def _live(sc: CoupledScenario, cfg: dict[str, Any], feed_cfg: dict[str, Any], fo
     parts.feed = feed
 
 
-def _simulate(path: Path, catalogue: Any, clock: Clock, lead: float, sim: dict[str, Any]) -> None:
+def _model_heads(parts: Parts) -> dict[str, float] | None:
+    """The ground-water model's steady heads at its logger wells, when the run has that model:
+    a simulated stream around them starts from the model's aquifer, so the analyses show the
+    stream's dynamics (river wave, pumping) instead of the offset between two invented aquifers."""
+    gw = parts.groundwater
+    if gw is None:
+        return None
+    ids = [str(w) for w in gw.model.wells["id"]]
+    heads = [float(h) for h in gw.model.get_value("head_at_wells")]
+    return {i: h for i, h in zip(ids, heads, strict=True) if math.isfinite(h)}
+
+
+def _simulate(path: Path, catalogue: Any, clock: Clock, lead: float, sim: dict[str, Any],
+              base_heads: dict[str, float] | None = None) -> None:  # fmt: skip
     """A simulated uplink stream of the wells over the run's window (as `twin sensors simulate`)."""
     from twin.sensors.devices import Catalogue
     from twin.sensors.profiles import DEFAULT_PROFILES, load_profiles
@@ -334,7 +350,7 @@ def _simulate(path: Path, catalogue: Any, clock: Clock, lead: float, sim: dict[s
     start = clock.start.timestamp() - lead
     minutes = (lead + (clock.duration or 0.0)) / 60.0
     events = simulate(wells, load_profiles(DEFAULT_PROFILES), start=start, minutes=minutes,
-                      seed=sim["seed"], clean=sim["clean"])  # fmt: skip
+                      seed=sim["seed"], clean=sim["clean"], base_heads=base_heads)  # fmt: skip
     tmp = path.with_name(path.name + ".part")
     with tmp.open("wb") as f:
         for _, _, body in stream(events, sim["format"]):
@@ -386,7 +402,9 @@ def build(sc: CoupledScenario, options: Options, folder: Path,
         parts.stops = [k * every for k in range(1, n + 1)]
     try:
         pack = _pack(sc, options)
-        for name in sc.models:
+        # the ground water before the sensors: a stream simulated for the run starts from its heads
+        order = sorted(sc.models, key=lambda n: n == "sensors" and "groundwater" in sc.models)
+        for name in order:
             progress.stage(f"setting up {name}")
             if name == "sensors":
                 _sensors(sc, options, clock, folder, parts, pack)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import math
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -95,10 +95,13 @@ def _weather(seed: int, start: float, end: float) -> tuple[np.ndarray, np.ndarra
     return grid, rate, cloud
 
 
-def _well_fields(d: Device, times: np.ndarray, rng: np.random.Generator, port: int, profile):
+def _well_fields(d: Device, times: np.ndarray, rng: np.random.Generator, port: int, profile,
+                 base: float | None = None):  # fmt: skip
     a = d.attrs
-    depth0 = rng.uniform(2.5, 8.0)
-    head0 = a["ground_elevation_m"] - depth0
+    depth0 = rng.uniform(
+        2.5, 8.0
+    )  # drawn always, so a given base leaves the other draws as they are
+    head0 = a["ground_elevation_m"] - depth0 if base is None else base
     days = (times - times[0]) / 86400.0
     dist_river = abs(d.x - RHINE_X)
     lag = dist_river / 1000.0 * 3600.0 * 6.0  # the stage wave travels ~1 km per 6 h
@@ -194,9 +197,14 @@ def simulate(
     seed: int = 0,
     clean: bool = False,
     interval_scale: float = 1.0,
+    base_heads: Mapping[str, float] | None = None,
 ) -> list[SimUplink]:
     """All uplinks of all catalogue devices from ``start`` (UTC seconds) for ``minutes``, in the
-    order a network server would deliver them."""
+    order a network server would deliver them.
+
+    ``base_heads`` (well id -> m a.s.l.) sets a logger's mean head, e.g. a ground-water model's
+    steady state, so that a twin experiment's stream and model start from one aquifer; without
+    it each well's water table lies a random 2.5-8 m below its ground."""
     end = start + minutes * 60.0
     weather = _weather(seed, start, end)
     events: list[SimUplink] = []
@@ -214,7 +222,8 @@ def simulate(
         if times.size == 0:
             continue
         if d.kind == "wells":
-            fields = _well_fields(d, times, rng, port, profile)
+            base = None if base_heads is None else base_heads.get(d.id)
+            fields = _well_fields(d, times, rng, port, profile, base)
         elif d.kind == "stations":
             fields = _station_fields(d, times, rng, weather, station_index)
             station_index += 1
