@@ -664,14 +664,20 @@ def run_one(
     The folder gets DONE only after SUMO closed cleanly and the KPIs were computed; a failure leaves
     FAILED (with the reason) and raises.
     """
+    from twin.core import Clock, Coupler
+
     folder = plan.folder(variant, seed)
     try:
-        run = SeedRun(plan, variant, seed, label=f"{variant}-{seed}")
-        try:
-            run.run_to(plan.warmup_s + plan.end_s, progress, stall_timeout_s)
-        finally:
-            run.close()
-        return run.write_outputs()
+        # A stand-alone run is a single-model coupled run: the TrafficModel that `twin run` couples,
+        # met by the coupler once at the end (SUMO steps itself; nothing to exchange meanwhile).
+        until = plan.warmup_s + plan.end_s
+        model = TrafficModel()
+        with Coupler(Clock(plan.scenario.origin_utc)) as coupler:
+            coupler.add("traffic", model, {"plan": plan, "variant": variant, "seed": seed,
+                                           "label": f"{variant}-{seed}", "progress": progress,
+                                           "stall_timeout_s": stall_timeout_s}, step=until)  # fmt: skip
+            coupler.run(until)
+        return model.write_outputs()
     except BaseException as exc:
         reason = f"{type(exc).__name__}: {exc}" if not isinstance(exc, TwinError) else str(exc)
         with contextlib.suppress(OSError):
@@ -879,7 +885,8 @@ def sweep(
 class TrafficModel(Model):
     """A scenario variant as a twin.core model: vehicles running and their waste heat on a raster.
 
-    config: `plan` (a RunPlan), `variant`, `seed`, optional `grid` = {"shape": (rows, cols),
+    config: `plan` (a RunPlan), `variant`, `seed`, optional `label`, `progress` (called with the
+    simulated seconds since the plan's begin), `stall_timeout_s`, and `grid` = {"shape": (rows, cols),
     "transform": (a, b, c, d, e, f)} for the heat output. Heat is the fuel burnt per second times
     the lower heating value of petrol/diesel (~43 MJ/kg), spread over the cell each vehicle is in.
     SUMO moves in whole steps: `update_until(t)` runs it to the last step at or before t, never
@@ -899,7 +906,11 @@ class TrafficModel(Model):
     def _initialize(self, config: Mapping[str, Any]) -> None:
         plan: RunPlan = config["plan"]
         variant, seed = config["variant"], int(config["seed"])
-        self._run = SeedRun(plan, variant, seed, label=f"model-{variant}-{seed}")
+        # a stand-alone run passes its progress (simulated s since the plan's begin) and watchdog
+        self._progress = config.get("progress")
+        self._stall_timeout_s = float(config.get("stall_timeout_s", 120.0))
+        label = config.get("label", f"model-{variant}-{seed}")
+        self._run = SeedRun(plan, variant, seed, label=label)
         self._sim, self._begin = self._run.sim, self._run.begin
         self.time_step = plan.scenario.step_length
         g = config.get("grid")
@@ -909,7 +920,7 @@ class TrafficModel(Model):
     def _update_until(self, t: float) -> None:
         step = self.time_step
         steps = int(t / step + 1e-9)  # whole SUMO steps at or before t (t >= 0)
-        self._run.run_to(steps * step + 0.5 * step * 1e-3)
+        self._run.run_to(steps * step + 0.5 * step * 1e-3, self._progress, self._stall_timeout_s)
 
     def _get_value(self, name: str) -> Any:
         conn = self._sim.conn
