@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from sensor_service import alive, children
-from test_coupled_run import TWIN, _heads, _options, _stream, scenario
+from test_coupled_run import TWIN, _heads, _options, _stream, crashing_groundwater, scenario
 from test_groundwater_readings import distance_from
 
 from twin.app import run as coupled
@@ -333,27 +333,14 @@ def test_a_broker_that_cannot_be_reached_is_one_clear_error(tmp_path: Path, mini
 def test_a_live_run_resumes_from_its_checkpoint_with_its_store(
     tmp_path: Path, mini_pack: Path, broker: LocalBroker
 ):
-    from twin.groundwater.coupling import GroundwaterModel
-
     stream = _stream(tmp_path, mini_pack, start="2024-02-29T23:00:00Z", minutes=240)  # to 03:00
     _open_session(broker.url)
     n = _publish(broker.url, stream)
     path = scenario(tmp_path, mini_pack, name="mini-again", end="3h",
                     sensors=_live(broker.url, wait_s=120.0))  # fmt: skip
-    original = GroundwaterModel._step
-
-    def failing(self, dt):
-        if self.current_time >= 2 * 3600.0:
-            raise RuntimeError("simulated crash")
-        original(self, dt)
-
-    GroundwaterModel._step = failing
-    try:
-        with pytest.raises(RuntimeError, match="simulated crash"):
-            coupled.run(path, options=_options(tmp_path, mini_pack, checkpoint_every="1h"),
-                        runs_dir=tmp_path / "runs")  # fmt: skip
-    finally:
-        GroundwaterModel._step = original
+    with crashing_groundwater(2 * 3600.0), pytest.raises(RuntimeError, match="simulated crash"):
+        coupled.run(path, options=_options(tmp_path, mini_pack, checkpoint_every="1h"),
+                    runs_dir=tmp_path / "runs")  # fmt: skip
     (failed,) = (tmp_path / "runs" / "mini-again").iterdir()
     assert read_status(failed)["readings"]["ingest"]["stored"] == n
     # resumed: the store has the stream, the broker nothing new; the clock goes on at once
