@@ -47,7 +47,7 @@ sys.path.insert(0, str(REPO))
 from common import Row, add_arguments, finish, skipped  # noqa: E402
 
 from twin.sensors.broker import LocalBroker, mosquitto_path  # noqa: E402
-from twin.sensors.devices import DEFAULT_PARKING, load_catalogue  # noqa: E402
+from twin.sensors.devices import load_catalogue  # noqa: E402
 from twin.sensors.ingest import Ingestor  # noqa: E402
 from twin.sensors.mqtt import MqttIngest, make_client, parse_mqtt_url  # noqa: E402
 from twin.sensors.profiles import load_profiles  # noqa: E402
@@ -332,7 +332,9 @@ def run(args: argparse.Namespace) -> list[Row]:
     with tempfile.TemporaryDirectory(prefix="bench-sensors-") as tmp:
         work = Path(tmp)
         wells, stations = write_synthetic_catalogue(work / "cat", n_wells=420, n_stations=32)
-        catalogue = load_catalogue(wells, stations, DEFAULT_PARKING)
+        catalogue = load_catalogue(
+            wells, stations, REPO / "data" / "krefeld" / "sensors" / "parking.csv"
+        )
         profiles = load_profiles()
         # compress the reporting intervals so that N messages span a few simulated minutes
         messages = args.messages or (10000 if args.short else 30000)

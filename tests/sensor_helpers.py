@@ -13,6 +13,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+# The shipped pack's parking layer, for catalogues built from loose files in the sensor tests.
+KREFELD_PARKING = (
+    Path(__file__).resolve().parents[1] / "data" / "krefeld" / "sensors" / "parking.csv"
+)
+
 # Each kind of poison and the quarantine reason it must get.
 POISON = {
     "nan": "not_a_number",  # a decoded value NaN

@@ -7,9 +7,10 @@ import json
 from pathlib import Path
 
 import pytest
+from sensor_helpers import KREFELD_PARKING
 
 from twin.errors import ConfigError
-from twin.sensors.devices import DEFAULT_PARKING, load_catalogue
+from twin.sensors.devices import load_catalogue
 from twin.sensors.ingest import Ingestor
 from twin.sensors.profiles import DecodeError, load_profiles
 from twin.sensors.simulate import simulate, stream
@@ -26,7 +27,7 @@ T0 = 1717200000.0  # 2024-06-01T00:00:00Z
 @pytest.fixture
 def catalogue(tmp_path: Path):
     wells, stations = write_synthetic_catalogue(tmp_path / "cat", n_wells=12, n_stations=4)
-    return load_catalogue(wells, stations, DEFAULT_PARKING)
+    return load_catalogue(wells, stations, KREFELD_PARKING)
 
 
 def test_level_payload_decodes_to_head_below_reference():

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sensor_helpers import KREFELD_PARKING
 
-from twin.sensors.devices import DEFAULT_PARKING, load_catalogue
+from twin.sensors.devices import load_catalogue
 from twin.sensors.ingest import Ingestor
 from twin.sensors.profiles import DecodeError, load_profiles
 from twin.sensors.simulate import simulate, stream
@@ -39,7 +40,7 @@ def setup(tmp_path_factory):
     modes (wells, climate stations, parking)."""
     root = tmp_path_factory.mktemp("fuzz")
     wells, stations = write_synthetic_catalogue(root / "cat", n_wells=3, n_stations=2)
-    catalogue = load_catalogue(wells, stations, DEFAULT_PARKING)
+    catalogue = load_catalogue(wells, stations, KREFELD_PARKING)
     events = simulate(catalogue, PROFILES, start=START, minutes=20, seed=9, clean=True)
     rng = random.Random(1)
     picked = [e for kind in ("wells", "stations", "parking")

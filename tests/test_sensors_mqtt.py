@@ -13,10 +13,11 @@ import time
 from pathlib import Path
 
 import pytest
+from sensor_helpers import KREFELD_PARKING
 
 from twin.errors import ConfigError
 from twin.sensors.broker import LocalBroker, free_port, mosquitto_path
-from twin.sensors.devices import DEFAULT_PARKING, load_catalogue
+from twin.sensors.devices import load_catalogue
 from twin.sensors.ingest import Ingestor
 from twin.sensors.mqtt import MqttIngest, MqttPublisher
 from twin.sensors.profiles import load_profiles
@@ -48,7 +49,7 @@ def broker(request, tmp_path: Path):
 @pytest.fixture
 def setup(tmp_path: Path):
     wells, stations = write_synthetic_catalogue(tmp_path / "cat", n_wells=30, n_stations=4)
-    catalogue = load_catalogue(wells, stations, DEFAULT_PARKING)
+    catalogue = load_catalogue(wells, stations, KREFELD_PARKING)
     store = SQLiteStore(tmp_path / "s.sqlite")
     ingestor = Ingestor(store, catalogue, PROFILES).start()
     events = simulate(catalogue, PROFILES, start=time.time() - 1800, minutes=30, seed=2, clean=True)

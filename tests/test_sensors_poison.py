@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from sensor_helpers import (
+    KREFELD_PARKING,
     POISON,
     message_counts,
     poisoned_stream,
@@ -27,7 +28,7 @@ from sensor_helpers import (
 from sensor_service import TWIN, Service, clean_env
 
 from twin.sensors.broker import LocalBroker, free_port
-from twin.sensors.devices import DEFAULT_PARKING, load_catalogue
+from twin.sensors.devices import load_catalogue
 from twin.sensors.ingest import Ingestor
 from twin.sensors.mqtt import MqttPublisher
 from twin.sensors.profiles import load_profiles
@@ -49,7 +50,7 @@ def data(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("poison")
     wells, stations = write_synthetic_catalogue(root / "cat", n_wells=15, n_stations=3)
     cat = ["--wells", str(wells), "--stations", str(stations)]
-    catalogue = load_catalogue(wells, stations, DEFAULT_PARKING)
+    catalogue = load_catalogue(wells, stations, KREFELD_PARKING)
     events = simulate(catalogue, PROFILES, start=START, minutes=80, seed=5, clean=True)
     items = [(topic, body) for _, topic, body in stream(events, "tts")]
     assert len(items) > GOOD + 200

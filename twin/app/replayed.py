@@ -26,8 +26,6 @@ class Replayed(Model):
     last state (its outputs keep their values). ``step`` is the coupling step the coupler meets it
     at (default: its own time step); ``stops`` gives the extra times the coupler stopped
     at (checkpoints), so a replay updates at exactly the times the first run did.
-    ``before_finalize`` is called with the inner model while it is still running (to read what
-    only a live model can tell).
     """
 
     def __init__(
@@ -37,14 +35,12 @@ class Replayed(Model):
         window: float | None = None,
         step: float | None = None,
         stops: Callable[[float], Sequence[float]] = lambda t: (),
-        before_finalize: Callable[[Model], None] | None = None,
     ) -> None:
         super().__init__(inner.name)
         self.inner = inner
         self.window = math.inf if window is None else float(window)
         self._step = step
         self._stops = stops
-        self._before_finalize = before_finalize
 
     def _initialize(self, config: Mapping[str, Any]) -> None:
         self.inner.name = self.name
@@ -76,8 +72,4 @@ class Replayed(Model):
                 self.inner.update_until(t)
 
     def _finalize(self) -> None:
-        try:
-            if self._before_finalize is not None:
-                self._before_finalize(self.inner)
-        finally:
-            self.inner.finalize()
+        self.inner.finalize()

@@ -10,10 +10,6 @@ from twin.city.catalogue import read_parking, read_stations, read_wells
 from twin.city.pack import DataPack
 from twin.errors import DataError
 
-# The default pack's parking layer, relative to the working directory as the default pack is; for
-# callers that build a catalogue from loose files. Commands take the catalogue from the pack.
-DEFAULT_PARKING = Path("data") / "krefeld" / "sensors" / "parking.csv"
-
 KINDS = ("wells", "stations", "parking")
 PACK_LAYERS = {"wells": "wells", "stations": "climate_stations", "parking": "parking"}
 
