@@ -744,6 +744,8 @@ def finish(plan: RunPlan, results: list[dict[str, Any]]) -> Path:
     }
     write_report(plan, rows, meta)
     os.replace(plan.run_dir / "kpis.csv.partial", plan.run_dir / "kpis.csv")
+    for r in results:  # every simulation whose KPIs are in, however it was run (a coupled run too)
+        _mark(plan, r["variant"], r["seed"], "finished")
     plan.run_dir = runs.finish(plan.run_dir, metrics=_metrics(rows, results))
     return plan.run_dir
 
