@@ -18,6 +18,13 @@ from twin.errors import DataError
 
 MAX_HEIGHT_M = 400.0  # taller than any building in the region; larger values are unit errors
 
+# building_surfaces.npz: the real surfaces of buildings that have them (LoD2 sources), as triangles.
+# xyz (n, 3) float64 EPSG:25832 m / m DHHN2016; tris (m, 3) int64 into xyz; building (m,) int64 row in
+# buildings.gpkg; kind (m,) uint8, one of SURFACE_KINDS. Buildings without surfaces (vector
+# footprints) have no triangles there and are extruded from their footprint and height.
+SURFACES = "building_surfaces.npz"
+SURFACE_KINDS = {"wall": 0, "roof": 1, "ground": 2, "other": 3}
+
 
 def build_buildings(ctx: StepContext) -> None:
     """buildings.gpkg: footprints in EPSG:25832 with id, height, use, base (ground height, m DHHN2016)."""
@@ -60,6 +67,32 @@ def build_buildings(ctx: StepContext) -> None:
         geoms,
         {"id": ids, "height": heights, "use": uses, "base": base, "area": shapely.area(geoms)},
     )
+    write_surfaces(
+        ctx.out(SURFACES),
+        np.zeros((0, 3)),
+        np.zeros((0, 3), dtype=np.int64),
+        np.zeros(0, dtype=np.int64),
+        np.zeros(0, dtype=np.uint8),
+    )
+
+
+def write_surfaces(
+    path: Path, xyz: np.ndarray, tris: np.ndarray, building: np.ndarray, kind: np.ndarray
+) -> None:
+    """Write the surfaces product (see SURFACES)."""
+    np.savez_compressed(
+        path,
+        xyz=np.asarray(xyz, dtype=np.float64).reshape(-1, 3),
+        tris=np.asarray(tris, dtype=np.int64).reshape(-1, 3),
+        building=np.asarray(building, dtype=np.int64),
+        kind=np.asarray(kind, dtype=np.uint8),
+    )
+
+
+def read_surfaces(path: Path) -> dict[str, np.ndarray]:
+    """The surfaces product as {"xyz", "tris", "building", "kind"} arrays (see SURFACES)."""
+    with np.load(path) as z:
+        return {k: z[k] for k in ("xyz", "tris", "building", "kind")}
 
 
 def _ground_height(terrain: Path, geoms: np.ndarray) -> np.ndarray:

@@ -42,7 +42,7 @@ _LAYERS: dict[str, dict[str, Field]] = {
     "blocks": {**_COMMON, "format": Field(str, choices=("vector",))},
     "buildings": {
         **_COMMON,
-        "format": Field(str, choices=("vector",)),
+        "format": Field(str, choices=("vector", "citygml")),
         "id_field": Field(str, required=False, default="id"),
         "height_field": Field(str, required=False, default="height"),
         "use_field": Field(str, required=False, default="use"),
@@ -51,8 +51,20 @@ _LAYERS: dict[str, dict[str, Field]] = {
     "wells": {**_COMMON, "format": Field(str, choices=("csv",))},
     "climate_stations": {**_COMMON, "format": Field(str, choices=("csv",))},
     "parking": {**_COMMON, "format": Field(str, choices=("csv",))},
+    "trees": {
+        **_COMMON,
+        "format": Field(str, choices=("csv",)),
+        "id_field": Field(str, required=False, default="id"),
+        "species_field": Field(str, required=False, default="species"),
+        "height_field": Field(str, required=False, default="height"),  # m
+        "crown_field": Field(str, required=False, default="crown_diameter"),  # m
+        "x_field": Field(str, required=False, default="x"),  # EPSG:25832 m
+        "y_field": Field(str, required=False, default="y"),
+    },
+    "boulevards": {**_COMMON, "format": Field(str, choices=("toml",))},
 }
-_OPTIONAL_LAYERS = ("parking",)  # a pack without them simply has no such sensors
+# A pack without these simply has no parking sensors, no trees or no boulevard cross-sections.
+_OPTIONAL_LAYERS = ("parking", "trees", "boulevards")
 
 _SCHEMA = {
     "pack": Field(

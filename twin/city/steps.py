@@ -10,7 +10,12 @@ import numpy as np
 import shapely
 
 from twin.city.build import Step, StepContext
-from twin.city.buildings import build_building_meshes, build_building_rasters, build_buildings
+from twin.city.buildings import (
+    SURFACES,
+    build_building_meshes,
+    build_building_rasters,
+    build_buildings,
+)
 from twin.city.catalogue import read_stations, read_wells
 from twin.city.streets import build_streets
 from twin.city.surface import build_landcover, build_terrain
@@ -56,7 +61,7 @@ def city_steps() -> list[Step]:
         Step(
             "buildings",
             build_buildings,
-            outputs=("buildings.gpkg",),
+            outputs=("buildings.gpkg", SURFACES),
             sources=("buildings",),
             after=("terrain",),
             doc="building footprints with height and ground height",
