@@ -176,6 +176,8 @@ def run_build(
     old_sources = manifest.get("sources", {})
     sources: dict[str, Any] = {}
     for name in sorted({layer for s in ordered for layer in s.sources}):
+        if name not in pack.layers:
+            continue  # an optional layer this pack does not have: the step sees it absent
         layer = pack.layers[name]
         rec = _file_record(layer.path, old_sources.get(name))
         sources[name] = {"path": str(layer.path), "status": layer.status, **rec}
@@ -189,7 +191,10 @@ def run_build(
             "step": step.name,
             "version": step.version,
             "config": pack.config_of(*step.sources),
-            "sources": {n: [sources[n]["sha256"], sources[n]["mtime_ns"]] for n in step.sources},
+            "sources": {
+                n: [sources[n]["sha256"], sources[n]["mtime_ns"]] if n in sources else None
+                for n in step.sources
+            },
             "after": {
                 d: {o: r["sha256"] for o, r in manifest["steps"][d]["outputs"].items()}
                 for d in step.after

@@ -30,7 +30,14 @@ _CLASS = {
 }
 
 _LAYERS: dict[str, dict[str, Field]] = {
-    "streets": {**_COMMON, "format": Field(str, choices=("osm",))},
+    "streets": {
+        **_COMMON,
+        "format": Field(str, choices=("osm",)),
+        # Terminal gates: OSM barrier=gate nodes inside an area with this tag (key=value) ...
+        "gate_area_tag": Field(str, required=False, default="industrial=port"),
+        # ... or, if set, the nodes with this tag (key=value), wherever they are.
+        "gate_tag": Field(str, required=False),
+    },
     "terrain": {**_COMMON, "format": Field(str, choices=("raster",))},
     "landcover": {
         **_COMMON,
@@ -130,6 +137,9 @@ class DataPack:
             "resolution": self.resolution,
         }
         for n in names:
+            if n not in self.layers:
+                out[n] = None  # an optional layer the pack does not have
+                continue
             layer = self.layers[n]
             out[n] = {"format": layer.format, "options": layer.options}
         return out
