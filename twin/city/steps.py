@@ -19,6 +19,7 @@ from twin.city.buildings import (
 from twin.city.catalogue import read_stations, read_wells
 from twin.city.streets import build_streets
 from twin.city.surface import build_landcover, build_terrain
+from twin.city.trees import build_trees
 from twin.city.vector import write_gpkg
 
 
@@ -35,7 +36,8 @@ def build_sensor_catalogue(ctx: StepContext) -> None:
 
 
 def city_steps() -> list[Step]:
-    """The build steps of the city's own products (terrain, land cover, streets, buildings, sensors)."""
+    """The build steps of the city's own products (terrain, land cover, streets, buildings, trees,
+    sensors)."""
     return [
         Step(
             "terrain",
@@ -79,6 +81,14 @@ def city_steps() -> list[Step]:
             outputs=("buildings.glb",),
             after=("buildings",),
             doc="extruded building meshes (GLB, local frame)",
+        ),
+        Step(
+            "trees",
+            build_trees,
+            outputs=("trees.gpkg", "canopy_height.tif", "canopy_cover.tif"),
+            sources=("trees",),
+            after=("terrain",),
+            doc="tree points with ground height, canopy height and cover rasters",
         ),
         Step(
             "sensors",
