@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 import shapely
 
+from twin.city.boulevards import PRODUCT as BOULEVARDS
+from twin.city.boulevards import build_boulevards
 from twin.city.build import Step, StepContext
 from twin.city.buildings import (
     SURFACES,
@@ -36,8 +38,8 @@ def build_sensor_catalogue(ctx: StepContext) -> None:
 
 
 def city_steps() -> list[Step]:
-    """The build steps of the city's own products (terrain, land cover, streets, buildings, trees,
-    sensors)."""
+    """The build steps of the city's own products (terrain, land cover, streets, boulevards,
+    buildings, trees, sensors)."""
     return [
         Step(
             "terrain",
@@ -59,6 +61,14 @@ def city_steps() -> list[Step]:
             outputs=("streets.gpkg",),
             sources=("streets",),
             doc="street and rail centre lines",
+        ),
+        Step(
+            "boulevards",
+            build_boulevards,
+            outputs=(BOULEVARDS,),
+            sources=("boulevards",),
+            after=("streets",),
+            doc="boulevard cross-sections as band polygons along the street centre lines",
         ),
         Step(
             "buildings",
