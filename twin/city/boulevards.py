@@ -11,11 +11,12 @@ its left side is the first band's side; `band_offsets` are signed distances from
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyogrio
 import shapely
 from shapely.geometry import LineString, MultiPolygon, Polygon
 
@@ -23,7 +24,7 @@ from twin.city.build import StepContext
 from twin.city.pack import STATUSES
 from twin.city.vector import read_vector, write_gpkg
 from twin.config import Field, load_toml, positive, validate
-from twin.errors import ConfigError
+from twin.errors import ConfigError, DataError
 
 KINDS = (
     "sidewalk",
@@ -41,6 +42,7 @@ MIN_WIDTH_M, MAX_WIDTH_M = 10.0, 120.0  # total street space a section may have
 MAX_AXIS_DEG = 60.0  # a street's course may differ this much from the axis its order implies
 PRODUCT = "boulevards.gpkg"
 LAYER = "boulevards"
+TRACKS_LAYER = "tram_tracks"
 
 _BAND = {
     "kind": Field(str, choices=KINDS),
@@ -191,15 +193,203 @@ def street_centre_lines(streets: dict[str, Any], name: str) -> list[LineString]:
     return list(shapely.get_parts(merged))
 
 
+def track_lines(line: LineString, section: Section) -> list[tuple[int, LineString]]:
+    """(band index, centre line) of every tram track: a band's n tracks sit evenly across it."""
+    line = oriented(line, section)
+    out = []
+    for i, (b, (_, left, _)) in enumerate(zip(section.bands, band_offsets(section), strict=True)):
+        for k in range(b.tracks):
+            out.append((i, _offset(line, left - b.width * (2 * k + 1) / (2 * b.tracks))))
+    return out
+
+
+_BAND_COLUMNS = {
+    "street": object,
+    "band": np.int64,
+    "kind": object,
+    "width": float,
+    "tracks": np.int64,
+}
+ROAD_KINDS = ("carriageway", "tram")
+JUNCTION_BAND = -1  # `band` of the carriageway box where two boulevards meet at a corner
+
+
+@dataclass
+class _Laid:
+    """One centre line of a street (oriented) with its band polygons and track lines."""
+
+    name: str
+    section: Section
+    line: LineString
+    tracks: list[tuple[int, Any]]
+    polys: list[Any] = field(default_factory=list)
+
+    @property
+    def half(self) -> float:
+        return self.section.width / 2
+
+    def reach(self) -> float:
+        """Distance from the centre line to the far edge of the outermost road band (0 if none)."""
+        road = self.pick("road")
+        if not road:
+            return 0.0
+        offsets = band_offsets(self.section)
+        return max(abs(offsets[road[0]][1]), abs(offsets[road[-1]][2]))
+
+    def pick(self, which: str) -> list[int]:
+        """Indices of the bands: "all", "road" (carriageways, tracks), "tram", "other" (no road),
+        "core" (first to last road band) or "strip" (the bands in the core that are no road)."""
+        road = [i for i, b in enumerate(self.section.bands) if b.kind in ROAD_KINDS]
+        n = len(self.section.bands)
+        if which == "all":
+            return list(range(n))
+        if which == "road":
+            return road
+        if which == "tram":
+            return [i for i in road if self.section.bands[i].kind == "tram"]
+        if which == "other":
+            return [i for i in range(n) if i not in road]
+        if not road:
+            return []
+        core = list(range(road[0], road[-1] + 1))
+        return core if which == "core" else [i for i in core if i not in road]
+
+    def union(self, which: str) -> Any:
+        """The union of the bands `which` picks (see `pick`)."""
+        return shapely.union_all([self.polys[i] for i in self.pick(which)])
+
+    def ends_in(self, point: Any) -> bool:
+        """True if the point lies in this street's space away from its ends (a T-junction)."""
+        along = self.line.project(point)
+        return (
+            self.line.distance(point) <= self.half
+            and self.half < along < self.line.length - self.half
+        )
+
+    def clip(self, which: str, shape: Any) -> None:
+        """Cut `shape` out of the bands `which` picks (see `pick`)."""
+        if shape is None or shape.is_empty:
+            return
+        for i in self.pick(which):
+            if shapely.intersects(self.polys[i], shape):
+                self.polys[i] = shapely.difference(self.polys[i], shape)
+
+
+def _extended(line: LineString, start: float, end: float) -> LineString:
+    """The line lengthened straight on by `start` metres before its start and `end` after its end."""
+    xy = np.asarray(line.coords, dtype=float)
+    for i, j, d in ((0, 1, start), (-1, -2, end)):
+        if d > 0:
+            step = xy[i] - xy[j]
+            xy[i] = xy[i] + step / np.hypot(*step) * d
+    return shapely.LineString(xy)
+
+
+def _meetings(laid: list[_Laid]) -> list[tuple[str, _Laid, _Laid, int]]:
+    """Where boulevards meet: ("T", a, b, end) where a's end lies in b's space away from b's ends,
+    ("L", a, b, end) where it lies near one of b's ends (a corner)."""
+    out = []
+    for a in laid:
+        for k, xy in enumerate((a.line.coords[0], a.line.coords[-1])):
+            pt = shapely.Point(xy)
+            for b in laid:
+                if b.name != a.name and b.line.distance(pt) <= b.half:
+                    out.append(("T" if b.ends_in(pt) else "L", a, b, k))
+    return out
+
+
+def _lay(laid: list[_Laid], meetings: list[tuple[str, _Laid, _Laid, int]]) -> None:
+    """Band polygons of every line; at a corner the bands run on across the other street, the
+    carriageways and tracks to its outermost road band, the rest to its far edge."""
+    for a in laid:
+        road, other = [0.0, 0.0], [0.0, 0.0]
+        for kind, a2, b, k in meetings:
+            if kind == "L" and a2 is a:
+                road[k], other[k] = max(road[k], b.reach()), max(other[k], b.half)
+        by_road = band_polygons(_extended(a.line, *road), a.section)
+        by_other = band_polygons(_extended(a.line, *other), a.section)
+        road_bands = set(a.pick("road"))
+        a.polys = [
+            (r if i in road_bands else o)[1]
+            for i, (r, o) in enumerate(zip(by_road, by_other, strict=True))
+        ]
+
+
+def _join_at_junctions(
+    laid: list[_Laid], meetings: list[tuple[str, _Laid, _Laid, int]]
+) -> list[Any]:
+    """Fit the bands of boulevards that meet; returns the carriageway boxes of the corners.
+
+    At a T-junction the side street's carriageways and tracks stop at the other's central strip and
+    its footways at the other's edge, and its carriageways cross the other's footways. At a corner
+    each street's central strip stops at the other's edge, the footways, strips and tree rows leave
+    the core where both streets' carriageways cross, and that core becomes one carriageway box.
+    Footways and strips never lie on another street's carriageway.
+    """
+    for kind, a, b, _ in meetings:
+        if kind != "T":
+            continue
+        strip = b.union("strip")
+        a.clip("road", strip)
+        if not strip.is_empty:
+            a.tracks = [
+                (i, part)
+                for i, t in a.tracks
+                for part in shapely.get_parts(shapely.difference(t, strip))
+                if not part.is_empty
+            ]
+        a.clip("other", b.union("all"))
+    boxes, seen = [], set()
+    for kind, a, b, _ in meetings:
+        pair = frozenset((id(a), id(b)))
+        if kind != "L" or pair in seen or not a.pick("road") or not b.pick("road"):
+            continue
+        seen.add(pair)
+        core = shapely.intersection(a.union("core"), b.union("core"))
+        space_a, space_b = a.union("all"), b.union("all")
+        a.clip("strip", space_b)
+        b.clip("strip", space_a)
+        for x in (a, b):  # in the crossing the tracks lie in its asphalt
+            x.clip("other", core)
+            x.clip("tram", core)
+        if not core.is_empty:
+            boxes.append((a.name, core))
+    for _, a, b, _ in meetings:
+        a.clip("other", b.union("road"))
+        b.clip("other", a.union("road"))
+    return boxes
+
+
+def street_cores(bands: dict[str, Any]) -> dict[str, Any]:
+    """Per street, the union of its bands from its first to its last carriageway or tram band, and
+    its corner boxes (the part other streets stay out of); streets without such a band have none."""
+    street = np.asarray(bands["street"], dtype=object).astype(str)
+    kind = np.asarray(bands["kind"], dtype=object).astype(str)
+    index = np.asarray(bands["band"], dtype=np.int64)
+    geom = np.asarray(bands["geometry"], dtype=object)
+    out = {}
+    for name in dict.fromkeys(street.tolist()):
+        mine = street == name
+        road = mine & np.isin(kind, ROAD_KINDS) & (index != JUNCTION_BAND)
+        if road.any():
+            lo, hi = index[road].min(), index[road].max()
+            box = mine & (index == JUNCTION_BAND)
+            out[name] = shapely.union_all(geom[(mine & (index >= lo) & (index <= hi)) | box])
+    return out
+
+
 def boulevard_bands(
     sections: dict[str, Section], streets: dict[str, Any], *, file: str | Path
-) -> dict[str, np.ndarray]:
-    """Band polygons of every section laid along its street: columns geometry, street, kind, width.
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Band polygons and tram-track lines of every section laid along its street, fitted together
+    where boulevards meet.
 
-    A street name the streets have no way of, or a street whose course does not suit its `order`,
-    is a ConfigError naming the file and the street.
+    Bands: columns geometry, street, band (index from the first edge; JUNCTION_BAND for a corner's
+    carriageway box, kind carriageway, width 0), kind, width, tracks. Tracks: geometry (centre line
+    of one track), street, band. A street name the streets have no way of, or a street whose course
+    does not suit its `order`, is a ConfigError naming the file and the street.
     """
-    geoms, street, kind, width = [], [], [], []
+    laid = []
     for name, section in sections.items():
         lines = street_centre_lines(streets, name)
         if not lines:
@@ -214,35 +404,78 @@ def boulevard_bands(
                     f"{file}: 'streets.{name}.order': {section.order} lists the bands of a street "
                     f"across its course, but {name} runs {runs} ({err:.0f} degrees off)"
                 )
-            for (k, poly), b in zip(band_polygons(line, section), section.bands, strict=True):
-                geoms.append(poly)
-                street.append(name)
-                kind.append(k)
-                width.append(b.width)
-    return {
-        "geometry": np.array(geoms, dtype=object),
-        "street": np.array(street, dtype=object),
-        "kind": np.array(kind, dtype=object),
-        "width": np.array(width, dtype=float),
-    }
+            line = oriented(line, section)
+            laid.append(_Laid(name, section, line, track_lines(line, section)))
+    meetings = _meetings(laid)
+    _lay(laid, meetings)
+    boxes = _join_at_junctions(laid, meetings)
+    bands: dict[str, list[Any]] = {"geometry": [], **{k: [] for k in _BAND_COLUMNS}}
+    tracks: dict[str, list[Any]] = {"geometry": [], "street": [], "band": []}
+    rows = [
+        (poly, a.name, i, b.kind, b.width, b.tracks)
+        for a in laid
+        for i, (b, poly) in enumerate(zip(a.section.bands, a.polys, strict=True))
+    ]
+    rows += [(box, name, JUNCTION_BAND, "carriageway", 0.0, 0) for name, box in boxes]
+    for row in rows:
+        if row[0].is_empty:
+            continue
+        for key, v in zip(("geometry", *_BAND_COLUMNS), row, strict=True):
+            bands[key].append(v)
+    for a in laid:
+        for i, t in a.tracks:
+            tracks["geometry"].append(t)
+            tracks["street"].append(a.name)
+            tracks["band"].append(i)
+    types = {"geometry": object, **_BAND_COLUMNS}
+    return (
+        {k: np.array(v, dtype=types[k]) for k, v in bands.items()},
+        {k: np.array(v, dtype=types[k]) for k, v in tracks.items()},
+    )
 
 
 def build_boulevards(ctx: StepContext) -> None:
-    """boulevards.gpkg: the band polygons of the pack's boulevard cross-sections (street, kind, width);
-    empty when the pack has no `boulevards` layer."""
+    """boulevards.gpkg: layer `boulevards`, the band polygons of the pack's cross-sections (street,
+    band, kind, width, tracks), and layer `tram_tracks`, one centre line per track (only where there
+    are tracks); an empty `boulevards` layer when the pack has no `boulevards` layer."""
+    tracks: dict[str, np.ndarray] = {"geometry": np.empty(0, dtype=object)}
     if "boulevards" in ctx.pack.layers:
         file = ctx.source("boulevards")
         sections = read_boulevards(file)
         streets = read_vector(
             ctx.product("streets.gpkg"), ctx.pack.crs, fields=["name", "highway"], what="streets"
         )
-        cols = boulevard_bands(sections, streets, file=file)
+        bands, tracks = boulevard_bands(sections, streets, file=file)
     else:
-        cols = {
-            "geometry": np.empty(0, dtype=object),
-            "street": np.empty(0, dtype=object),
-            "kind": np.empty(0, dtype=object),
-            "width": np.empty(0, dtype=float),
-        }
-    geometry = cols.pop("geometry")
-    write_gpkg(ctx.out(PRODUCT), LAYER, ctx.pack.crs, geometry, cols)
+        bands = {"geometry": np.empty(0, dtype=object)}
+        bands.update({k: np.empty(0, dtype=t) for k, t in _BAND_COLUMNS.items()})
+    out = ctx.out(PRODUCT)
+    write_gpkg(out, LAYER, ctx.pack.crs, bands.pop("geometry"), bands)
+    if len(tracks["geometry"]):
+        write_gpkg(out, TRACKS_LAYER, ctx.pack.crs, tracks.pop("geometry"), tracks)
+
+
+def read_boulevard_product(path: str | Path) -> tuple[dict[str, Any], np.ndarray]:
+    """The bands (geometry, street, band, kind, width, tracks) and tram-track lines of a
+    boulevards.gpkg, as written by the `boulevards` build step."""
+    path = Path(path)
+    try:
+        layers = {str(n) for n, _ in pyogrio.list_layers(path)}
+        meta, _, wkb, values = pyogrio.raw.read(path, layer=LAYER)
+        bands: dict[str, Any] = {"geometry": shapely.from_wkb(wkb)}
+        bands.update(zip(meta["fields"], values, strict=True))
+        tracks = np.empty(0, dtype=object)
+        if TRACKS_LAYER in layers:
+            tracks = shapely.from_wkb(pyogrio.raw.read(path, layer=TRACKS_LAYER)[2])
+    except Exception as exc:  # pyogrio raises several types for unreadable files
+        raise DataError(f"{path}: cannot read the boulevard bands: {exc}") from None
+    missing = [k for k in ("street", "kind") if k not in bands]
+    if missing:
+        raise DataError(f"{path}: layer '{LAYER}' has no field {', '.join(missing)}")
+    unknown = sorted(set(np.asarray(bands["kind"]).astype(str).tolist()) - set(KINDS))
+    if unknown:
+        raise DataError(
+            f"{path}: layer '{LAYER}': unknown band kind {', '.join(unknown)}; "
+            f"expected one of {', '.join(KINDS)}"
+        )
+    return bands, tracks

@@ -23,6 +23,8 @@ from PIL import Image
 from rasterio.features import rasterize
 from rasterio.transform import Affine
 
+from twin.city.boulevards import PRODUCT as BOULEVARDS
+from twin.city.boulevards import read_boulevard_product, street_cores
 from twin.city.buildings import read_buildings
 from twin.errors import DataError
 
@@ -442,10 +444,35 @@ def class_looks(
     return sealed_rgb, open_rgb, frac, farm
 
 
-# street paint: (code, rgb); larger codes are drawn over smaller ones
-_SIDEWALK, _PAVING, _FOOTWAY, _BALLAST, _ASPHALT, _MAJOR, _MARKING, _RAIL, _FOOTPRINT = range(1, 10)
+# street paint: (code, rgb); larger codes are drawn over smaller ones. Boulevard bands (b_*) lie
+# between: the side streets' asphalt crosses a boulevard's sidewalks and bike lanes, its carriageways
+# and tracks are drawn over the side streets' mouths.
+(
+    _SIDEWALK, _PAVING, _FOOTWAY, _BALLAST,
+    _B_MEDIAN, _B_TREE_ROW, _B_PROMENADE, _B_SIDEWALK, _B_PARKING, _B_BIKE,
+    _ASPHALT, _MAJOR, _B_CARRIAGEWAY, _B_TRAM,
+    _MARKING, _RAIL, _FOOTPRINT,
+) = range(1, 18)  # fmt: skip
+BAND_CODES = {
+    "median": _B_MEDIAN,  # lawn
+    "tree_row": _B_TREE_ROW,  # grass and soil under the trees
+    "promenade": _B_PROMENADE,  # light gravel
+    "sidewalk": _B_SIDEWALK,  # paving slabs
+    "parking": _B_PARKING,  # paved bays
+    "bike_path": _B_BIKE,  # red-tinted asphalt, as common in Germany
+    "carriageway": _B_CARRIAGEWAY,  # asphalt
+    "tram": _B_TRAM,  # track bed: ballast with grass
+}
 _PAINT = {
     _FOOTPRINT: (108, 102, 98),  # roofs seen from above where a coarse tile leaves buildings out
+    _B_MEDIAN: (104, 140, 66),
+    _B_TREE_ROW: (92, 122, 58),
+    _B_PROMENADE: (204, 192, 164),
+    _B_SIDEWALK: (180, 176, 168),
+    _B_PARKING: (122, 120, 116),
+    _B_BIKE: (156, 84, 74),
+    _B_CARRIAGEWAY: (80, 81, 84),
+    _B_TRAM: (124, 114, 100),
     _SIDEWALK: (176, 172, 164),
     _PAVING: (186, 176, 160),
     _FOOTWAY: (168, 160, 146),
@@ -454,6 +481,13 @@ _PAINT = {
     _MAJOR: (76, 77, 80),
     _MARKING: (228, 228, 222),
     _RAIL: (158, 158, 162),  # polished rail heads, lighter than ballast and asphalt
+}
+# a second colour mixed into some paints in patches of the mosaic noise: (rgb, share)
+_PAINT_MIX = {
+    _B_TREE_ROW: ((124, 104, 80), 0.35),  # bare soil round the trunks
+    _B_TRAM: ((104, 132, 68), 0.3),  # grass between the sleepers
+    _B_PROMENADE: ((188, 178, 150), 0.5),  # worn and raked gravel
+    _B_MEDIAN: ((118, 150, 74), 0.4),  # mown and unmown lawn
 }
 ROAD_WIDTH_M = {
     "motorway": 14.0, "trunk": 12.0, "primary": 10.0, "secondary": 9.0, "tertiary": 8.0,
@@ -525,14 +559,31 @@ class GroundPainter:
         streets: dict[str, Any] | None,
         footprints: np.ndarray | None,
         seed: int = 0,
+        boulevards: dict[str, Any] | None = None,
+        tram_tracks: np.ndarray | None = None,
     ) -> GroundPainter:
-        """Prepare the painter from the land-cover grid, streets.gpkg columns and building footprints."""
+        """Prepare the painter from the land-cover grid, streets.gpkg columns and building footprints.
+
+        `boulevards` (boulevards.gpkg band columns: geometry, street, kind, band) and `tram_tracks`
+        (track centre lines) draw the streets that have a cross-section band by band instead of as
+        buffered centre lines; other streets are kept out of their carriageways and central strips.
+        """
         shapes, codes = [], []
         if footprints is not None and len(footprints):
             shapes.append(np.asarray(footprints, dtype=object))
             codes.append(np.full(len(footprints), _FOOTPRINT))
+        core = None
+        if boulevards is not None and len(boulevards["geometry"]):
+            s, c, core = _boulevard_shapes(boulevards, tram_tracks)
+            shapes.append(s)
+            codes.append(c)
+            if streets is not None:
+                streets = _without_streets(streets, set(np.asarray(boulevards["street"]).tolist()))
         if streets is not None and len(streets["geometry"]):
             s, c = _street_shapes(streets)
+            if core is not None:  # side streets end at a boulevard's kerb lane
+                hit = shapely.intersects(s, core)
+                s[hit] = shapely.difference(s[hit], core)
             shapes.append(s)
             codes.append(c)
         shapes_a = np.concatenate(shapes) if shapes else np.empty(0, dtype=object)
@@ -586,8 +637,11 @@ class GroundPainter:
             code = self._paint_codes(bounds, width, height, px)
             mask = code > 0
             if mask.any():
+                c = code[mask]
                 streak = 1.0 + 0.06 * noise["grain"][mask] + 0.05 * noise["patch"][mask]
-                rgb[:, mask] = _PAINT_RGB[code[mask]].T * streak
+                alt = noise["mosaic"][mask] < _MIX_SHARE[c]
+                paint = np.where(alt[:, None], _MIX_RGB[c], _PAINT_RGB[c])
+                rgb[:, mask] = paint.T * streak
         out = np.empty((height, width, 3), dtype=np.uint8)
         np.clip(rgb.transpose(1, 2, 0), 0, 255, out=out, casting="unsafe")
         return out
@@ -626,9 +680,13 @@ class GroundPainter:
         return out
 
 
-_PAINT_RGB = np.zeros((16, 3), dtype=np.float32)
+_PAINT_RGB = np.zeros((32, 3), dtype=np.float32)
 for _code, _rgb in _PAINT.items():
     _PAINT_RGB[_code] = _rgb
+_MIX_RGB = _PAINT_RGB.copy()
+_MIX_SHARE = np.zeros(32, dtype=np.float32)
+for _code, (_rgb, _share) in _PAINT_MIX.items():
+    _MIX_RGB[_code], _MIX_SHARE[_code] = _rgb, _share
 PARCEL_M = 90.0  # size of field parcels on farmland
 # crop colours: stubble, green crop, ripe grain, ploughed soil, young crop, hay
 _CROPS = np.array(
@@ -785,10 +843,50 @@ def _street_shapes(streets: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(out_shapes), np.concatenate(out_codes)
 
 
+def _without_streets(streets: dict[str, Any], names: set[str]) -> dict[str, Any]:
+    """The streets columns without the highway ways of the given names (drawn as boulevards)."""
+    n = len(streets["geometry"])
+    if "name" not in streets:
+        return streets
+    name = np.asarray(streets["name"], dtype=object).astype(str)
+    highway = np.asarray(streets.get("highway", np.full(n, "")), dtype=object).astype(str)
+    keep = ~(np.isin(name, list(names)) & (highway != ""))
+    return {k: np.asarray(v, dtype=object)[keep] if k != "geometry" else np.asarray(v)[keep]
+            for k, v in streets.items()}  # fmt: skip
+
+
+def _boulevard_shapes(
+    bands: dict[str, Any], tram_tracks: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, Any]:
+    """Band polygons with their paint codes, rail pairs along the tram tracks, and the boulevards'
+    core (each street's bands from its first to its last carriageway or tram band, as one shape)."""
+    geom = np.asarray(bands["geometry"], dtype=object)
+    kind = np.asarray(bands["kind"], dtype=object).astype(str)
+    unknown = sorted(set(kind.tolist()) - BAND_CODES.keys())
+    if unknown:
+        raise DataError(f"boulevard bands of unknown kind: {', '.join(unknown)}")
+    shapes = [geom]
+    codes = [np.array([BAND_CODES[k] for k in kind], dtype=np.int64)]
+    if tram_tracks is not None and len(tram_tracks):
+        lines = np.asarray(tram_tracks, dtype=object)
+        for side in (-1.0, 1.0):
+            off = shapely.offset_curve(lines, side * TRACK_GAUGE_M / 2)
+            shapes.append(shapely.buffer(off, 0.08, cap_style="flat"))
+            codes.append(np.full(len(lines), _RAIL))
+    core = None
+    if "band" in bands:
+        parts = list(street_cores(bands).values())
+        core = shapely.union_all(parts) if parts else None
+    if core is not None:
+        shapely.prepare(core)
+    return np.concatenate(shapes), np.concatenate(codes), core
+
+
 def ground_painter_from_build(
     build_dir: str | Path, classes: Sequence[dict[str, Any]], seed: int = 0
 ) -> GroundPainter:
-    """A GroundPainter reading landcover.tif, streets.gpkg and buildings.gpkg from a build folder."""
+    """A GroundPainter reading landcover.tif, streets.gpkg, buildings.gpkg and, where the build has
+    one, boulevards.gpkg from a build folder."""
     build_dir = Path(build_dir)
     try:
         with rasterio.open(build_dir / "landcover.tif") as src:
@@ -804,4 +902,9 @@ def ground_painter_from_build(
         b = read_buildings(build_dir / "buildings.gpkg")
     except (OSError, rasterio.errors.RasterioIOError, pyogrio.errors.DataSourceError) as exc:
         raise DataError(f"{build_dir}: cannot read the ground products: {exc}") from None
-    return GroundPainter.from_products(lc, (t.c, t.f, t.a), classes, streets, b["geometry"], seed)
+    bands, tracks = None, None
+    if (build_dir / BOULEVARDS).exists():
+        bands, tracks = read_boulevard_product(build_dir / BOULEVARDS)
+    return GroundPainter.from_products(
+        lc, (t.c, t.f, t.a), classes, streets, b["geometry"], seed, bands, tracks
+    )
