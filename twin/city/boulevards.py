@@ -41,6 +41,7 @@ TRACK_KINDS = ("tram", "carriageway")  # bands that may hold tram tracks
 MIN_WIDTH_M, MAX_WIDTH_M = 10.0, 120.0  # total street space a section may have
 MAX_AXIS_DEG = 60.0  # a street's course may differ this much from the axis its order implies
 PRODUCT = "boulevards.gpkg"
+STEP_VERSION = 2  # bump when the product the `boulevards` step writes changes
 LAYER = "boulevards"
 TRACKS_LAYER = "tram_tracks"
 

@@ -10,6 +10,7 @@ import numpy as np
 import shapely
 
 from twin.city.boulevards import PRODUCT as BOULEVARDS
+from twin.city.boulevards import STEP_VERSION as BOULEVARDS_VERSION
 from twin.city.boulevards import build_boulevards
 from twin.city.build import Step, StepContext
 from twin.city.buildings import (
@@ -68,6 +69,7 @@ def city_steps() -> list[Step]:
             outputs=(BOULEVARDS,),
             sources=("boulevards",),
             after=("streets",),
+            version=BOULEVARDS_VERSION,
             doc="boulevard cross-sections as band polygons along the street centre lines",
         ),
         Step(
