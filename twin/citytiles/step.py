@@ -7,7 +7,7 @@ from twin.citytiles.writer import TilesetOptions, write_tileset_from_build
 
 TILES_DIR = "tiles"
 TILESET = f"{TILES_DIR}/tileset.json"
-STEP_VERSION = 8  # bump when the tileset the step writes changes
+STEP_VERSION = 9  # bump when the tileset the step writes changes
 
 
 def build_tileset(ctx: StepContext, options: TilesetOptions | None = None) -> None:
@@ -27,5 +27,5 @@ def tiles_step() -> Step:
         sources=("landcover",),  # for its class table (names -> ground colours), not its file
         after=("terrain", "landcover", "streets", "buildings"),
         version=STEP_VERSION,
-        doc="textured city as 3D Tiles 1.1 (terrain + buildings, GLB, quadtree LOD)",
+        doc="textured city as 3D Tiles 1.1 (terrain + buildings, LoD2 where given; GLB, quadtree LOD)",
     )

@@ -5,11 +5,18 @@ where buildings are, `street_leaf_factor` leaf sizes where only streets are, `op
 open land. A leaf holds the full terrain grid, its ground image and every building whose footprint
 lies (by a point on its surface) in it. Each parent holds a terrain grid at half the resolution, the
 mosaic of its children's ground images at half the pixel density, and its most significant buildings
-(tallest and largest first) with simplified footprints, within a triangle budget: at most its
-children's building triangles, and at most `parent_triangles` unless `lod_ratio` of its children's is
-more. With terrain at a quarter, a parent always has fewer triangles than its children together.
-Refinement is REPLACE; the geometric error of a tile is what it leaves out (dropped buildings, terrain
-deviation, footprint simplification, ground texel size), and at least twice that of its children.
+(tallest and largest first) within a triangle budget: at most its children's building triangles, and
+at most `parent_triangles` unless `lod_ratio` of its children's is more. With terrain at a quarter, a
+parent always has fewer triangles than its children together. Refinement is REPLACE; the geometric
+error of a tile is what it leaves out (dropped buildings, terrain deviation, footprint simplification,
+ground texel size), and at least twice that of its children.
+
+Buildings with real surfaces (building_surfaces.npz, from LoD2 CityGML) are drawn from them: walls
+and roofs textured per face (see twin.citytiles.meshes.surface_meshes), ground surfaces left out, in
+parents in full. Other buildings are extruded from their footprints, simplified in parents.
+
+Without terrain (write_buildings_tileset) the tileset holds buildings alone: the quadtree covers their
+bounds, tiles without buildings are left out, and a parent that keeps none has no content.
 
 Vertex positions are float32 metres relative to each tile's centre in an east-north-up frame at the
 pack's centre; each tile's `transform` carries its centre (the root's also the ENU->ECEF rotation), so no
@@ -17,8 +24,10 @@ float32 ever holds an ECEF coordinate (SUMO2Unity #24 shows what happens otherwi
 `region`s in radians with ellipsoidal heights (DHHN2016 + twin.geo.GEOID_HEIGHT_M).
 
 Buildings carry per-vertex feature ids (`EXT_mesh_features`, `_FEATURE_ID_0`) into a property table
-(`EXT_structural_metadata`) of id, height, use and base. Optionally a 3D Tiles 1.0 variant with b3dm
-content and batch tables is written beside it for older viewers.
+(`EXT_structural_metadata`) of id, height, use and base, plus function, roof_type, measured_height and
+storeys where buildings.gpkg has them (LoD2 sources; BUILDING_COLUMNS and LOD2_COLUMNS describe
+each). Optionally a 3D Tiles 1.0 variant with b3dm content and batch tables is written beside it for
+older viewers.
 """
 
 from __future__ import annotations
@@ -36,12 +45,16 @@ from typing import Any
 import numpy as np
 import shapely
 
-from twin.city.buildings import read_buildings
+from twin.city.buildings import SURFACES, read_buildings, read_surfaces
 from twin.citytiles.meshes import (
+    ByBuilding,
     Mesh,
     TerrainSampler,
+    check_surfaces,
+    concat,
     footprint_polygons,
     roof_mesh,
+    surface_meshes,
     terrain_mesh,
     triangles_per_building,
     vertex_normals,
@@ -65,7 +78,7 @@ from twin.citytiles.textures import (
     use_index,
 )
 from twin.errors import DataError
-from twin.geo import GEOID_HEIGHT_M, LocalFrame, utm_to_wgs84, wgs84_to_ecef
+from twin.geo import CRS_PLANAR, GEOID_HEIGHT_M, LocalFrame, utm_to_wgs84, wgs84_to_ecef
 from twin.tiles.write_glb import (
     CLAMP_TO_EDGE,
     REPEAT,
@@ -78,6 +91,22 @@ from twin.tiles.write_glb import (
 )
 
 TILESET_JSON = "tileset.json"
+# property table columns: always, and those buildings.gpkg has when it comes from LoD2 (CityGML)
+BUILDING_COLUMNS = {
+    "id": "building id in buildings.gpkg",
+    "height": "height above ground, m",
+    "use": "building use",
+    "base": "ground height, m above sea level (DHHN2016)",
+}
+LOD2_COLUMNS = {
+    "function": "building function code (CityGML bldg:function, AdV code list, e.g. 31001_1000)",
+    "roof_type": "roof type code (CityGML bldg:roofType, AdV code list: 1000 flat, 2100 shed, "
+    "3100 gabled, 3200 hipped, ...)",
+    "measured_height": "measured height from the lowest ground point to the highest roof point, m "
+    "(CityGML bldg:measuredHeight)",
+    "storeys": "storeys above ground (CityGML bldg:storeysAboveGround)",
+}
+NO_DATA = -1.0  # numeric LoD2 columns: the value where the source gives none
 TILESET_B3DM_JSON = "tileset_b3dm.json"
 REGION_PAD_RAD = 1e-8  # about 6 cm: covers float32 rounding of positions relative to tile centres
 REGION_PAD_M = 0.05
@@ -128,13 +157,15 @@ class TilesetOptions:
 
 @dataclass
 class CityModel:
-    """What the tileset is made of, read from the build products."""
+    """What the tileset is made of, read from the build products. Without terrain and painter the
+    tileset holds buildings only (tiles where there are none are left out)."""
 
     extent: tuple[float, float, float, float]
     resolution: float
-    terrain: TerrainSampler
-    buildings: dict[str, Any]  # geometry, id, height, use, base (buildings.gpkg columns)
-    painter: GroundPainter
+    terrain: TerrainSampler | None
+    buildings: dict[str, Any]  # geometry, id, height, use, base (+ LoD2 columns; buildings.gpkg)
+    painter: GroundPainter | None
+    surfaces: dict[str, np.ndarray] | None = None  # building_surfaces.npz (real walls and roofs)
 
 
 def load_city(
@@ -150,12 +181,14 @@ def load_city(
         if not (build_dir / name).exists():
             raise DataError(f"{build_dir}: product {name} is missing; run `twin data build` first")
     b = read_buildings(build_dir / "buildings.gpkg")
+    surfaces = read_surfaces(build_dir / SURFACES) if (build_dir / SURFACES).exists() else None
     return CityModel(
         extent=tuple(float(v) for v in extent),
         resolution=float(resolution),
         terrain=TerrainSampler.from_geotiff(build_dir / "terrain.tif"),
         buildings=b,
         painter=ground_painter_from_build(build_dir, classes, seed),
+        surfaces=surfaces,
     )
 
 
@@ -167,7 +200,7 @@ class KeptContent:
     level: int
     meshes: dict[str, Mesh]  # "terrain", "walls", "roofs"
     images: dict[str, np.ndarray]  # "ground", "facade", "roof"
-    table: dict[str, list[Any]]  # "id", "height", "use", "base" per local feature id
+    table: dict[str, list[Any]]  # property table columns ("id", "height", ...) per feature id
 
 
 @dataclass
@@ -205,7 +238,7 @@ class _Node:
     candidates: np.ndarray  # building rows in the subtree
     building_triangles: int
     triangles: int
-    ground: np.ndarray
+    ground: np.ndarray | None
 
 
 class _Writer:
@@ -219,15 +252,20 @@ class _Writer:
         self.side = max(xmax - xmin, ymax - ymin)
         self.depth = max(0, math.ceil(math.log2(self.side / options.leaf_size_m) - 1e-9))
         self.leaf_side = self.side / 2**self.depth
-        step = options.terrain_step_m or city.resolution
-        self.n_cells = max(1, math.ceil(self.leaf_side / step - 1e-9))
+        self.n_cells = 0
+        if city.terrain is not None:
+            step = options.terrain_step_m or city.resolution
+            self.n_cells = max(1, math.ceil(self.leaf_side / step - 1e-9))
         cx, cy = (xmin + xmax) / 2, (ymin + ymax) / 2
-        h0 = float(np.median(city.terrain.z))
-        self.frame = LocalFrame.from_utm(cx, cy, h0)
         b = city.buildings
         self.n_b = len(b["geometry"])
         self.height = np.asarray(b["height"], dtype=np.float64)
         self.base = np.asarray(b["base"], dtype=np.float64)
+        if city.terrain is not None:
+            h0 = float(np.median(city.terrain.z))
+        else:
+            h0 = float(np.median(self.base)) if self.n_b else 0.0
+        self.frame = LocalFrame.from_utm(cx, cy, h0)
         self.ids = np.asarray(b["id"], dtype=object).astype(str)
         self.uses = np.asarray(b["use"], dtype=object).astype(str)
         self.use_idx = use_index(self.uses)
@@ -236,19 +274,30 @@ class _Writer:
         self.bay_offset = (variant % np.uint64(ATLAS_BAYS)).astype(np.float64)
         area = shapely.area(b["geometry"]) if self.n_b else np.zeros(0)
         self.significance = self.height * np.sqrt(np.maximum(area, 1.0))
+        self.columns, self.descriptions = _building_columns(b)
         self.facade = facade_atlas(
             options.seed, options.facade_width_px, options.facade_width_px // 4
         )
         self.roof = roof_atlas(options.seed, options.roof_px)
+        self.lod2: tuple[ByBuilding, ByBuilding] | None = None
+        self.has_lod2 = np.zeros(self.n_b, dtype=bool)
+        if city.surfaces is not None and len(city.surfaces["tris"]):
+            check_surfaces(city.surfaces, self.n_b, SURFACES)
+            walls, roofs = surface_meshes(
+                city.surfaces, self.n_b, self.use_idx, self.bay_offset, self.facade, self.roof
+            )
+            self.lod2 = (walls, roofs)
+            self.has_lod2 = (walls.triangles() + roofs.triangles()) > 0
         self._png_cache: dict[tuple[str, int], tuple[bytes, np.ndarray]] = {}
         self.report = TilesetReport(path=out)
         self.report.triangles_by_level = [0] * (self.depth + 1)
         self.report.buildings_by_level = [0] * (self.depth + 1)
         self.report.texture_sizes = {
-            "ground": [options.ground_px, options.ground_px],
             "facade": list(self.facade.image.shape[1::-1]),
             "roof": list(self.roof.image.shape[1::-1]),
         }
+        if city.painter is not None:
+            self.report.texture_sizes["ground"] = [options.ground_px, options.ground_px]
         self._leaf_buildings = self._assign_leaves()
         n = 2**self.depth
         counts = np.zeros((n, n), dtype=np.int64)
@@ -295,7 +344,7 @@ class _Writer:
         t0 = time.perf_counter()
         root = self.node(0, 0, 0)
         if root is None:
-            raise DataError("the pack extent is empty; nothing to tile")
+            raise DataError("the tileset extent is empty or holds nothing to draw; nothing to tile")
         m = self.frame.enu_to_ecef_matrix()
         t = np.eye(4)
         t[:3, 3] = root.centre
@@ -319,7 +368,7 @@ class _Writer:
             "geometricError": 2.0 * root.error,
             "root": root.json,
             "extras": {
-                "crs": "EPSG:25832",
+                "crs": CRS_PLANAR,
                 "heights": "ellipsoidal = DHHN2016 + GEOID_HEIGHT_M",
                 "geoid_height_m": GEOID_HEIGHT_M,
                 "anchor": {"lon": lon, "lat": lat, "h": self.frame.h},
@@ -342,6 +391,8 @@ class _Writer:
                     children[(dx, dy)] = child
         if level <= 1:
             self.progress(f"tiles: level {level} tile {ix},{iy} done")
+        if not children:
+            return None
         return self._parent(level, ix, iy, r, clip, children)
 
     def _split(self, level: int, ix: int, iy: int, r: tuple) -> bool:
@@ -355,24 +406,36 @@ class _Writer:
         i1, j1 = min(i0 + k, c.shape[0] - 1), min(j0 + k, c.shape[1] - 1)
         if c[i1, j1] - c[i0, j1] - c[i1, j0] + c[i0, j0] > 0:
             return True
+        if self.city.terrain is None:  # buildings only: no tiles where there are none
+            return False
         side = self.side / 2**level
-        if self.city.painter.has_streets(r):
+        if self.city.painter is not None and self.city.painter.has_streets(r):
             return side > self.leaf_side * self.opt.street_leaf_factor * (1 + 1e-9)
         return side > self.leaf_side * self.opt.open_leaf_factor * (1 + 1e-9)
 
     # -- contents ------------------------------------------------------------------------------
 
-    def _leaf(self, level: int, ix: int, iy: int, r: tuple, clip: tuple) -> _Node:
+    def _leaf(self, level: int, ix: int, iy: int, r: tuple, clip: tuple) -> _Node | None:
         rows = np.zeros(0, dtype=np.int64)
         if level == self.depth:  # buildings always make their tile split down to the leaf size
             rows = self._leaf_buildings.get((ix, iy), rows)
         walls, roofs = self._building_meshes(rows, 0.0)
-        ground = self.city.painter.render(r, self.opt.ground_px, self.opt.ground_px)
-        terrain = terrain_mesh(self.city.terrain, r, clip, self.n_cells, self._skirt(level))
-        node = self._content(level, ix, iy, terrain, walls, roofs, rows, ground)
+        ground = None
+        if self.city.painter is not None:
+            ground = self.city.painter.render(r, self.opt.ground_px, self.opt.ground_px)
+        node = self._content(
+            level, ix, iy, self._terrain(level, r, clip), walls, roofs, rows, ground
+        )
+        if node is None:
+            return None
         node.error = 0.0
         node.candidates = rows
         return node
+
+    def _terrain(self, level: int, r: tuple, clip: tuple) -> Mesh:
+        if self.city.terrain is None:
+            return Mesh.empty(with_feature=False)
+        return terrain_mesh(self.city.terrain, r, clip, self.n_cells, self._skirt(level))
 
     def _parent(
         self,
@@ -399,16 +462,24 @@ class _Writer:
         kept_mask[keep] = True
         walls = walls.select(kept_mask[walls.feature])
         roofs = roofs.select(kept_mask[roofs.feature])
-        terrain = terrain_mesh(self.city.terrain, r, clip, self.n_cells, self._skirt(level))
-        ground = self._mosaic(children)
+        terrain = self._terrain(level, r, clip)
+        ground = self._mosaic(children) if self.city.painter is not None else None
         node = self._content(level, ix, iy, terrain, walls, roofs, keep, ground)
-        texel = (r[2] - r[0]) / self.opt.ground_px
+        if node is None:  # nothing kept and no terrain: a tile without content
+            centre = np.mean([k.centre for k in kids], axis=0)
+            node = _Node({"geometricError": 0.0}, centre, kids[0].region, 0.0, keep, 0, 0, None)
+            self.report.tiles += 1
         measured = max(
             float(self.height[dropped].max()) if len(dropped) else 0.0,
-            self._terrain_error(r, clip),
             simplify,
-            TEXEL_ERROR * texel,  # the ground image is coarser than the children's
         )
+        if self.city.terrain is not None:
+            texel = (r[2] - r[0]) / self.opt.ground_px
+            measured = max(
+                measured,
+                self._terrain_error(r, clip),
+                TEXEL_ERROR * texel,  # the ground image is coarser than the children's
+            )
         node.error = max(measured, 2.0 * max(k.error for k in kids))
         node.candidates = cand
         node.region = _union_regions([node.region] + [k.region for k in kids])
@@ -428,12 +499,23 @@ class _Writer:
         return float(np.clip(0.05 * step, 1.0, 5.0))
 
     def _building_meshes(self, rows: np.ndarray, simplify: float) -> tuple[Mesh, Mesh]:
-        if len(rows) == 0:
-            return Mesh.empty(), Mesh.empty()
-        polys, owner = footprint_polygons(self.city.buildings["geometry"][rows], simplify)
-        owner = rows[owner]
-        args = (polys, owner, self.height, self.base, self.use_idx)
-        return wall_mesh(*args, self.bay_offset, self.facade), roof_mesh(*args, self.roof)
+        """Walls and roofs of buildings: real surfaces where the building has them (in full, also
+        in parents), else extruded from the footprint (simplified by `simplify` m)."""
+        lod2 = rows[self.has_lod2[rows]]
+        rows = rows[~self.has_lod2[rows]]
+        walls, roofs = Mesh.empty(), Mesh.empty()
+        if len(rows):
+            polys, owner = footprint_polygons(self.city.buildings["geometry"][rows], simplify)
+            owner = rows[owner]
+            args = (polys, owner, self.height, self.base, self.use_idx)
+            walls, roofs = (
+                wall_mesh(*args, self.bay_offset, self.facade),
+                roof_mesh(*args, self.roof),
+            )
+        if len(lod2) and self.lod2 is not None:
+            walls = concat(walls, self.lod2[0].take(lod2))
+            roofs = concat(roofs, self.lod2[1].take(lod2))
+        return walls, roofs
 
     def _terrain_error(self, r: tuple, clip: tuple) -> float:
         """Largest height difference between this tile's terrain grid and its children's."""
@@ -479,10 +561,13 @@ class _Writer:
         walls: Mesh,
         roofs: Mesh,
         rows: np.ndarray,
-        ground: np.ndarray,
-    ) -> _Node:
+        ground: np.ndarray | None,
+    ) -> _Node | None:
+        """Write one tile's GLB (and b3dm); None when there is nothing to draw in it."""
         parts = {"terrain": terrain, "walls": walls, "roofs": roofs}
         parts = {k: m for k, m in parts.items() if m.n_triangles}
+        if not parts:
+            return None
         all_xyz = np.concatenate([m.xyz for m in parts.values()])
         lon, lat = utm_to_wgs84(all_xyz[:, 0], all_xyz[:, 1])
         h = all_xyz[:, 2] + GEOID_HEIGHT_M
@@ -512,11 +597,11 @@ class _Writer:
             offset += n
             normals = vertex_normals(p_enu, mesh.tris)
             if name == "terrain":
-                img = ground
+                img = ground if ground is not None else np.full((8, 8, 3), 128, dtype=np.uint8)
                 if self.opt.ground_format == "png":
-                    img_bytes = png_bytes(ground)
+                    img_bytes = png_bytes(img)
                 else:
-                    img_bytes = jpeg_bytes(ground, self.opt.ground_quality)
+                    img_bytes = jpeg_bytes(img, self.opt.ground_quality)
                 mat = Material("ground", image=len(images))
                 kind = "ground"
             else:
@@ -539,22 +624,8 @@ class _Writer:
                 prim.feature_ids = local_of[mesh.feature]
                 prim.colors = self.tints[mesh.feature]
             prims.append(prim)
-        table = PropertyTable(
-            "building",
-            len(rows),
-            {
-                "id": list(self.ids[rows]),
-                "height": self.height[rows],
-                "use": list(self.uses[rows]),
-                "base": self.base[rows],
-            },
-            {
-                "id": "building id in buildings.gpkg",
-                "height": "height above ground, m",
-                "use": "building use",
-                "base": "ground height, m above sea level (DHHN2016)",
-            },
-        )
+        columns = {k: _take(v, rows) for k, v in self.columns.items()}
+        table = PropertyTable("building", len(rows), columns, self.descriptions, _no_data(columns))
         uri = f"{self.opt.content_dir}/{level}/{ix}_{iy}.glb"
         path = self.out / uri
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -569,12 +640,7 @@ class _Writer:
                 properties=table if has_table else None,
                 feature_mode="batchid",
             )
-            batch = {
-                "id": table.columns["id"],
-                "height": [float(v) for v in table.columns["height"]],
-                "use": table.columns["use"],
-                "base": [float(v) for v in table.columns["base"]],
-            }
+            batch = {k: _json_column(v) for k, v in columns.items()}
             path.with_suffix(".b3dm").write_bytes(
                 encode_b3dm(glb10, batch if has_table else {}, len(rows))
             )
@@ -600,6 +666,51 @@ class _Writer:
             "content": {"uri": uri},
         }
         return _Node(tile, centre, region, 0.0, rows, btri, tri, ground)
+
+
+def _building_columns(b: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The property table's columns (all rows) and their descriptions: id, height, use, base, and
+    the LoD2 columns buildings.gpkg has. Numbers become float64 (missing ones NO_DATA), the rest
+    strings (missing ones empty)."""
+    cols: dict[str, Any] = {
+        "id": np.asarray(b["id"], dtype=object).astype(str),
+        "height": np.asarray(b["height"], dtype=np.float64),
+        "use": np.asarray(b["use"], dtype=object).astype(str),
+        "base": np.asarray(b["base"], dtype=np.float64),
+    }
+    desc = dict(BUILDING_COLUMNS)
+    for name, text in LOD2_COLUMNS.items():
+        if name not in b:
+            continue
+        values = np.asarray(b[name])
+        if values.dtype.kind in "fiub":
+            v = values.astype(np.float64)
+            cols[name] = np.where(np.isfinite(v), v, NO_DATA)
+        else:
+            cols[name] = np.array(["" if x is None else str(x) for x in values], dtype=object)
+        desc[name] = text
+    return cols, desc
+
+
+def _take(values: np.ndarray, rows: np.ndarray) -> Any:
+    """A column's values for rows: float64 arrays stay arrays, strings become lists."""
+    if values.dtype.kind == "f":
+        return values[rows]
+    return list(values[rows])
+
+
+def _no_data(columns: dict[str, Any]) -> dict[str, float]:
+    """NO_DATA marks missing values of the numeric LoD2 columns."""
+    return {
+        k: NO_DATA for k, v in columns.items() if k in LOD2_COLUMNS and isinstance(v, np.ndarray)
+    }
+
+
+def _json_column(values: Any) -> list[Any]:
+    """A column as JSON values (a b3dm batch table)."""
+    if isinstance(values, np.ndarray):
+        return [float(v) for v in values]
+    return list(values)
 
 
 def _translation(t: np.ndarray) -> list[float]:
@@ -671,7 +782,45 @@ def write_tileset_from_build(
     return write_city_tileset(city, out_dir, options, progress)
 
 
+def write_buildings_tileset(
+    buildings: dict[str, Any],
+    surfaces: dict[str, np.ndarray] | None,
+    out_dir: str | Path,
+    crs: str,
+    options: TilesetOptions | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> TilesetReport:
+    """Write buildings alone (no terrain, no ground images) as a 3D Tiles 1.1 tileset, atomically.
+
+    `buildings` has the columns of buildings.gpkg (read_buildings), `surfaces` those of
+    building_surfaces.npz (read_surfaces; None or empty: every building extruded from its footprint).
+    The quadtree covers the buildings' bounds; tiles without buildings are left out.
+    """
+    if crs != CRS_PLANAR:
+        raise DataError(f"buildings: CRS {crs}; the tileset writer expects {CRS_PLANAR}")
+    geoms = np.asarray(buildings["geometry"], dtype=object)
+    if len(geoms) == 0:
+        raise DataError("buildings: the table is empty; there is nothing to tile")
+    x0, y0, x1, y1 = shapely.total_bounds(geoms)
+    if surfaces is not None and len(surfaces["tris"]):
+        used = np.asarray(surfaces["xyz"])[np.unique(np.asarray(surfaces["tris"]))]
+        x0, y0 = min(x0, used[:, 0].min()), min(y0, used[:, 1].min())
+        x1, y1 = max(x1, used[:, 0].max()), max(y1, used[:, 1].max())
+    pad = max(1.0, 1e-6 * max(x1 - x0, y1 - y0))  # the edge's buildings lie inside the extent
+    city = CityModel(
+        extent=(x0 - pad, y0 - pad, x1 + pad, y1 + pad),
+        resolution=0.0,
+        terrain=None,
+        buildings=buildings,
+        painter=None,
+        surfaces=surfaces,
+    )
+    return write_city_tileset(city, out_dir, options, progress or (lambda msg: None))
+
+
 __all__ = [
+    "BUILDING_COLUMNS",
+    "LOD2_COLUMNS",
     "TILESET_B3DM_JSON",
     "TILESET_JSON",
     "USES",
@@ -680,6 +829,7 @@ __all__ = [
     "TilesetOptions",
     "TilesetReport",
     "load_city",
+    "write_buildings_tileset",
     "write_city_tileset",
     "write_tileset_from_build",
 ]

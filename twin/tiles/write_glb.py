@@ -64,6 +64,7 @@ class PropertyTable:
     count: int
     columns: dict[str, Any] = field(default_factory=dict)
     descriptions: dict[str, str] = field(default_factory=dict)
+    no_data: dict[str, float] = field(default_factory=dict)  # numeric columns: "no value" marker
 
 
 class _Builder:
@@ -272,6 +273,8 @@ def _metadata(b: _Builder, table: PropertyTable) -> dict[str, Any]:
             }
         if desc:
             props_schema[name]["description"] = desc
+        if name in table.no_data:
+            props_schema[name]["noData"] = float(table.no_data[name])
     return {
         "schema": {
             "id": "krefeld_twin",
