@@ -1397,8 +1397,10 @@ def streets_osm(blocks_file_blocks: list[dict]) -> str:
     for key, (lat, lon, tags) in NODES.items():
         node_id[key] = next(next_id)
         out += _node_xml(node_id[key], lat, lon, tags)
-    for lat, lon, tags in POIS:
-        out += _node_xml(next(next_id), lat, lon, tags)
+    poi_ids: list[int] = []  # for the route relations' platform members
+    for lat, lon, tags in [*POIS, *pt_platforms()]:
+        poi_ids.append(next(next_id))
+        out += _node_xml(poi_ids[-1], lat, lon, tags)
     closed: list[tuple[list[int], dict[str, str]]] = []
     outlines = [(tags, [(lat, lon) for lat, lon in pts]) for tags, pts in AREAS]
     for b in blocks_file_blocks:
@@ -1412,14 +1414,205 @@ def streets_osm(blocks_file_blocks: list[dict]) -> str:
             out += _node_xml(refs[-1], lat, lon, {})
         closed.append((refs + refs[:1], tags))
     wid = 0
-    for keys, tags in WAYS:
+    pieces = pt_split_ways()  # WAYS split where bus and tram routes turn (public transport)
+    way_ids: list[int] = []
+    for keys, tags, _, _ in pieces:
         wid += 1
+        way_ids.append(wid)
         out += _way_xml(wid, [node_id[k] for k in keys], tags)
     for refs, tags in closed:
         wid += 1
         out += _way_xml(wid, refs, tags)
+    out += pt_relations_xml(poi_ids, pieces, way_ids)
     out.append("</osm>")
     return "\n".join(out) + "\n"
+
+
+# ---------------------------------------------------------------------------------- public transport
+# Synthetic SWK-like bus and tram lines (line numbers after SWK's scheme; routes and intervals are
+# invented, not the published network) as OSM public-transport v2 route relations, one per direction
+# and a route_master per line, as a real extract has them. Each route: its tags, its platforms in
+# order (POIS names) and its path as street nodes (NODES keys) where consecutive keys lie on one way
+# of WAYS; the ways so travelled are the relation's way members.
+PT_NOTE = "synthetic line of the Krefeld data pack (line number after SWK's scheme; route invented)"
+# Tram platforms: the trams stop in the street (railway=tram on the street ways), at a platform
+# island between the tracks and the bus platform of the same name (POIS), halfway to the street.
+PT_TRAM_PLATFORMS = ["Rheinstraße", "Krefeld Hbf/Ostwall", "Ostwall/Rheinstraße"]
+# fmt: off
+PT_ROUTES: list[tuple[dict[str, str], list[str], list[str]]] = [
+    (
+        {"route": "tram", "ref": "041", "name": "Tram 041: Rheinstraße => Krefeld Hbf/Ostwall",
+         "from": "Rheinstraße", "to": "Krefeld Hbf/Ostwall", "interval": "10"},
+        ["Rheinstraße", "Krefeld Hbf/Ostwall"],
+        ["Westwall/Rheinstraße", "Ostwall/Rheinstraße", "Ostwall/Südwall"],
+    ),
+    (
+        {"route": "tram", "ref": "041", "name": "Tram 041: Krefeld Hbf/Ostwall => Rheinstraße",
+         "from": "Krefeld Hbf/Ostwall", "to": "Rheinstraße", "interval": "10"},
+        ["Krefeld Hbf/Ostwall", "Rheinstraße"],
+        ["Ostwall/Südwall", "Ostwall/Rheinstraße", "Westwall/Rheinstraße"],
+    ),
+    (
+        {"route": "tram", "ref": "044", "name": "Tram 044: Krefeld Hbf/Ostwall => Ostwall/Rheinstraße",
+         "from": "Krefeld Hbf/Ostwall", "to": "Ostwall/Rheinstraße", "interval": "10"},
+        ["Krefeld Hbf/Ostwall", "Ostwall/Rheinstraße"],
+        ["Ostwall/Südwall", "Ostwall/Neue Linner Straße"],
+    ),
+    (
+        {"route": "tram", "ref": "044", "name": "Tram 044: Ostwall/Rheinstraße => Krefeld Hbf/Ostwall",
+         "from": "Ostwall/Rheinstraße", "to": "Krefeld Hbf/Ostwall", "interval": "10"},
+        ["Ostwall/Rheinstraße", "Krefeld Hbf/Ostwall"],
+        ["Ostwall/Neue Linner Straße", "Ostwall/Südwall"],
+    ),
+    (
+        {"route": "bus", "ref": "051", "name": "Bus 051: Hauptbahnhof => Rathaus",
+         "from": "Hauptbahnhof", "via": "Theaterplatz", "to": "Rathaus", "interval": "10"},
+        ["Hauptbahnhof", "Krefeld Hbf/Ostwall", "Ostwall/Rheinstraße", "Theaterplatz", "Rathaus"],
+        ["Am Hauptbahnhof/Hansastraße", "Ostwall/Südwall", "Ostwall/Neue Linner Straße",
+         "Friedrichstraße/Neue Linner Straße", "Friedrichstraße/St.-Anton-Straße",
+         "Westwall/St.-Anton-Straße", "Westwall/Rheinstraße"],
+    ),
+    (
+        {"route": "bus", "ref": "051", "name": "Bus 051: Rathaus => Hauptbahnhof",
+         "from": "Rathaus", "via": "Theaterplatz", "to": "Hauptbahnhof", "interval": "10"},
+        ["Rathaus", "Theaterplatz", "Ostwall/Rheinstraße", "Krefeld Hbf/Ostwall", "Hauptbahnhof"],
+        ["Westwall/Rheinstraße", "Westwall/St.-Anton-Straße", "Friedrichstraße/St.-Anton-Straße",
+         "Friedrichstraße/Rheinstraße", "Ostwall/Rheinstraße", "Ostwall/Südwall",
+         "Am Hauptbahnhof/Hansastraße"],
+    ),
+    (
+        {"route": "bus", "ref": "054", "name": "Bus 054: Hauptbahnhof => St.-Anton-Straße",
+         "from": "Hauptbahnhof", "via": "Südwall", "to": "St.-Anton-Straße", "interval": "15"},
+        ["Hauptbahnhof", "Südwall", "Rathaus", "St.-Anton-Straße"],
+        ["Am Hauptbahnhof/Hansastraße", "Ostwall/Südwall", "Westwall/Südwall",
+         "Westwall/St.-Anton-Straße", "Friedrichstraße/St.-Anton-Straße"],
+    ),
+    (
+        {"route": "bus", "ref": "054", "name": "Bus 054: St.-Anton-Straße => Hauptbahnhof",
+         "from": "St.-Anton-Straße", "via": "Südwall", "to": "Hauptbahnhof", "interval": "15"},
+        ["St.-Anton-Straße", "Rathaus", "Südwall", "Hauptbahnhof"],
+        ["Friedrichstraße/St.-Anton-Straße", "Westwall/St.-Anton-Straße", "Westwall/Südwall",
+         "Ostwall/Südwall", "Am Hauptbahnhof/Hansastraße"],
+    ),
+    (
+        {"route": "bus", "ref": "076", "name": "Bus 076: Hauptbahnhof => Rheinhafen",
+         "from": "Hauptbahnhof", "via": "Uerdingen Bahnhof", "to": "Rheinhafen", "interval": "20"},
+        ["Hauptbahnhof", "Stadtwald", "Bockum Uerdinger Straße", "Uerdingen Bahnhof", "Rheinhafen"],
+        ["Ostwall/Südwall", "Am Hauptbahnhof/Hansastraße", "Hansastraße/Uerdinger Straße",
+         "Uerdinger Straße/Bahnhofstraße", "Bahnhofstraße/Oberstraße", "Oberstraße/Mühlenstraße",
+         "B 288/Oberstraße", "B 288/Hafenstraße", "Hafenstraße 6"],
+    ),
+    (
+        {"route": "bus", "ref": "076", "name": "Bus 076: Rheinhafen => Hauptbahnhof",
+         "from": "Rheinhafen", "via": "Uerdingen Bahnhof", "to": "Hauptbahnhof", "interval": "20"},
+        ["Rheinhafen", "Uerdingen Bahnhof", "Bockum Uerdinger Straße", "Stadtwald", "Hauptbahnhof"],
+        ["Hafenstraße 6", "B 288/Hafenstraße", "B 288/Oberstraße", "Oberstraße/Mühlenstraße",
+         "Bahnhofstraße/Oberstraße", "Uerdinger Straße/Bahnhofstraße",
+         "Hansastraße/Uerdinger Straße", "Am Hauptbahnhof/Hansastraße", "Ostwall/Südwall"],
+    ),
+]
+# fmt: on
+
+
+def _path_legs(path: list[str]) -> list[tuple[int, int, int]]:
+    """(WAYS index, index of the leg's first node, of its last node) of each leg of a route path."""
+    legs = []
+    for a, b in zip(path[:-1], path[1:], strict=True):
+        way = next((i for i, (keys, _) in enumerate(WAYS) if a in keys and b in keys), None)
+        if way is None:
+            raise ValueError(f"PT_ROUTES: no way of WAYS runs from '{a}' to '{b}'")
+        keys = WAYS[way][0]
+        legs.append((way, keys.index(a), keys.index(b)))
+    return legs
+
+
+def pt_split_ways() -> list[tuple[list[str], dict[str, str], int, int]]:
+    """WAYS split where a route of PT_ROUTES enters, turns or leaves them, as OSM ways are split
+    for route relations: (node keys, tags, WAYS index, index of the first node in that way)."""
+    cuts: dict[int, set[int]] = {}
+    for _, _, path in PT_ROUTES:
+        for way, i, j in _path_legs(path):
+            cuts.setdefault(way, set()).update((i, j))
+    pieces = []
+    for w, (keys, tags) in enumerate(WAYS):
+        bounds = sorted({0, len(keys) - 1} | cuts.get(w, set()))
+        for i, j in zip(bounds[:-1], bounds[1:], strict=True):
+            pieces.append((keys[i : j + 1], tags, w, i))
+    return pieces
+
+
+def pt_platforms() -> list[tuple[float, float, dict[str, str]]]:
+    """The tram platforms of PT_TRAM_PLATFORMS as (lat, lon, tags), like POIS."""
+    tracks = shapely.union_all(
+        [
+            LineString(latlon_to_utm([NODES[k][:2] for k in keys]))
+            for keys, tags in WAYS
+            if tags.get("railway") == "tram"
+        ]
+    )
+    out = []
+    for name in PT_TRAM_PLATFORMS:
+        lat, lon, _ = next(p for p in POIS if p[2].get("name") == name and "bus" in p[2])
+        bus = Point(latlon_to_utm([(lat, lon)])[0])
+        foot = tracks.interpolate(tracks.project(bus))  # the tracks' point nearest the bus platform
+        island = LineString([bus, foot]).interpolate(0.5, normalized=True)
+        ((lon_i, lat_i),) = utm_to_lonlat(np.array([[island.x, island.y]]))
+        tags = {"public_transport": "platform", "railway": "platform", "tram": "yes", "name": name}
+        out.append((round(lat_i, 7), round(lon_i, 7), tags))
+    return out
+
+
+def pt_relations_xml(
+    poi_ids: list[int],
+    pieces: list[tuple[list[str], dict[str, str], int, int]],
+    way_ids: list[int],
+    first_id: int = 1,
+) -> list[str]:
+    """Route relations (one per direction) and route masters (one per line) of PT_ROUTES, whose
+    members are the platforms of their mode (POIS and pt_platforms, written with `poi_ids`) and the
+    `pieces` (pt_split_ways, written with `way_ids`) the route travels."""
+    platform = {
+        (mode, tags["name"]): poi_ids[i]
+        for i, (_, _, tags) in enumerate([*POIS, *pt_platforms()])
+        for mode in ("bus", "tram")
+        if tags.get("public_transport") == "platform" and tags.get(mode) == "yes"
+    }
+    out: list[str] = []
+    rid = first_id
+    masters: dict[tuple[str, str], list[int]] = {}
+    for tags, platforms, path in PT_ROUTES:
+        platforms = [(tags["route"], p) for p in platforms]
+        missing = [p for mode, p in platforms if (mode, p) not in platform]
+        if missing:
+            raise ValueError(f"PT_ROUTES: line {tags['ref']}: no platform named '{missing[0]}'")
+        members = []
+        for way, i, j in _path_legs(path):
+            leg = [
+                way_ids[k]
+                for k, (keys, _, w, first) in enumerate(pieces)
+                if w == way and min(i, j) <= first and first + len(keys) - 1 <= max(i, j)
+            ]
+            members += leg if i < j else leg[::-1]
+        out.append(f'  <relation id="{rid}" version="1" timestamp="{OSM_TIMESTAMP}">')
+        out += [f'    <member type="node" ref="{platform[p]}" role="platform"/>' for p in platforms]
+        out += [f'    <member type="way" ref="{w}" role=""/>' for w in members]
+        out += _tag_lines(
+            {"type": "route", **tags, "public_transport:version": "2", "note": PT_NOTE}
+        )
+        out.append("  </relation>")
+        masters.setdefault((tags["route"], tags["ref"]), []).append(rid)
+        rid += 1
+    for (mode, ref), routes in masters.items():
+        out.append(f'  <relation id="{rid}" version="1" timestamp="{OSM_TIMESTAMP}">')
+        out += [f'    <member type="relation" ref="{r}" role=""/>' for r in routes]
+        name = f"{'Tram' if mode == 'tram' else 'Bus'} {ref}"
+        out += _tag_lines(
+            {"type": "route_master", "route_master": mode, "ref": ref, "name": name,
+             "note": PT_NOTE}
+        )  # fmt: skip
+        out.append("  </relation>")
+        rid += 1
+    return out
 
 
 # ------------------------------------------------------------------------------------------ rasters

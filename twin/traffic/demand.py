@@ -1,8 +1,9 @@
 """Traffic demand of a scenario variant, written as SUMO route files.
 
 Parts (each optional): background cars with a daily profile (SUMO's randomTrips.py), cyclists (randomTrips),
-bus and tram lines with stops and timetables (SUMO's ptlines2flows.py; the timetables are synthetic: a
-fixed headway per line and running times from a free-flow run), port lorries between the Rheinhafen
+bus and tram lines with stops and timetables (the net's lines from the OSM route relations, or a fallback
+line table on the net's stop names; SUMO's ptlines2flows.py; the timetables are synthetic: a fixed
+headway per line and running times from a free-flow run), port lorries between the Rheinhafen
 gates and the federal-road connections with gate check-in and optional slot booking, and trips through a
 restricted zone carrying a permit class. All randomness derives from one seed through NumPy's SeedSequence,
 so a seed gives the same files byte for byte, and variants that share a part share it exactly.
@@ -10,11 +11,13 @@ so a seed gives the same files byte for byte, and variants that share a part sha
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import math
 import re
 import sys
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +29,7 @@ import numpy as np
 from twin.errors import ConfigError, DataError
 from twin.traffic.install import sumo_binary, sumo_tool
 from twin.traffic.network import (
+    PTLINES_FILE,
     ZONE_TYPE,
     NetworkError,
     NetworkFacts,
@@ -83,8 +87,13 @@ VTYPES: dict[str, dict[str, Any]] = {
     },
 }
 
-# Synthetic SWK-like lines on the pack's stops (line numbers after SWK's scheme; routes and headways are
-# ours, not the published timetable). Used when a scenario's [demand.transit] names no lines.
+# Modes of OSM route relations the twin runs, as its vehicle types (other lines, e.g. trains, are not
+# simulated: the twin has no vehicle type for them).
+TRANSIT_MODES = {"bus": "bus", "trolleybus": "bus", "minibus": "bus", "tram": "tram"}
+
+# Fallback lines for a net without route relations: synthetic SWK-like lines on the pack's stop names
+# (line numbers after SWK's scheme; routes and headways are ours, not the published timetable). The
+# Krefeld pack's OSM carries the same lines as route relations, which a net built from it provides.
 DEFAULT_LINES: list[dict[str, Any]] = [
     {
         "ref": "041",
@@ -260,6 +269,57 @@ def read_stops(path: Path) -> dict[str, list[dict[str, str]]]:
     return stops
 
 
+def read_lines(path: Path) -> list[dict[str, Any]]:
+    """Lines of a ptlines file (netconvert's --ptline-output from OSM route relations), one per
+    direction: {id, ref, name, type (the OSM route), mode (TRANSIT_MODES, None if not run), period_s
+    (None where the relation gives no interval), stops (stop ids in order)}. No file: no lines."""
+    import sumolib
+
+    if not Path(path).exists():
+        return []
+    lines = []
+    try:
+        for ln in sumolib.xml.parse(str(path), "ptLine"):
+            period = ln.getAttributeSecure("period", None)
+            lines.append(
+                {
+                    "id": ln.id,
+                    "ref": ln.getAttributeSecure("line", None) or ln.id,
+                    "name": ln.getAttributeSecure("attr_name", None) or "",
+                    "type": ln.type,
+                    "mode": TRANSIT_MODES.get(ln.type),
+                    "period_s": float(period) if period else None,
+                    "stops": [b.id for b in (ln.busStop or [])],
+                }
+            )
+    except Exception as exc:  # sumolib raises plain exceptions for broken XML
+        raise DataError(f"{path}: not a readable ptlines file: {exc}") from None
+    return lines
+
+
+def _did_you_mean(name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+    if not close:
+        return ""
+    quoted = [f"'{c}'" for c in close]
+    listed = quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
+    return f" (did you mean {listed}?)"
+
+
+def check_stop_names(
+    ref: str, names: list[str], known: list[str] | dict[str, Any], *, where: str
+) -> None:
+    """Every stop name of line `ref` is a stop of the net (ptstops' names); else a ConfigError
+    naming the line, the stop and the nearest known names."""
+    known = sorted(known)
+    for name in names:
+        if name not in known:
+            raise ConfigError(
+                f"{where}: line {ref}: no stop named '{name}' in the net"
+                f"{_did_you_mean(name, known)}; the net has {len(known)} stop names"
+            )
+
+
 def _line_stop_ids(
     net: Any, line: dict[str, Any], names: list[str], stops: dict[str, list[dict[str, str]]]
 ) -> list[str]:
@@ -299,10 +359,97 @@ def _line_stop_ids(
     return min(best, key=lambda b: b[0])[1]
 
 
+def _table_directions(
+    net: Any, line: dict[str, Any], stops: dict[str, list[dict[str, str]]], *, where: str
+) -> list[dict[str, Any]]:
+    """The directions of a line given by stop names (the fallback table or a scenario's own line)."""
+    check_stop_names(line["ref"], line["stops"], stops, where=where)
+    names = [line["stops"]]
+    if line.get("both_directions", True):
+        names.append(list(reversed(line["stops"])))
+    headway = line.get("headway_min")
+    return [
+        {
+            "ref": line["ref"],
+            "mode": line["mode"],
+            "name": line.get("name") or line["ref"],
+            "period_s": headway * 60.0 if headway else None,
+            "stops": _line_stop_ids(net, line, n, stops),
+        }
+        for n in names
+    ]
+
+
+def transit_lines(
+    spec: dict[str, Any],
+    net: Any,
+    stops: dict[str, list[dict[str, str]]],
+    net_lines: list[dict[str, Any]],
+) -> tuple[list[dict[str, Any]], str, list[str]]:
+    """The line directions a transit demand runs, where their lines come from, and notes.
+
+    The lines are the net's (its OSM route relations) when it has bus or tram lines, else the
+    fallback table DEFAULT_LINES on the net's stop names. Without `lines` in the spec all of them
+    run; else those named by `ref` (a line with its own `stops` is the scenario's own). The headway
+    is the scenario's, else the line's (OSM interval), else the spec's `headway_min`.
+    """
+    default_s = spec.get("headway_min", 10.0) * 60.0
+    notes: list[str] = []
+    ours = [ln for ln in net_lines if ln["mode"]]
+    others = sorted({f"{ln['ref']} ({ln['type']})" for ln in net_lines if not ln["mode"]})
+    if others:
+        notes.append(f"Lines of the net not simulated (no vehicle type): {', '.join(others)}.")
+    catalogue: dict[str, list[dict[str, Any]]] = {}
+    if ours:
+        source = "the net's route relations"
+        for ln in ours:
+            catalogue.setdefault(ln["ref"], []).append(dict(ln))
+    else:
+        source = "the fallback line table (twin.traffic.demand.DEFAULT_LINES)"
+        wanted = {ln["ref"] for ln in spec.get("lines") or [] if not ln.get("stops")}
+        for line in DEFAULT_LINES:
+            if spec.get("lines") is None or line["ref"] in wanted:
+                catalogue[line["ref"]] = _table_directions(net, line, stops, where=source)
+    chosen: list[dict[str, Any]] = []
+    if spec.get("lines") is None:
+        for directions in catalogue.values():
+            chosen += [{**d, "explicit": False} for d in directions]
+    for i, line in enumerate(spec.get("lines") or []):
+        where = f"[demand.transit] lines[{i}]"
+        if line.get("stops"):
+            directions = _table_directions(net, line, stops, where=where)
+        else:
+            directions = [
+                d
+                for d in catalogue.get(line["ref"], [])
+                if not line.get("mode") or d["mode"] == line["mode"]
+            ]
+            if not directions:
+                known = sorted(catalogue)
+                raise ConfigError(
+                    f"{where}: no {line.get('mode') or 'bus or tram'} line '{line['ref']}' in "
+                    f"{source}{_did_you_mean(line['ref'], known)}; lines: {', '.join(known)}"
+                )
+        headway = line.get("headway_min")
+        for d in directions:
+            chosen.append(
+                {**d, "period_s": headway * 60.0 if headway else d["period_s"], "explicit": True}
+            )
+    for d in chosen:
+        d["period_s"] = d["period_s"] or default_s
+    return chosen, source, notes
+
+
+def _flow_line(ref: str) -> str:
+    """The line of ptlines2flows' flows for a ptLine's `line` (its own normalisation)."""
+    return ref.replace(" ", "_").replace(";", "+").replace(">", "").replace("<", "")
+
+
 def _transit(
     net: Any,
     net_file: Path,
     stops_file: Path,
+    lines_file: Path,
     spec: dict[str, Any],
     *,
     seed: int,
@@ -312,33 +459,31 @@ def _transit(
     work: Path,
 ) -> dict[str, Any]:
     """Bus and tram flows with synthetic timetables (`until` per stop) from ptlines2flows.py."""
-    lines = spec.get("lines") or DEFAULT_LINES
     stops = read_stops(stops_file)
+    chosen, source, notes = transit_lines(spec, net, stops, read_lines(lines_file))
+    short = [d for d in chosen if len(d["stops"]) < 2]
+    for d in short:
+        if d["explicit"]:
+            raise NetworkError(f"line {d['ref']} ({d['name']}): fewer than two stops in the net")
+    if short:
+        refs = sorted({d["ref"] for d in short})
+        notes.append(f"Line directions with fewer than two stops in the net: {', '.join(refs)}.")
+    chosen = [d for d in chosen if len(d["stops"]) >= 2]
     ptlines = ["<ptLines>"]
-    refs = []
-    for line in lines:
-        directions = (
-            [line["stops"], list(reversed(line["stops"]))]
-            if line.get("both_directions", True)
-            else [line["stops"]]
+    for n, d in enumerate(chosen):
+        ptlines.append(
+            f'    <ptLine id="{n}" line={quoteattr(d["ref"])} name={quoteattr(d["name"])} '
+            f'type="{d["mode"]}" vClass="{d["mode"]}" period="{d["period_s"]:.0f}">'
         )
-        for d, names in enumerate(directions, start=1):
-            ids = _line_stop_ids(net, line, names, stops)
-            ref = f"{line['ref']}-{d}"
-            refs.append(ref)
-            ptlines.append(
-                f'    <ptLine id="{ref}" line="{ref}" name={quoteattr(line.get("name") or line["ref"])} '
-                f'type="{line["mode"]}" vClass="{line["mode"]}" period="{line["headway_min"] * 60:.0f}">'
-            )
-            ptlines += [f"        <busStop id={quoteattr(i)}/>" for i in ids]
-            ptlines.append("    </ptLine>")
+        ptlines += [f"        <busStop id={quoteattr(i)}/>" for i in d["stops"]]
+        ptlines.append("    </ptLine>")
     ptlines.append("</ptLines>")
-    lines_file = work / "transit.ptlines.xml"
-    lines_file.write_text("\n".join(ptlines) + "\n", encoding="utf-8")
+    chosen_file = work / "transit.ptlines.xml"
+    chosen_file.write_text("\n".join(ptlines) + "\n", encoding="utf-8")
     run_tool(
         [
             sys.executable, str(sumo_tool("ptlines2flows.py")),
-            "-n", str(net_file), "-l", str(lines_file), "-s", str(stops_file),
+            "-n", str(net_file), "-l", str(chosen_file), "-s", str(stops_file),
             "-o", str(out), "-t", str(work / "transit.trips.xml"),
             "-i", str(work / "transit.stopinfos.xml"), "-r", str(work / "transit.vehroutes.xml"),
             "-b", f"{begin:.0f}", "-e", f"{end:.0f}", "--seed", str(seed), "--random-begin",
@@ -349,12 +494,27 @@ def _transit(
         cwd=work,
     )  # fmt: skip
     text = out.read_text(encoding="utf-8")
-    missing = [r for r in refs if f'line="{r}' not in text]
-    if missing:
+    flows = Counter(m.rsplit(":", 1)[0] for m in re.findall(r'<flow [^>]*\bline="([^"]*)"', text))
+    wanted = Counter(_flow_line(d["ref"]) for d in chosen)
+    failed = {
+        d["ref"]: d["explicit"]
+        for d in chosen
+        if flows[_flow_line(d["ref"])] < wanted[_flow_line(d["ref"])]
+    }
+    if any(failed.values()):
         raise NetworkError(
-            f"no timetable could be built for line(s) {', '.join(missing)} (no route through their stops)"
+            f"no timetable could be built for line(s) {', '.join(r for r, e in failed.items() if e)} "
+            "(no route through their stops)"
         )
-    return {"lines": refs, "flows": text.count("<flow ")}
+    if failed:
+        notes.append(f"Lines without a route through their stops: {', '.join(sorted(failed))}.")
+    return {
+        "source": source,
+        "lines": sorted({d["ref"] for d in chosen}),
+        "directions": len(chosen),
+        "flows": text.count("<flow "),
+        "notes": notes,
+    }
 
 
 # -- port lorries ---------------------------------------------------------------------------------------
@@ -657,9 +817,14 @@ def build_demand(
     hour_of: Callable[[float], int],
     emission_model: str,
     out_dir: Path,
+    lines_file: Path | None = None,
 ) -> Demand:
-    """Write all demand parts of `spec` for one seed into `out_dir`; returns the files and a summary."""
+    """Write all demand parts of `spec` for one seed into `out_dir`; returns the files and a summary.
+
+    Transit lines come from `lines_file` (default: the ptlines file beside `stops_file`).
+    """
     out_dir, net_file, stops_file = out_dir.resolve(), net_file.resolve(), stops_file.resolve()
+    lines_file = Path(lines_file) if lines_file else stops_file.with_name(PTLINES_FILE)
     out_dir.mkdir(parents=True, exist_ok=True)
     work = out_dir / "work"
     work.mkdir(exist_ok=True)
@@ -713,6 +878,7 @@ def build_demand(
             net,
             net_file,
             stops_file,
+            lines_file,
             spec["transit"],
             seed=s_transit,
             begin=begin,
@@ -722,9 +888,11 @@ def build_demand(
         )
         routes.append(f)
         meta["notes"].append(
-            "Bus and tram timetables are synthetic: a fixed headway per line, running times from a "
-            "free-flow run of SUMO (ptlines2flows.py), 20 s dwell plus 10 s slack per stop."
+            f"Bus and tram lines from {meta['parts']['transit']['source']}. Their timetables are "
+            "synthetic: a fixed headway per line, running times from a free-flow run of SUMO "
+            "(ptlines2flows.py), 20 s dwell plus 10 s slack per stop."
         )
+        meta["notes"] += meta["parts"]["transit"].pop("notes")
     if spec.get("trucks") and spec["trucks"]["per_day"] > 0:
         f = out_dir / "trucks.rou.xml"
         meta["parts"]["trucks"] = _trucks(

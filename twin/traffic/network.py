@@ -1,5 +1,7 @@
 """The city's SUMO road network: netconvert from the pack's OSM streets, public-transport stops and
-lines, the Rheinhafen gates and the external road connections, and checks that demand can rely on.
+lines (netconvert's ptstops and ptlines from the OSM route relations), the terminal gates (tagged
+nodes or barrier=gate nodes inside the port area, see `find_gates`) and the external road
+connections, and checks that demand can rely on.
 
 `network_step()` is the build step (`twin data build`) that writes the net and a facts file
 (`krefeld.netfacts.json`: gates, connections, lane counts, signal checks) that demand and scenarios read.
@@ -7,10 +9,12 @@ lines, the Rheinhafen gates and the external road connections, and checks that d
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import re
 import subprocess
+import xml.etree.ElementTree as ET
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
@@ -22,8 +26,8 @@ import numpy as np
 import shapely
 
 from twin.city.build import BuildError, Step, StepContext
-from twin.city.osm import read_osm
-from twin.errors import DataError, TwinError
+from twin.city.osm import OsmData, read_osm
+from twin.errors import ConfigError, DataError, TwinError
 from twin.geo import wgs84_to_utm
 from twin.traffic.install import sumo_binary, sumo_env, sumo_home
 
@@ -54,6 +58,10 @@ ZONE_TYPE = "highway.pedestrian"
 ZONE_SPEED_MS = 15.0 / 3.6
 # Port and service roads carry lorries: SUMO's OSM type map limits highway=service to delivery vans.
 SERVICE_SPEED_MS = 30.0 / 3.6
+
+# A gate on the fence of its area (the area's outline crosses the road beside the gate node) counts
+# as inside within this distance.
+GATE_FENCE_M = 5.0
 
 _ROAD_CLASSES = "passenger taxi delivery truck trailer bus coach emergency motorcycle moped"
 
@@ -145,7 +153,7 @@ def netconvert_args(osm: Path, net: Path, stops: Path, lines: Path, types: Path)
 
 @dataclass
 class Gate:
-    """A terminal gate (OSM barrier=gate) mapped onto the net: where trucks check in and where they go."""
+    """A terminal gate (see `find_gates`) mapped onto the net: where trucks check in and where they go."""
 
     id: str
     name: str
@@ -282,10 +290,102 @@ def find_connections(net: Any, *, border_m: float = BORDER_M) -> list[Connection
     return [found[k] for k in sorted(found)]
 
 
-def find_gates(net: Any, osm_file: Path, connections: list[Connection]) -> list[Gate]:
-    """OSM barrier=gate nodes on truck roads, mapped onto the net, with their terminal side."""
+def parse_tag(text: str, *, what: str) -> tuple[str, str | None]:
+    """An OSM tag selector, 'key=value' or 'key=*' (any value), as (key, value or None)."""
+    key, eq, value = str(text).partition("=")
+    if not eq or not key.strip() or not value.strip():
+        raise ConfigError(f"{what}: expected an OSM tag as key=value or key=*, got {text!r}")
+    value = value.strip()
+    return key.strip(), None if value == "*" else value
+
+
+def _matches(tags: dict[str, str], selector: tuple[str, str | None]) -> bool:
+    key, value = selector
+    return key in tags and (value is None or tags[key] == value)
+
+
+def read_relations(path: Path) -> list[tuple[dict[str, str], list[tuple[str, int, str]]]]:
+    """The relations of an OSM XML file: (tags, [(member type, ref, role)]).
+
+    `twin.city.osm.read_osm` reads nodes and ways only; the gate areas may be multipolygons.
+    """
+    opener = gzip.open if path.suffix == ".gz" else open
+    out = []
+    try:
+        with opener(path, "rb") as f:
+            for _, el in ET.iterparse(f, events=("end",)):
+                if el.tag == "relation":
+                    tags = {t.get("k"): t.get("v") for t in el.iter("tag")}
+                    members = [
+                        (m.get("type"), int(m.get("ref")), m.get("role") or "")
+                        for m in el.iter("member")
+                    ]
+                    out.append((tags, members))
+                    el.clear()
+                elif el.tag in ("node", "way"):
+                    el.clear()
+    except (ET.ParseError, OSError, EOFError) as exc:
+        raise DataError(f"{path}: not a readable OSM XML file: {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"{path}: a relation member lacks a valid ref: {exc}") from None
+    return out
+
+
+def _way_xy(osm: OsmData, refs: list[int]) -> np.ndarray:
+    lonlat = np.array([osm.nodes[r] for r in refs], dtype=float)
+    return np.column_stack(wgs84_to_utm(lonlat[:, 0], lonlat[:, 1]))
+
+
+def gate_areas(osm: OsmData, osm_file: Path, selector: tuple[str, str | None]) -> Any:
+    """The union (EPSG:25832) of the closed ways and multipolygon relations tagged `selector`."""
+    polygons = []
+    for refs, tags in osm.ways.values():
+        if len(refs) >= 4 and refs[0] == refs[-1] and _matches(tags, selector):
+            polygons.append(shapely.Polygon(_way_xy(osm, refs)))
+    for tags, members in read_relations(osm_file):
+        if tags.get("type") not in ("multipolygon", "boundary") or not _matches(tags, selector):
+            continue
+        rings = {"outer": [], "inner": []}
+        for kind, ref, role in members:
+            if kind == "way" and ref in osm.ways:
+                rings["inner" if role == "inner" else "outer"].append(
+                    shapely.LineString(_way_xy(osm, osm.ways[ref][0]))
+                )
+        outer = shapely.union_all(list(shapely.polygonize(rings["outer"]).geoms))
+        inner = shapely.union_all(list(shapely.polygonize(rings["inner"]).geoms))
+        polygons.append(shapely.difference(outer, inner))
+    return shapely.union_all([shapely.make_valid(p) for p in polygons])
+
+
+def find_gates(
+    net: Any,
+    osm_file: Path,
+    connections: list[Connection],
+    *,
+    gate_area_tag: str = "industrial=port",
+    gate_tag: str | None = None,
+) -> list[Gate]:
+    """Terminal gates on truck roads, mapped onto the net, with their terminal side.
+
+    A gate is an OSM node with `gate_tag` (key=value or key=*) where that is set, else a
+    barrier=gate node inside (or on the fence of) an area tagged `gate_area_tag` (a closed way or a
+    multipolygon, e.g. the port's landuse area); a gate elsewhere (a farm gate) is not a terminal.
+    """
     osm = read_osm(osm_file)
-    gates = [(nid, tags) for nid, tags in osm.node_tags.items() if tags.get("barrier") == "gate"]
+    if gate_tag:
+        selector = parse_tag(gate_tag, what="streets layer 'gate_tag'")
+        gates = [(n, t) for n, t in osm.node_tags.items() if _matches(t, selector)]
+    else:
+        area = gate_areas(
+            osm, osm_file, parse_tag(gate_area_tag, what="streets layer 'gate_area_tag'")
+        )
+        gates = []
+        for nid, tags in osm.node_tags.items():
+            if tags.get("barrier") != "gate":
+                continue
+            x, y = (float(v) for v in wgs84_to_utm(*osm.nodes[nid]))
+            if shapely.dwithin(area, shapely.Point(x, y), GATE_FENCE_M):
+                gates.append((nid, tags))
     if not gates:
         return []
     edges = [e for e in net.getEdges() if _allows(e, "truck")]
@@ -555,10 +655,13 @@ def build_network(
     *,
     progress: Callable[[str], None] = lambda msg: None,
     strict: bool = True,
+    gate_area_tag: str = "industrial=port",
+    gate_tag: str | None = None,
 ) -> NetworkFacts:
     """Build the net, pt stops/lines and facts from an OSM file into `out_dir`; check them.
 
-    With `strict`, a signal program problem or an unreachable gate raises NetworkError.
+    Gates are found by `gate_tag` or `gate_area_tag` (see `find_gates`). With `strict`, a signal
+    program problem or an unreachable gate raises NetworkError.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     net_file = out_dir / NET_FILE
@@ -581,7 +684,7 @@ def build_network(
     facts = NetworkFacts(
         net_file=NET_FILE,
         connections=connections,
-        gates=find_gates(net, osm, connections),
+        gates=find_gates(net, osm, connections, gate_area_tag=gate_area_tag, gate_tag=gate_tag),
         zone_edges=sorted(
             e.getID() for e in net.getEdges() if e.getType().split("|")[-1] == ZONE_TYPE
         ),
@@ -599,8 +702,18 @@ def build_network(
 
 
 def _build_step(ctx: StepContext) -> None:
+    options = ctx.pack.layers["streets"].options
+    for key in ("gate_area_tag", "gate_tag"):  # refused here with the pack file and field
+        if options.get(key):
+            parse_tag(options[key], what=f"{ctx.pack.file}: 'layers.streets.{key}'")
     try:
-        build_network(ctx.source("streets"), ctx.partial_dir, progress=ctx.progress)
+        build_network(
+            ctx.source("streets"),
+            ctx.partial_dir,
+            progress=ctx.progress,
+            gate_area_tag=options.get("gate_area_tag", "industrial=port"),
+            gate_tag=options.get("gate_tag"),
+        )
     except NetworkError as exc:
         raise BuildError(f"build step '{NETWORK_STEP}': {exc}") from None
 
@@ -612,6 +725,6 @@ def network_step() -> Step:
         _build_step,
         outputs=(NET_FILE, PTSTOPS_FILE, PTLINES_FILE, FACTS_FILE),
         sources=("streets",),
-        version=2,
+        version=3,
         doc="SUMO road network (netconvert) with pt stops/lines, gates and connections",
     )

@@ -1,8 +1,8 @@
 """Traffic scenarios (`simulations/*.toml`): a baseline and variants over one demand, validated on load.
 
 A variant overrides parts of the baseline's demand (deep merge) and/or sets its own controllers. Names of
-streets, edges, junctions, gates and stops are checked against the built net before SUMO starts, so a typo
-gives one message naming the file, the key and what exists.
+streets, edges, junctions, gates, stops and lines are checked against the built net before SUMO starts, so
+a typo gives one message naming the file, the key and what exists.
 """
 
 from __future__ import annotations
@@ -84,11 +84,19 @@ def _seeds(value: Any) -> str | None:
     return None if ok and len(set(value)) == len(value) else "an array of distinct integers >= 0"
 
 
+# A line by `ref` alone is a line of the net (its OSM route relations) or, where the net has none, of
+# the fallback table; with `stops` (and `mode`) it is the scenario's own line on those stop names.
 _LINE = {
     "ref": Field(str, doc="line number, e.g. '041'"),
-    "mode": Field(str, choices=("bus", "tram")),
-    "stops": Field(list, check=_strings, doc="stop names in order (one direction)"),
-    "headway_min": Field(float, check=positive),
+    "headway_min": Field(float, required=False, default=None, check=positive),
+    "mode": Field(str, required=False, default=None, choices=("bus", "tram")),
+    "stops": Field(
+        list,
+        required=False,
+        default=None,
+        check=_strings,
+        doc="stop names in order (one direction)",
+    ),
     "name": Field(str, required=False, default=""),
     "both_directions": Field(bool, required=False, default=True),
 }
@@ -119,6 +127,7 @@ DEMAND_SCHEMA: dict[str, Field] = {
         default=None,
         schema={
             "lines": Field(items=_LINE, required=False, default=None),
+            "headway_min": Field(float, required=False, default=10.0, check=positive),
             "stop_duration_s": Field(float, required=False, default=20.0, check=positive),
         },
     ),
@@ -308,14 +317,27 @@ def validate_demand(data: Mapping[str, Any], *, file: Path, where: str) -> dict[
     """Validate a demand table (every part optional); returns it with defaults filled in."""
     _check_known_keys(data, DEMAND_SCHEMA, file=file, where=where)
     out = validate(_drop_none(data), DEMAND_SCHEMA, file=file, where=where)
+    lines = (out.get("transit") or {}).get("lines") or []
+    seen: set[tuple[str, str | None]] = set()
+    for i, line in enumerate(lines):
+        at = f"{where}transit.lines[{i}]"
+        if line["stops"] is not None and line["mode"] is None:
+            raise ConfigError(
+                f"{file}: '{at}.mode': a line with its own stops needs a mode (bus or tram)"
+            )
+        if (line["ref"], line["mode"]) in seen:
+            raise ConfigError(f"{file}: '{at}.ref': line '{line['ref']}' is named twice")
+        seen.add((line["ref"], line["mode"]))
     return {k: v for k, v in out.items() if v is not None}
 
 
-def _drop_none(data: Mapping[str, Any]) -> dict[str, Any]:
+def _drop_none(data: Any) -> Any:
     """A copy without keys whose value is None (defaults filled in by an earlier validation)."""
-    return {
-        k: _drop_none(v) if isinstance(v, Mapping) else v for k, v in data.items() if v is not None
-    }
+    if isinstance(data, list):
+        return [_drop_none(v) for v in data]
+    if not isinstance(data, Mapping):
+        return data
+    return {k: _drop_none(v) for k, v in data.items() if v is not None}
 
 
 def _controllers(value: Any, *, file: Path, where: str) -> list[dict[str, Any]]:
@@ -480,12 +502,17 @@ class NetIndex:
     signal_streets: dict[str, set[str]]  # street name -> ids of signals controlling its edges
     gates: list[str]
     stops: dict[str, list[str]]  # stop name -> stop ids
+    lines: dict[str, set[str]] | None = None  # line ref -> modes (the net's lines; None: unknown)
 
 
 def net_index(
-    net: Any, *, gates: list[str] = (), stops: dict[str, list[str]] | None = None
+    net: Any,
+    *,
+    gates: list[str] = (),
+    stops: dict[str, list[str]] | None = None,
+    lines: list[dict[str, Any]] | None = None,
 ) -> NetIndex:
-    """Collect what a scenario may name from a sumolib net."""
+    """Collect what a scenario may name from a sumolib net (`lines`: `demand.read_lines`)."""
     streets: dict[str, list[str]] = {}
     signal_streets: dict[str, set[str]] = {}
     for edge in net.getEdges():
@@ -506,7 +533,17 @@ def net_index(
         signal_streets=signal_streets,
         gates=list(gates),
         stops=dict(stops or {}),
+        lines=None if lines is None else _line_modes(lines),
     )
+
+
+def _line_modes(lines: list[dict[str, Any]]) -> dict[str, set[str]]:
+    """Line ref -> modes of the bus and tram lines a net provides."""
+    out: dict[str, set[str]] = {}
+    for ln in lines:
+        if ln["mode"]:
+            out.setdefault(ln["ref"], set()).add(ln["mode"])
+    return out
 
 
 def _unknown(
@@ -595,11 +632,40 @@ def check_demand(demand: Mapping[str, Any], index: NetIndex, *, file: Path, wher
             if s not in index.streets:
                 raise _unknown(file, f"{where}trucks.network_streets", "street", s, index.streets)
     transit = demand.get("transit")
-    if transit and transit.get("lines"):
-        for i, line in enumerate(transit["lines"]):
-            for s in line["stops"]:
-                if s not in index.stops:
-                    raise _unknown(file, f"{where}transit.lines[{i}].stops", "stop", s, index.stops)
+    if transit is not None:
+        _check_transit(transit, index, file=file, where=f"{where}transit.")
+
+
+def _check_transit(transit: Mapping[str, Any], index: NetIndex, *, file: Path, where: str) -> None:
+    """Stops of a scenario's own lines, refs of the net's lines and, where the net has no lines,
+    the fallback table's stops (see `demand.transit_lines`) exist in the net."""
+    from twin.traffic.demand import DEFAULT_LINES, check_stop_names
+
+    every = transit.get("lines") is None  # no lines named: all lines of the net (or the table)
+    lines = transit.get("lines") or []
+    for i, line in enumerate(lines):
+        if line.get("stops"):
+            check_stop_names(
+                line["ref"], line["stops"], index.stops, where=f"{file}: '{where}lines[{i}].stops'"
+            )
+    if index.lines is None:
+        return  # the net's lines are not known here; the demand checks them when it is built
+    by_ref = index.lines
+    if not by_ref:  # no route relations: the fallback table
+        by_ref = {ln["ref"]: {ln["mode"]} for ln in DEFAULT_LINES}
+        named = {ln["ref"] for ln in lines if not ln.get("stops")}
+        for ln in DEFAULT_LINES:
+            if every or ln["ref"] in named:
+                check_stop_names(
+                    ln["ref"], ln["stops"], index.stops,
+                    where=f"{file}: '{where}lines': the fallback line table (no route relations in the net)",
+                )  # fmt: skip
+    for i, line in enumerate(lines):
+        if line.get("stops"):
+            continue
+        modes = by_ref.get(line["ref"], set())
+        if not modes or (line.get("mode") and line["mode"] not in modes):
+            raise _unknown(file, f"{where}lines[{i}].ref", "line", line["ref"], by_ref)
 
 
 def check_scenario(scenario: Scenario, index: NetIndex) -> dict[str, list[dict[str, Any]]]:
