@@ -6,6 +6,7 @@ file in a standard format (OSM XML, any GDAL raster, any OGR vector, CSV).
 
 from __future__ import annotations
 
+import glob
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,9 +15,13 @@ from twin.config import Field, load_toml, numbers, positive, validate
 from twin.errors import ConfigError
 
 STATUSES = ("official", "approximate", "synthetic")
+# File names a folder or glob of CityGML tiles contributes (a file named on its own may have any).
+CITYGML_SUFFIXES = (".gml", ".xml", ".gml.gz")
 
 _COMMON = {
-    "path": Field(str, doc="file of the layer, relative to pack.toml"),
+    "path": Field(
+        str, doc="file of the layer, relative to pack.toml (citygml: or a folder or glob)"
+    ),
     "format": Field(str),
     "status": Field(str, choices=STATUSES),
     "licence": Field(str),
@@ -104,6 +109,25 @@ class Layer:
     source: str
     options: dict[str, Any] = field(default_factory=dict)
 
+    def files(self) -> list[Path]:
+        """The files the layer reads: its path, or for CityGML the tiles its folder or glob holds."""
+        return source_files(self.path, self.format)
+
+
+def source_files(path: Path, fmt: str) -> list[Path]:
+    """The files a layer path stands for, sorted: the file itself; for the citygml format also
+    every *.gml, *.xml, *.gml.gz in a folder (not its sub-folders) or matching a glob pattern.
+    Empty when there is none."""
+    if fmt != "citygml" or path.is_file():
+        return [path] if path.exists() else []
+    if path.is_dir():
+        candidates = [p for p in path.iterdir() if p.is_file()]
+    elif any(c in str(path) for c in "*?["):
+        candidates = [Path(p) for p in glob.glob(str(path), recursive=True) if Path(p).is_file()]
+    else:
+        return []
+    return sorted(p for p in candidates if p.name.lower().endswith(CITYGML_SUFFIXES))
+
 
 @dataclass(frozen=True)
 class DataPack:
@@ -162,7 +186,13 @@ def load_pack(path: str | Path) -> DataPack:
         file = Path(spec["path"]).expanduser()
         if not file.is_absolute():
             file = path.parent / file
-        if not file.exists():
+        if spec["format"] == "citygml":
+            if not source_files(file, "citygml"):
+                raise ConfigError(
+                    f"{path}: 'layers.{name}.path': no CityGML file at {file}; expected a file, "
+                    f"a folder or a glob with *{', *'.join(CITYGML_SUFFIXES)} files"
+                )
+        elif not file.exists():
             raise ConfigError(f"{path}: 'layers.{name}.path': file not found: {file}")
         options = {k: v for k, v in spec.items() if k not in _COMMON and v is not None}
         layers[name] = Layer(
