@@ -35,7 +35,7 @@ from twin.citytiles.writer import (
 )
 from twin.tiles.info import tileset_info
 
-PRODUCT_STEPS = ("terrain", "landcover", "streets", "buildings")
+PRODUCT_STEPS = ("terrain", "landcover", "streets", "buildings", "trees")
 OPTIONS = TilesetOptions(
     leaf_size_m=250.0,
     ground_px=64,

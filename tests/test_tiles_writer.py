@@ -44,7 +44,7 @@ from twin.geo import ecef_to_utm, ecef_to_wgs84
 
 REPO = Path(__file__).resolve().parents[1]
 NPM_DIR = REPO / ".venv" / "npm"
-PRODUCT_STEPS = ("terrain", "landcover", "streets", "buildings")
+PRODUCT_STEPS = ("terrain", "landcover", "streets", "buildings", "trees")
 OPTIONS = TilesetOptions(
     leaf_size_m=250.0,
     ground_px=64,
@@ -126,7 +126,7 @@ class Glb:
 
     def primitives(self) -> dict[str, pygltflib.Primitive]:
         mesh = self.g.meshes[self.g.nodes[0].mesh]
-        names = {"ground": "terrain", "facade": "walls", "roof": "roofs"}
+        names = {"ground": "terrain", "facade": "walls", "roof": "roofs", "tree": "trees"}
         return {names[self.g.materials[p.material].name]: p for p in mesh.primitives}
 
     def image(self, material: int) -> np.ndarray:
@@ -136,11 +136,12 @@ class Glb:
         data = self.view(self.g.images[tex.source].bufferView)
         return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
 
-    def property_table(self) -> dict[str, list]:
-        """EXT_structural_metadata's property table decoded as the specification lays it out."""
+    def property_table(self, class_name: str = "building") -> dict[str, list]:
+        """The EXT_structural_metadata property table of a class, decoded as the specification lays
+        it out."""
         ext = self.g.extensions["EXT_structural_metadata"]
-        cls = ext["schema"]["classes"]["building"]["properties"]
-        table = ext["propertyTables"][0]
+        cls = ext["schema"]["classes"][class_name]["properties"]
+        table = next(t for t in ext["propertyTables"] if t["class"] == class_name)
         out: dict[str, list] = {}
         for name, col in table["properties"].items():
             values = self.view(col["values"])

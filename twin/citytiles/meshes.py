@@ -31,13 +31,15 @@ from twin.errors import DataError
 class Mesh:
     """Triangles in EPSG:25832 x, y and DHHN2016 height, with texture coordinates.
 
-    `feature` is the row of the buildings table each vertex belongs to (None for terrain).
+    `feature` is the row of the buildings (or trees) table each vertex belongs to (None for terrain);
+    `color` an optional per-vertex colour (trees, which have no texture).
     """
 
     xyz: np.ndarray  # (N, 3) float64
     tris: np.ndarray  # (M, 3) int64
     uv: np.ndarray  # (N, 2) float64
     feature: np.ndarray | None = None  # (N,) int64
+    color: np.ndarray | None = None  # (N, 4) uint8
 
     @property
     def n_triangles(self) -> int:
@@ -52,7 +54,8 @@ class Mesh:
         used[tris.reshape(-1)] = True
         new_index = np.cumsum(used) - 1
         feature = None if self.feature is None else self.feature[used]
-        return Mesh(self.xyz[used], new_index[tris], self.uv[used], feature)
+        color = None if self.color is None else self.color[used]
+        return Mesh(self.xyz[used], new_index[tris], self.uv[used], feature, color)
 
     @staticmethod
     def empty(with_feature: bool = True) -> Mesh:
@@ -174,14 +177,17 @@ def _skirt(mesh: Mesh, ring: np.ndarray, depth: float) -> Mesh:
 
 
 def _append(m1: Mesh, m2: Mesh) -> Mesh:
-    feature = None
+    feature = color = None
     if m1.feature is not None and m2.feature is not None:
         feature = np.concatenate([m1.feature, m2.feature])
+    if m1.color is not None and m2.color is not None:
+        color = np.concatenate([m1.color, m2.color])
     return Mesh(
         np.concatenate([m1.xyz, m2.xyz]),
         np.concatenate([m1.tris, m2.tris + len(m1.xyz)]),
         np.concatenate([m1.uv, m2.uv]),
         feature,
+        color,
     )
 
 
@@ -373,33 +379,35 @@ def concat(*meshes: Mesh) -> Mesh:
 
 
 @dataclass
-class ByBuilding:
-    """A building mesh with triangles and vertices sorted by building row, to take buildings fast."""
+class ByFeature:
+    """A mesh with triangles and vertices sorted by feature row (building or tree), to take the
+    triangles of a few features fast."""
 
     mesh: Mesh
-    tri_start: np.ndarray  # (n_buildings + 1,) first triangle of each building row
-    vert_start: np.ndarray  # (n_buildings + 1,) first vertex of each building row
+    tri_start: np.ndarray  # (n_features + 1,) first triangle of each row
+    vert_start: np.ndarray  # (n_features + 1,) first vertex of each row
 
     @classmethod
-    def of(cls, mesh: Mesh, n_buildings: int) -> ByBuilding:
-        """Sort a mesh whose vertices each belong to one building (every triangle to one)."""
+    def of(cls, mesh: Mesh, n_features: int) -> ByFeature:
+        """Sort a mesh whose vertices each belong to one feature (every triangle to one)."""
         order = np.argsort(mesh.feature, kind="stable")
         new_index = np.empty(len(order), dtype=np.int64)
         new_index[order] = np.arange(len(order))
         tris = new_index[mesh.tris]
         feature = mesh.feature[order]
         tris = tris[np.argsort(feature[tris[:, 0]], kind="stable")]
-        m = Mesh(mesh.xyz[order], tris, mesh.uv[order], feature)
-        tri_start = np.searchsorted(feature[tris[:, 0]], np.arange(n_buildings + 1))
-        vert_start = np.searchsorted(feature, np.arange(n_buildings + 1))
+        color = None if mesh.color is None else mesh.color[order]
+        m = Mesh(mesh.xyz[order], tris, mesh.uv[order], feature, color)
+        tri_start = np.searchsorted(feature[tris[:, 0]], np.arange(n_features + 1))
+        vert_start = np.searchsorted(feature, np.arange(n_features + 1))
         return cls(m, tri_start, vert_start)
 
     def triangles(self) -> np.ndarray:
-        """Triangles of each building row."""
+        """Triangles of each row."""
         return np.diff(self.tri_start)
 
     def take(self, rows: np.ndarray) -> Mesh:
-        """The triangles of the given building rows, vertices re-numbered."""
+        """The triangles of the given rows, vertices re-numbered."""
         rows = np.asarray(rows, dtype=np.int64)
         tri = _ranges(self.tri_start[rows], self.tri_start[rows + 1])
         vert = _ranges(self.vert_start[rows], self.vert_start[rows + 1])
@@ -410,7 +418,8 @@ class ByBuilding:
         nt = self.tri_start[rows + 1] - self.tri_start[rows]
         m = self.mesh
         tris = m.tris[tri] + np.repeat(shift, nt)[:, None]
-        return Mesh(m.xyz[vert], tris, m.uv[vert], m.feature[vert])
+        color = None if m.color is None else m.color[vert]
+        return Mesh(m.xyz[vert], tris, m.uv[vert], m.feature[vert], color)
 
 
 def _ranges(start: np.ndarray, stop: np.ndarray) -> np.ndarray:
@@ -450,7 +459,7 @@ def surface_meshes(
     bay_offset: np.ndarray,
     facade: FacadeAtlas,
     roof: RoofAtlas,
-) -> tuple[ByBuilding, ByBuilding]:
+) -> tuple[ByFeature, ByFeature]:
     """Textured walls and roofs of every building from its real surfaces (ground surfaces dropped).
 
     Triangles are first joined into faces (neighbours sharing an edge, bent less than
@@ -473,7 +482,7 @@ def surface_meshes(
     np.minimum.at(lowest_roof, np.repeat(bld[roof_sel], 3), xyz[tris[roof_sel], 2].reshape(-1))
     roofs = _roof_faces(xyz, tris[roof_sel], weld, bld[roof_sel], use_idx, roof)
     walls = _storeys_up(walls, n_buildings, lowest_roof, facade, use_idx)
-    return ByBuilding.of(walls, n_buildings), ByBuilding.of(roofs, n_buildings)
+    return ByFeature.of(walls, n_buildings), ByFeature.of(roofs, n_buildings)
 
 
 def _weld(xyz: np.ndarray) -> np.ndarray:
@@ -737,3 +746,115 @@ def _indexed(corners: np.ndarray, uv: np.ndarray, bld: np.ndarray, part: np.ndar
     return Mesh(
         xyz[first], inverse.reshape(-1, 3), uv.reshape(-1, 2)[first], np.repeat(bld, 3)[first]
     )
+
+
+# --- trees ----------------------------------------------------------------------------------------
+
+CROWN_SHARE = (0.4, 0.7)  # a crown is as tall as it is wide, within these shares of the height
+TRUNK_SIDES = 5
+TRUNK_RGB = (104, 82, 62)
+CROWN_GREENS = np.array(
+    [[70, 112, 50], [56, 96, 46], [94, 126, 58], [64, 106, 72], [102, 120, 54], [50, 84, 42],
+     [82, 118, 76], [120, 132, 62]],
+    dtype=np.float64,
+)  # fmt: skip
+
+
+def _icosahedron() -> tuple[np.ndarray, np.ndarray]:
+    """A unit icosahedron standing on a vertex (top at z = 1, rings of five at z = +-1/sqrt 5 with
+    radius 1 at the rings), its 20 triangles facing out."""
+    h = 1 / np.sqrt(5)
+    k = np.arange(5)
+    a1, a2 = np.radians(72.0 * k), np.radians(72.0 * k + 36.0)
+    ring_r = 2 * h  # of the unit sphere; scaled to 1 below
+    v = np.concatenate(
+        [
+            [[0.0, 0.0, 1.0]],
+            np.column_stack([ring_r * np.cos(a1), ring_r * np.sin(a1), np.full(5, h)]),
+            np.column_stack([ring_r * np.cos(a2), ring_r * np.sin(a2), np.full(5, -h)]),
+            [[0.0, 0.0, -1.0]],
+        ]
+    )
+    r1, r2, n = 1 + k, 6 + k, (k + 1) % 5
+    f = np.concatenate(
+        [
+            np.column_stack([np.zeros(5, int), r1, 1 + n]),
+            np.column_stack([r1, r2, 1 + n]),
+            np.column_stack([1 + n, r2, 6 + n]),
+            np.column_stack([np.full(5, 11), 6 + n, r2]),
+        ]
+    )
+    c = v[f]
+    outward = (np.cross(c[:, 1] - c[:, 0], c[:, 2] - c[:, 0]) * c.mean(axis=1)).sum(axis=1) > 0
+    f = np.where(outward[:, None], f, f[:, ::-1])
+    v[:, :2] /= ring_r
+    return v, f
+
+
+def tree_colours(species: np.ndarray, ids: np.ndarray, seed: int = 0) -> np.ndarray:
+    """(N, 4) uint8 crown colours: a green by species (hashed), a few per cent lighter or darker
+    per tree."""
+    from twin.citytiles.textures import building_hashes
+
+    pick = building_hashes(np.asarray(species, dtype=object).astype(str), seed)
+    shade = building_hashes(np.asarray(ids, dtype=object).astype(str), seed + 1)
+    f = 0.9 + 0.2 * (shade % np.uint64(1000)).astype(np.float64) / 1000.0
+    rgb = CROWN_GREENS[(pick % np.uint64(len(CROWN_GREENS))).astype(np.int64)] * f[:, None]
+    out = np.full((len(rgb), 4), 255, dtype=np.uint8)
+    out[:, :3] = np.clip(rgb, 0, 255).astype(np.uint8)
+    return out
+
+
+def tree_mesh(
+    x: np.ndarray,
+    y: np.ndarray,
+    base: np.ndarray,
+    height: np.ndarray,
+    crown_diameter: np.ndarray,
+    crown_rgba: np.ndarray,
+) -> Mesh:
+    """Low-poly trees: a crown (an icosahedron, 20 triangles, as wide as the crown diameter, its top
+    at base + height, as tall as it is wide within CROWN_SHARE of the height: narrow tall trees get
+    columnar crowns, not lollipops) on a five-sided trunk (10 triangles, from 0.3 m below the ground
+    to the crown's middle). Feature = tree row; colours: the crown's given, the trunk brown."""
+    n = len(x)
+    if n == 0:
+        return Mesh.empty()
+    unit, faces = _icosahedron()
+    radius = np.asarray(crown_diameter, float) / 2
+    h = np.asarray(height, float)
+    crown_h = np.clip(2 * radius, CROWN_SHARE[0] * h, CROWN_SHARE[1] * h)
+    mid = np.asarray(base, float) + h - crown_h / 2
+    cx, cy = np.asarray(x, float), np.asarray(y, float)
+    crown = np.stack(
+        [
+            cx[:, None] + radius[:, None] * unit[None, :, 0],
+            cy[:, None] + radius[:, None] * unit[None, :, 1],
+            mid[:, None] + (crown_h / 2)[:, None] * unit[None, :, 2],
+        ],
+        axis=2,
+    )  # (n, 12, 3)
+    a = np.radians(360.0 / TRUNK_SIDES * np.arange(TRUNK_SIDES))
+    tr = np.clip(0.06 * radius * 2, 0.1, 0.5)
+    ring_x = cx[:, None] + tr[:, None] * np.cos(a)[None]
+    ring_y = cy[:, None] + tr[:, None] * np.sin(a)[None]
+    z0 = np.repeat((np.asarray(base, float) - 0.3)[:, None], TRUNK_SIDES, axis=1)
+    z1 = np.repeat(mid[:, None], TRUNK_SIDES, axis=1)
+    trunk = np.concatenate(
+        [np.stack([ring_x, ring_y, z0], axis=2), np.stack([ring_x, ring_y, z1], axis=2)], axis=1
+    )  # (n, 10, 3): bottom ring, top ring
+    k = np.arange(TRUNK_SIDES)
+    nk = (k + 1) % TRUNK_SIDES
+    trunk_faces = np.concatenate(
+        [np.column_stack([k, nk, TRUNK_SIDES + nk]), np.column_stack([k, TRUNK_SIDES + nk,
+                                                                      TRUNK_SIDES + k])]
+    )  # fmt: skip
+    per = len(unit) + 2 * TRUNK_SIDES
+    xyz = np.concatenate([crown, trunk], axis=1).reshape(-1, 3)
+    local = np.concatenate([faces, trunk_faces + len(unit)])
+    tris = (np.arange(n)[:, None, None] * per + local[None]).reshape(-1, 3)
+    colour = np.empty((n, per, 4), dtype=np.uint8)
+    colour[:, : len(unit)] = np.asarray(crown_rgba, dtype=np.uint8)[:, None]
+    colour[:, len(unit) :] = (*TRUNK_RGB, 255)
+    feature = np.repeat(np.arange(n), per)
+    return Mesh(xyz, tris, np.zeros((len(xyz), 2)), feature, colour.reshape(-1, 4))

@@ -7,7 +7,7 @@ from twin.citytiles.writer import TilesetOptions, write_tileset_from_build
 
 TILES_DIR = "tiles"
 TILESET = f"{TILES_DIR}/tileset.json"
-STEP_VERSION = 9  # bump when the tileset the step writes changes
+STEP_VERSION = 10  # bump when the tileset the step writes changes
 
 
 def build_tileset(ctx: StepContext, options: TilesetOptions | None = None) -> None:
@@ -25,7 +25,7 @@ def tiles_step() -> Step:
         build_tileset,
         outputs=(TILES_DIR,),
         sources=("landcover",),  # for its class table (names -> ground colours), not its file
-        after=("terrain", "landcover", "streets", "buildings"),
+        after=("terrain", "landcover", "streets", "buildings", "trees"),
         version=STEP_VERSION,
-        doc="textured city as 3D Tiles 1.1 (terrain + buildings, LoD2 where given; GLB, quadtree LOD)",
+        doc="textured city as 3D Tiles 1.1 (terrain, buildings, trees; GLB, quadtree LOD)",
     )

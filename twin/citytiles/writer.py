@@ -15,6 +15,10 @@ Buildings with real surfaces (building_surfaces.npz, from LoD2 CityGML) are draw
 and roofs textured per face (see twin.citytiles.meshes.surface_meshes), ground surfaces left out, in
 parents in full. Other buildings are extruded from their footprints, simplified in parents.
 
+Trees (trees.gpkg) are low-poly crowns on trunks (twin.citytiles.meshes.tree_mesh) with vertex
+colours, in the leaf holding their point (trees make tiles split down to the leaf size as buildings
+do); parents keep the tallest within `parent_tree_triangles` (or `lod_ratio` of their children's).
+
 Without terrain (write_buildings_tileset) the tileset holds buildings alone: the quadtree covers their
 bounds, tiles without buildings are left out, and a parent that keeps none has no content.
 
@@ -24,10 +28,11 @@ float32 ever holds an ECEF coordinate (SUMO2Unity #24 shows what happens otherwi
 `region`s in radians with ellipsoidal heights (DHHN2016 + twin.geo.GEOID_HEIGHT_M).
 
 Buildings carry per-vertex feature ids (`EXT_mesh_features`, `_FEATURE_ID_0`) into a property table
-(`EXT_structural_metadata`) of id, height, use and base, plus function, roof_type, measured_height and
-storeys where buildings.gpkg has them (LoD2 sources; BUILDING_COLUMNS and LOD2_COLUMNS describe
-each). Optionally a 3D Tiles 1.0 variant with b3dm content and batch tables is written beside it for
-older viewers.
+(`EXT_structural_metadata`, class `building`) of id, height, use and base, plus function, roof_type,
+measured_height and storeys where buildings.gpkg has them (LoD2 sources; BUILDING_COLUMNS and
+LOD2_COLUMNS describe each); trees into a second table (class `tree`: TREE_COLUMNS). Optionally a
+3D Tiles 1.0 variant with b3dm content and batch tables (buildings only: trees are left out, as a
+b3dm has one batch table) is written beside it for older viewers.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +51,9 @@ import numpy as np
 import shapely
 
 from twin.city.buildings import SURFACES, read_buildings, read_surfaces
+from twin.city.vector import read_vector
 from twin.citytiles.meshes import (
-    ByBuilding,
+    ByFeature,
     Mesh,
     TerrainSampler,
     check_surfaces,
@@ -56,6 +62,8 @@ from twin.citytiles.meshes import (
     roof_mesh,
     surface_meshes,
     terrain_mesh,
+    tree_colours,
+    tree_mesh,
     triangles_per_building,
     vertex_normals,
     wall_mesh,
@@ -107,6 +115,13 @@ LOD2_COLUMNS = {
     "storeys": "storeys above ground (CityGML bldg:storeysAboveGround)",
 }
 NO_DATA = -1.0  # numeric LoD2 columns: the value where the source gives none
+TREE_COLUMNS = {
+    "id": "tree id in trees.gpkg (the pack's tree register)",
+    "species": "species, as the tree register names it",
+    "height": "tree height above ground, m",
+    "crown_diameter": "crown diameter, m",
+}
+TREES = "trees.gpkg"
 TILESET_B3DM_JSON = "tileset_b3dm.json"
 REGION_PAD_RAD = 1e-8  # about 6 cm: covers float32 rounding of positions relative to tile centres
 REGION_PAD_M = 0.05
@@ -126,6 +141,7 @@ class TilesetOptions:
     roof_px: int = 256  # roof atlas side in leaves
     parent_triangles: int = 50_000  # building triangles a parent may keep (at most its children's)
     lod_ratio: float = 0.3  # ... or this share of its children's building triangles, if more
+    parent_tree_triangles: int = 30_000  # the same for trees (tallest first)
     street_leaf_factor: int = 1  # leaves with streets only are this many leaf sizes wide
     open_leaf_factor: int = 4  # leaves over open land are this many leaf sizes wide
     ground_format: str = "jpeg"  # "jpeg" (like real orthophotos, ~5x smaller) or "png" (lossless)
@@ -166,6 +182,9 @@ class CityModel:
     buildings: dict[str, Any]  # geometry, id, height, use, base (+ LoD2 columns; buildings.gpkg)
     painter: GroundPainter | None
     surfaces: dict[str, np.ndarray] | None = None  # building_surfaces.npz (real walls and roofs)
+    trees: dict[str, Any] | None = (
+        None  # trees.gpkg: points, id, species, height, crown_diameter, base
+    )
 
 
 def load_city(
@@ -175,13 +194,18 @@ def load_city(
     classes: list[dict[str, Any]],
     seed: int = 0,
 ) -> CityModel:
-    """Read terrain.tif, landcover.tif, streets.gpkg and buildings.gpkg from a build folder."""
+    """Read terrain.tif, landcover.tif, streets.gpkg, buildings.gpkg and, where the build has them,
+    building_surfaces.npz and trees.gpkg from a build folder."""
     build_dir = Path(build_dir)
     for name in ("terrain.tif", "landcover.tif", "buildings.gpkg"):
         if not (build_dir / name).exists():
             raise DataError(f"{build_dir}: product {name} is missing; run `twin data build` first")
     b = read_buildings(build_dir / "buildings.gpkg")
     surfaces = read_surfaces(build_dir / SURFACES) if (build_dir / SURFACES).exists() else None
+    trees = None
+    if (build_dir / TREES).exists():
+        fields = [*TREE_COLUMNS, "base"]
+        trees = read_vector(build_dir / TREES, CRS_PLANAR, fields=fields, what="trees")
     return CityModel(
         extent=tuple(float(v) for v in extent),
         resolution=float(resolution),
@@ -189,6 +213,7 @@ def load_city(
         buildings=b,
         painter=ground_painter_from_build(build_dir, classes, seed),
         surfaces=surfaces,
+        trees=trees,
     )
 
 
@@ -198,9 +223,10 @@ class KeptContent:
 
     uri: str
     level: int
-    meshes: dict[str, Mesh]  # "terrain", "walls", "roofs"
+    meshes: dict[str, Mesh]  # "terrain", "walls", "roofs", "trees"
     images: dict[str, np.ndarray]  # "ground", "facade", "roof"
-    table: dict[str, list[Any]]  # property table columns ("id", "height", ...) per feature id
+    table: dict[str, list[Any]]  # building property table columns ("id", "height", ...)
+    tree_table: dict[str, list[Any]] = field(default_factory=dict)  # tree table columns
 
 
 @dataclass
@@ -214,6 +240,7 @@ class TilesetReport:
     triangles: int = 0
     triangles_by_level: list[int] = field(default_factory=list)
     buildings_by_level: list[int] = field(default_factory=list)
+    trees_by_level: list[int] = field(default_factory=list)
     bytes: int = 0
     texture_sizes: dict[str, list[int]] = field(default_factory=dict)
     seconds: float = 0.0
@@ -239,6 +266,8 @@ class _Node:
     building_triangles: int
     triangles: int
     ground: np.ndarray | None
+    tree_candidates: np.ndarray  # tree rows in the subtree
+    tree_triangles: int
 
 
 class _Writer:
@@ -279,7 +308,7 @@ class _Writer:
             options.seed, options.facade_width_px, options.facade_width_px // 4
         )
         self.roof = roof_atlas(options.seed, options.roof_px)
-        self.lod2: tuple[ByBuilding, ByBuilding] | None = None
+        self.lod2: tuple[ByFeature, ByFeature] | None = None
         self.has_lod2 = np.zeros(self.n_b, dtype=bool)
         if city.surfaces is not None and len(city.surfaces["tris"]):
             check_surfaces(city.surfaces, self.n_b, SURFACES)
@@ -288,31 +317,66 @@ class _Writer:
             )
             self.lod2 = (walls, roofs)
             self.has_lod2 = (walls.triangles() + roofs.triangles()) > 0
+        self._init_trees(city.trees)
         self._png_cache: dict[tuple[str, int], tuple[bytes, np.ndarray]] = {}
         self.report = TilesetReport(path=out)
         self.report.triangles_by_level = [0] * (self.depth + 1)
         self.report.buildings_by_level = [0] * (self.depth + 1)
+        self.report.trees_by_level = [0] * (self.depth + 1)
         self.report.texture_sizes = {
             "facade": list(self.facade.image.shape[1::-1]),
             "roof": list(self.roof.image.shape[1::-1]),
         }
         if city.painter is not None:
             self.report.texture_sizes["ground"] = [options.ground_px, options.ground_px]
-        self._leaf_buildings = self._assign_leaves()
+        on_footprint = np.zeros((0, 2))
+        if self.n_b:
+            on_footprint = shapely.get_coordinates(
+                shapely.point_on_surface(self.city.buildings["geometry"])
+            )
+        self._leaf_buildings = self._assign_leaves(on_footprint)
+        self._leaf_trees = self._assign_leaves(self.tree_xy)
         n = 2**self.depth
         counts = np.zeros((n, n), dtype=np.int64)
-        for (i, j), rows in self._leaf_buildings.items():
-            counts[i, j] = len(rows)
+        for leaves in (self._leaf_buildings, self._leaf_trees):
+            for (i, j), rows in leaves.items():
+                counts[i, j] += len(rows)
         self._count_sat = np.zeros((n + 1, n + 1), dtype=np.int64)
         self._count_sat[1:, 1:] = counts.cumsum(0).cumsum(1)
 
+    def _init_trees(self, trees: dict[str, Any] | None) -> None:
+        """Tree crowns of every tree (made once, taken per tile) and the tree table's columns."""
+        self.n_t = 0 if trees is None else len(trees["geometry"])
+        self.tree_xy = np.zeros((0, 2))
+        self.tree_height = np.zeros(0)
+        self.tree_meshes: ByFeature | None = None
+        self.tree_columns: dict[str, Any] = {}
+        if not self.n_t:
+            return
+        self.tree_xy = shapely.get_coordinates(trees["geometry"])
+        if len(self.tree_xy) != self.n_t:
+            raise DataError(f"{TREES}: every tree must be one point")
+        self.tree_height = np.asarray(trees["height"], dtype=np.float64)
+        ids = np.asarray(trees["id"], dtype=object).astype(str)
+        species = np.asarray(trees["species"], dtype=object).astype(str)
+        crown = np.asarray(trees["crown_diameter"], dtype=np.float64)
+        base = np.asarray(trees["base"], dtype=np.float64)
+        colours = tree_colours(species, ids, self.opt.seed)
+        mesh = tree_mesh(*self.tree_xy.T, base, self.tree_height, crown, colours)
+        self.tree_meshes = ByFeature.of(mesh, self.n_t)
+        self.tree_columns = {
+            "id": ids,
+            "species": species,
+            "height": self.tree_height,
+            "crown_diameter": crown,
+        }
+
     # -- quadtree ------------------------------------------------------------------------------
 
-    def _assign_leaves(self) -> dict[tuple[int, int], np.ndarray]:
-        """Each building goes to the leaf holding a point on its footprint."""
-        if self.n_b == 0:
+    def _assign_leaves(self, pts: np.ndarray) -> dict[tuple[int, int], np.ndarray]:
+        """Each point (a building's point on its footprint, a tree) goes to the leaf holding it."""
+        if len(pts) == 0:
             return {}
-        pts = shapely.get_coordinates(shapely.point_on_surface(self.city.buildings["geometry"]))
         n = 2**self.depth
         x0, y0, x1, y1 = self.city.extent
         # a building reaching over the extent's edge belongs to the leaf inside, at that edge
@@ -416,21 +480,39 @@ class _Writer:
     # -- contents ------------------------------------------------------------------------------
 
     def _leaf(self, level: int, ix: int, iy: int, r: tuple, clip: tuple) -> _Node | None:
-        rows = np.zeros(0, dtype=np.int64)
-        if level == self.depth:  # buildings always make their tile split down to the leaf size
+        rows = trows = np.zeros(0, dtype=np.int64)
+        if level == self.depth:  # buildings and trees make their tile split down to the leaf size
             rows = self._leaf_buildings.get((ix, iy), rows)
+            trows = self._leaf_trees.get((ix, iy), trows)
         walls, roofs = self._building_meshes(rows, 0.0)
         ground = None
         if self.city.painter is not None:
             ground = self.city.painter.render(r, self.opt.ground_px, self.opt.ground_px)
-        node = self._content(
-            level, ix, iy, self._terrain(level, r, clip), walls, roofs, rows, ground
-        )
+        terrain = self._terrain(level, r, clip)
+        trees = self._tree_mesh(trows)
+        node = self._content(level, ix, iy, terrain, walls, roofs, rows, ground, trees, trows)
         if node is None:
             return None
         node.error = 0.0
         node.candidates = rows
+        node.tree_candidates = trows
         return node
+
+    def _tree_mesh(self, rows: np.ndarray) -> Mesh:
+        if len(rows) == 0 or self.tree_meshes is None:
+            return Mesh.empty()
+        return self.tree_meshes.take(rows)
+
+    def _keep_trees(self, kids: list[_Node]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A parent's tree candidates, the tallest of them within its tree budget, the others."""
+        cand = np.sort(np.concatenate([k.tree_candidates for k in kids]))
+        if len(cand) == 0 or self.tree_meshes is None:
+            return cand, cand, cand
+        below = sum(k.tree_triangles for k in kids)
+        budget = min(below, max(self.opt.lod_ratio * below, self.opt.parent_tree_triangles))
+        order = cand[np.argsort(-self.tree_height[cand], kind="stable")]
+        fits = np.cumsum(self.tree_meshes.triangles()[order]) <= budget
+        return cand, np.sort(order[fits]), np.sort(order[~fits])
 
     def _terrain(self, level: int, r: tuple, clip: tuple) -> Mesh:
         if self.city.terrain is None:
@@ -464,13 +546,18 @@ class _Writer:
         roofs = roofs.select(kept_mask[roofs.feature])
         terrain = self._terrain(level, r, clip)
         ground = self._mosaic(children) if self.city.painter is not None else None
-        node = self._content(level, ix, iy, terrain, walls, roofs, keep, ground)
+        tcand, tkeep, tdropped = self._keep_trees(kids)
+        trees = self._tree_mesh(tkeep)
+        node = self._content(level, ix, iy, terrain, walls, roofs, keep, ground, trees, tkeep)
         if node is None:  # nothing kept and no terrain: a tile without content
             centre = np.mean([k.centre for k in kids], axis=0)
-            node = _Node({"geometricError": 0.0}, centre, kids[0].region, 0.0, keep, 0, 0, None)
+            empty = np.zeros(0, dtype=np.int64)
+            node = _Node({"geometricError": 0.0}, centre, kids[0].region, 0.0, keep, 0, 0, None,
+                         empty, 0)  # fmt: skip
             self.report.tiles += 1
         measured = max(
             float(self.height[dropped].max()) if len(dropped) else 0.0,
+            float(self.tree_height[tdropped].max()) if len(tdropped) else 0.0,
             simplify,
         )
         if self.city.terrain is not None:
@@ -482,6 +569,7 @@ class _Writer:
             )
         node.error = max(measured, 2.0 * max(k.error for k in kids))
         node.candidates = cand
+        node.tree_candidates = tcand
         node.region = _union_regions([node.region] + [k.region for k in kids])
         node.json["boundingVolume"] = {"region": [float(v) for v in node.region]}
         node.json["geometricError"] = node.error
@@ -562,9 +650,11 @@ class _Writer:
         roofs: Mesh,
         rows: np.ndarray,
         ground: np.ndarray | None,
+        trees: Mesh,
+        tree_rows: np.ndarray,
     ) -> _Node | None:
         """Write one tile's GLB (and b3dm); None when there is nothing to draw in it."""
-        parts = {"terrain": terrain, "walls": walls, "roofs": roofs}
+        parts = {"terrain": terrain, "walls": walls, "roofs": roofs, "trees": trees}
         parts = {k: m for k, m in parts.items() if m.n_triangles}
         if not parts:
             return None
@@ -586,6 +676,19 @@ class _Writer:
         )
         local_of = np.full(self.n_b, -1, dtype=np.int64)
         local_of[rows] = np.arange(len(rows))
+        tree_local = np.full(self.n_t, -1, dtype=np.int64)
+        tree_local[tree_rows] = np.arange(len(tree_rows))
+        tables: list[PropertyTable] = []
+        if len(rows):
+            columns = {k: _take(v, rows) for k, v in self.columns.items()}
+            tables.append(
+                PropertyTable("building", len(rows), columns, self.descriptions, _no_data(columns))
+            )
+        tree_table = None
+        if len(tree_rows):
+            tree_cols = {k: _take(v, tree_rows) for k, v in self.tree_columns.items()}
+            tree_table = PropertyTable("tree", len(tree_rows), tree_cols, TREE_COLUMNS)
+            tables.append(tree_table)
         materials: list[Material] = []
         images: list[bytes] = []
         kept_images: dict[str, np.ndarray] = {}
@@ -596,6 +699,20 @@ class _Writer:
             p_enu = enu[offset : offset + n]
             offset += n
             normals = vertex_normals(p_enu, mesh.tris)
+            if name == "trees":
+                prim = Primitive(
+                    positions=enu_to_gltf(p_enu - centre).astype(np.float32),
+                    indices=mesh.tris,
+                    material=len(materials),
+                    normals=enu_to_gltf(normals).astype(np.float32),
+                    colors=mesh.color,
+                    feature_ids=tree_local[mesh.feature],
+                    name=name,
+                    property_table=len(tables) - 1,
+                )
+                materials.append(Material("tree", roughness=0.95))
+                prims.append(prim)
+                continue
             if name == "terrain":
                 img = ground if ground is not None else np.full((8, 8, 3), 128, dtype=np.uint8)
                 if self.opt.ground_format == "png":
@@ -624,28 +741,16 @@ class _Writer:
                 prim.feature_ids = local_of[mesh.feature]
                 prim.colors = self.tints[mesh.feature]
             prims.append(prim)
-        columns = {k: _take(v, rows) for k, v in self.columns.items()}
-        table = PropertyTable("building", len(rows), columns, self.descriptions, _no_data(columns))
         uri = f"{self.opt.content_dir}/{level}/{ix}_{iy}.glb"
         path = self.out / uri
         path.parent.mkdir(parents=True, exist_ok=True)
-        has_table = len(rows) > 0
-        glb = encode_glb(prims, materials, images, properties=table if has_table else None)
+        glb = encode_glb(prims, materials, images, properties=tables)
         path.write_bytes(glb)
         if self.opt.b3dm:
-            glb10 = encode_glb(
-                prims,
-                materials,
-                images,
-                properties=table if has_table else None,
-                feature_mode="batchid",
-            )
-            batch = {k: _json_column(v) for k, v in columns.items()}
-            path.with_suffix(".b3dm").write_bytes(
-                encode_b3dm(glb10, batch if has_table else {}, len(rows))
-            )
+            self._write_b3dm(path.with_suffix(".b3dm"), prims, materials, images, tables, rows)
         tri = sum(m.n_triangles for m in parts.values())
         btri = walls.n_triangles + roofs.n_triangles
+        self.report.trees_by_level[level] += len(tree_rows)
         self.report.tiles += 1
         self.report.contents += 1
         self.report.triangles += tri
@@ -658,14 +763,38 @@ class _Writer:
                 level,
                 parts,
                 kept_images,
-                {k: list(v) for k, v in table.columns.items()},
+                {k: list(_take(v, rows)) for k, v in self.columns.items()},
+                {k: list(v) for k, v in tree_table.columns.items()} if tree_table else {},
             )
         tile = {
             "boundingVolume": {"region": [float(v) for v in region]},
             "geometricError": 0.0,
             "content": {"uri": uri},
         }
-        return _Node(tile, centre, region, 0.0, rows, btri, tri, ground)
+        tree_tri = trees.n_triangles
+        return _Node(tile, centre, region, 0.0, rows, btri, tri, ground, tree_rows, tree_tri)
+
+    def _write_b3dm(
+        self,
+        path: Path,
+        prims: list[Primitive],
+        materials: list[Material],
+        images: list[bytes],
+        tables: list[PropertyTable],
+        rows: np.ndarray,
+    ) -> None:
+        """The 3D Tiles 1.0 content: the GLB with _BATCHID and the building table as batch table.
+        Trees are left out (a b3dm has one batch table); a tile of trees alone keeps them, without
+        feature ids."""
+        kept = [p for p in prims if p.name != "trees"]
+        if kept:  # the tree material is the last one: the others keep their indices
+            materials = [m for m in materials if m.name != "tree"]
+        else:
+            kept = [replace(p, feature_ids=None) for p in prims]
+        buildings = tables[:1] if len(rows) else []
+        glb10 = encode_glb(kept, materials, images, properties=buildings, feature_mode="batchid")
+        batch = {k: _json_column(v) for k, v in buildings[0].columns.items()} if buildings else {}
+        path.write_bytes(encode_b3dm(glb10, batch, len(rows)))
 
 
 def _building_columns(b: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:

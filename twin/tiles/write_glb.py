@@ -3,13 +3,15 @@
 Written by hand rather than through pygltflib: the buffers are numpy arrays laid end to end, and the JSON
 is a few dicts, so this keeps every byte (alignment, accessor bounds, extension layout) explicit and costs
 no per-object Python work. Feature ids go out either as `EXT_mesh_features` + `EXT_structural_metadata`
-(3D Tiles 1.1) or as `_BATCHID` with a batch table (b3dm, 3D Tiles 1.0).
+(3D Tiles 1.1; several property tables, one class each, each primitive's ids naming its table) or as
+`_BATCHID` with a batch table (b3dm, 3D Tiles 1.0: the first table only).
 """
 
 from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +56,7 @@ class Primitive:
     colors: np.ndarray | None = None  # (N, 4) uint8
     feature_ids: np.ndarray | None = None  # (N,) ints into the property table
     name: str = ""
+    property_table: int = 0  # which of the GLB's property tables the feature ids index
 
 
 @dataclass
@@ -131,19 +134,26 @@ def encode_glb(
     materials: list[Material],
     images: list[bytes],
     *,
-    properties: PropertyTable | None = None,
+    properties: PropertyTable | Sequence[PropertyTable] | None = None,
     feature_mode: str = "ext",
     translation: tuple[float, float, float] | None = None,
     extras: dict[str, Any] | None = None,
 ) -> bytes:
     """One GLB with a single node and mesh holding `primitives`.
 
-    feature_mode "ext": feature ids as `_FEATURE_ID_0` + `EXT_mesh_features`, properties as an
-    `EXT_structural_metadata` property table; "batchid": feature ids as `_BATCHID` (for b3dm), no
+    feature_mode "ext": feature ids as `_FEATURE_ID_0` + `EXT_mesh_features`, properties as
+    `EXT_structural_metadata` property tables (a primitive's ids index `properties[p.property_table]`);
+    "batchid": feature ids as `_BATCHID` (for b3dm) of the primitives of the first table only, no
     metadata extensions (the properties then belong in the b3dm batch table).
     """
     if feature_mode not in ("ext", "batchid"):
         raise ValueError(f"feature_mode must be 'ext' or 'batchid', got {feature_mode!r}")
+    if properties is None:
+        tables: list[PropertyTable] = []
+    elif isinstance(properties, PropertyTable):
+        tables = [properties]
+    else:
+        tables = list(properties)
     b = _Builder()
     gl_prims = []
     uses_features = False
@@ -159,7 +169,9 @@ def encode_glb(
                 p.colors, "VEC4", UNSIGNED_BYTE, ARRAY_BUFFER, normalized=True
             )
         prim: dict[str, Any] = {"attributes": attrs, "mode": 4}
-        if p.feature_ids is not None and properties is not None:
+        ti = p.property_table
+        has_table = 0 <= ti < len(tables) and (feature_mode == "ext" or ti == 0)
+        if p.feature_ids is not None and has_table:
             uses_features = True
             fid = np.asarray(p.feature_ids, dtype=np.float32)  # exact for ids below 2**24
             name = "_FEATURE_ID_0" if feature_mode == "ext" else "_BATCHID"
@@ -169,9 +181,9 @@ def encode_glb(
                     "EXT_mesh_features": {
                         "featureIds": [
                             {
-                                "featureCount": int(properties.count),
+                                "featureCount": int(tables[ti].count),
                                 "attribute": 0,
-                                "propertyTable": 0,
+                                "propertyTable": ti,
                             }
                         ]
                     }
@@ -201,8 +213,8 @@ def encode_glb(
             {"bufferView": b.view(img, None), "mimeType": _mime(img)} for img in images
         ]
     used = []
-    if uses_features and feature_mode == "ext" and properties is not None:
-        gltf["extensions"] = {"EXT_structural_metadata": _metadata(b, properties)}
+    if uses_features and feature_mode == "ext":
+        gltf["extensions"] = {"EXT_structural_metadata": _metadata(b, tables)}
         used = ["EXT_mesh_features", "EXT_structural_metadata"]
     if used:
         gltf["extensionsUsed"] = used
@@ -247,8 +259,21 @@ def _materials(
     return mats, textures, samplers
 
 
-def _metadata(b: _Builder, table: PropertyTable) -> dict[str, Any]:
-    """EXT_structural_metadata: an embedded schema with one class and its property table."""
+def _metadata(b: _Builder, tables: list[PropertyTable]) -> dict[str, Any]:
+    """EXT_structural_metadata: an embedded schema with one class per property table."""
+    names = [t.class_name for t in tables]
+    if len(set(names)) != len(names):
+        raise ValueError(f"property tables need distinct class names, got {names}")
+    classes, out = {}, []
+    for table in tables:
+        schema, props = _table(b, table)
+        classes[table.class_name] = {"properties": schema}
+        out.append({"class": table.class_name, "count": int(table.count), "properties": props})
+    return {"schema": {"id": "krefeld_twin", "classes": classes}, "propertyTables": out}
+
+
+def _table(b: _Builder, table: PropertyTable) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One class's property schema and its property table's buffer views."""
     props_schema: dict[str, Any] = {}
     props_table: dict[str, Any] = {}
     for name, values in table.columns.items():
@@ -275,15 +300,7 @@ def _metadata(b: _Builder, table: PropertyTable) -> dict[str, Any]:
             props_schema[name]["description"] = desc
         if name in table.no_data:
             props_schema[name]["noData"] = float(table.no_data[name])
-    return {
-        "schema": {
-            "id": "krefeld_twin",
-            "classes": {table.class_name: {"properties": props_schema}},
-        },
-        "propertyTables": [
-            {"class": table.class_name, "count": int(table.count), "properties": props_table}
-        ],
-    }
+    return props_schema, props_table
 
 
 def _glb(gltf: dict[str, Any], blob: bytes) -> bytes:
