@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from twin.city.pack import DataPack
+from twin.city.pack import DataPack, Layer
 from twin.errors import TwinError
 from twin.progress import Progress, as_progress
 
@@ -104,6 +104,31 @@ def _file_record(path: Path, known: dict[str, Any] | None) -> dict[str, Any]:
     return {"sha256": _sha256(path), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
+def _layer_record(layer: Layer, known: dict[str, Any] | None) -> dict[str, Any]:
+    """The record of a source layer: that of its file, or, for a layer of several files (CityGML
+    tiles from a folder or glob), a hash over exactly those files' names and contents (`files`
+    keeps each file's record so an unchanged file is not hashed again)."""
+    files = layer.files()
+    if not files:
+        raise BuildError(f"layer '{layer.name}': no file at {layer.path}")
+    if files == [layer.path]:
+        return _file_record(layer.path, known)
+    root = Path(os.path.commonpath([f.parent for f in files]))
+    old = (known or {}).get("files", {})
+    each = {f.relative_to(root).as_posix(): f for f in files}
+    recs = {name: _file_record(f, old.get(name)) for name, f in each.items()}
+    h = hashlib.sha256()
+    for name, rec in recs.items():
+        h.update(name.encode())
+        h.update(rec["sha256"].encode())
+    return {
+        "sha256": h.hexdigest(),
+        "bytes": sum(r["bytes"] for r in recs.values()),
+        "mtime_ns": max(r["mtime_ns"] for r in recs.values()),
+        "files": recs,
+    }
+
+
 def _key(payload: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -179,7 +204,7 @@ def run_build(
         if name not in pack.layers:
             continue  # an optional layer this pack does not have: the step sees it absent
         layer = pack.layers[name]
-        rec = _file_record(layer.path, old_sources.get(name))
+        rec = _layer_record(layer, old_sources.get(name))
         sources[name] = {"path": str(layer.path), "status": layer.status, **rec}
     manifest["pack"] = {"name": pack.name, "file": str(pack.file), "extent": list(pack.extent)}
     manifest["sources"] = {**old_sources, **sources}

@@ -27,8 +27,12 @@ SURFACE_KINDS = {"wall": 0, "roof": 1, "ground": 2, "other": 3}
 
 
 def build_buildings(ctx: StepContext) -> None:
-    """buildings.gpkg: footprints in EPSG:25832 with id, height, use, base (ground height, m DHHN2016)."""
+    """buildings.gpkg: footprints in EPSG:25832 with id, height, use, base (ground height, m DHHN2016),
+    area; from CityGML also the LoD2 columns and the surfaces (building_surfaces.npz)."""
     layer = ctx.pack.layers["buildings"]
+    if layer.format == "citygml":
+        _build_lod2(ctx)
+        return
     idf, hf, uf = (layer.options[k] for k in ("id_field", "height_field", "use_field"))
     v = read_vector(layer.path, ctx.pack.crs, fields=[idf, hf, uf], what="buildings")
     geoms = shapely.make_valid(
@@ -74,6 +78,28 @@ def build_buildings(ctx: StepContext) -> None:
         np.zeros(0, dtype=np.int64),
         np.zeros(0, dtype=np.uint8),
     )
+
+
+def _build_lod2(ctx: StepContext) -> None:
+    """The buildings step for CityGML tiles: every building whose footprint meets the extent, its
+    base and height from its own surfaces (see twin.city.citygml). Problems are reported through
+    the progress; only a source without any readable building in the extent fails the step."""
+    from twin.city.citygml import read_citygml  # lxml is needed only for CityGML sources
+
+    layer = ctx.pack.layers["buildings"]
+    b = read_citygml(layer.files(), ctx.pack.crs, extent=ctx.pack.extent, progress=ctx.progress)
+    for line in b.problems:
+        ctx.progress(line)
+    if len(b) == 0:
+        why = f"; {len(b.problems)} problems, the first: {b.problems[0]}" if b.problems else ""
+        raise DataError(
+            f"{layer.path}: no building read from {len(b.files)} CityGML file(s) lies in the "
+            f"pack extent {list(ctx.pack.extent)}{why}"
+        )
+    table = b.table()
+    geoms = table.pop("geometry")
+    write_gpkg(ctx.out("buildings.gpkg"), "buildings", ctx.pack.crs, geoms, table)
+    write_surfaces(ctx.out(SURFACES), b.xyz, b.tris, b.building, b.kind)
 
 
 def write_surfaces(
