@@ -1,4 +1,4 @@
-"""`twin data build|info` and `twin demo`: the commands of what the app wires together (thin)."""
+"""`twin data build|info|citygml` and `twin demo`: the commands of what the app wires together (thin)."""
 
 from __future__ import annotations
 
@@ -51,6 +51,22 @@ def cmd_data_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_citygml(args: argparse.Namespace) -> int:
+    """Convert LoD2 CityGML tiles to buildings.gpkg and a 3D Tiles tileset."""
+    from twin.app.citygml import convert_citygml
+    from twin.progress import console_progress
+
+    with console_progress("citygml", unit="files") as progress:
+        c = convert_citygml(args.files, args.out, args.crs, progress=progress)
+    for line in c.problems:
+        print(f"problem: {line}")
+    print(
+        f"{c.buildings:,} buildings from {c.files} file(s), {c.triangles:,} triangles "
+        f"({len(c.problems)} problems) -> {c.gpkg}, {c.tileset_json} ({c.tileset.summary()})"
+    )
+    return 0
+
+
 def add_commands(subparsers: argparse._SubParsersAction, run: RunCommand) -> None:
     """Add `twin data ...` and `twin demo`; `run` runs another `twin` command line (for the demo)."""
     data = subparsers.add_parser("data", help="build and inspect the city's data products")
@@ -66,6 +82,14 @@ def add_commands(subparsers: argparse._SubParsersAction, run: RunCommand) -> Non
     add_pack_args(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_data_info)
+    p = dsub.add_parser(
+        "citygml", help="convert LoD2 CityGML tiles to buildings.gpkg and a 3D Tiles tileset"
+    )
+    p.add_argument("files", nargs="+", help="CityGML files, folders of them or globs")
+    p.add_argument("-o", "--out", type=Path, required=True, help="output folder")
+    p.add_argument("--crs", default="EPSG:25832", choices=("EPSG:25832",),
+                   help="CRS of the tiles and the outputs (default EPSG:25832)")  # fmt: skip
+    p.set_defaults(func=cmd_data_citygml)
 
     def cmd_demo(args: argparse.Namespace) -> int:
         """Build the data products, then show each part of the twin at work on them."""
