@@ -31,7 +31,6 @@ from twin.city.pack import load_pack
 from twin.city.steps import city_steps
 from twin.errors import ConfigError, DataError
 
-
 LOD2 = SHARED_DATA / "nrw-lod2"
 TILES = sorted(LOD2.glob("*.gml")) if LOD2.is_dir() else []
 SMALL = LOD2 / "LoD2_32_333_5725_1_NW.gml"  # 39 buildings, 1.4 MB
