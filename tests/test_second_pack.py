@@ -134,3 +134,20 @@ def test_traffic_scenario_runs_on_the_second_pack(second: dict[str, Path]) -> No
     assert kpi[("baseline", "trips_completed")] > 0
     # the B1 buses run; priority on the Ringallee signals does not make them slower
     assert kpi[("bus-priority", "delay_mean_bus")] <= kpi[("baseline", "delay_mean_bus")]
+
+
+def test_a_changed_tile_of_the_vrt_rebuilds_the_terrain(second: dict[str, Path]) -> None:
+    tile = second["pack"].parent / "dgm" / "dgm_1.tif"
+    with rasterio.open(tile, "r+") as dst:
+        z = dst.read(1)
+        dst.write(z + 1.0, 1)  # the eastern tile one metre higher; the .vrt is unchanged
+    out = _twin(
+        "data", "build", "--pack", str(second["pack"]), "--only", "terrain",
+        "--build-dir", str(second["root"] / "build"), cwd=second["root"],
+    )  # fmt: skip
+    assert re.search(r"built\s+\S+ s\s+terrain", out), out
+    with rasterio.open(second["build"] / "terrain.tif") as src:
+        east = src.read(1)[:, -5]
+    np.testing.assert_allclose(
+        east, GROUND_M + 1.0 + 0.001 * (337000.0 - 25.0 - 333000.0), atol=0.05
+    )

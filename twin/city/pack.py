@@ -118,6 +118,8 @@ def source_files(path: Path, fmt: str) -> list[Path]:
     """The files a layer path stands for, sorted: the file itself; for the citygml format also
     every *.gml, *.xml, *.gml.gz in a folder (not its sub-folders) or matching a glob pattern.
     Empty when there is none."""
+    if fmt == "raster" and path.suffix.lower() == ".vrt" and path.is_file():
+        return [path, *_vrt_sources(path)]
     if fmt != "citygml" or path.is_file():
         return [path] if path.exists() else []
     if path.is_dir():
@@ -127,6 +129,24 @@ def source_files(path: Path, fmt: str) -> list[Path]:
     else:
         return []
     return sorted(p for p in candidates if p.name.lower().endswith(CITYGML_SUFFIXES))
+
+
+def _vrt_sources(vrt: Path) -> list[Path]:
+    """The existing files a GDAL VRT reads (its SourceFilename elements), so that a changed tile of a
+    terrain mosaic rebuilds what depends on it although the .vrt itself is unchanged."""
+    import xml.etree.ElementTree as ET
+
+    try:
+        root = ET.parse(vrt).getroot()
+    except (ET.ParseError, OSError):
+        return []  # GDAL reports an unreadable VRT when the step opens it
+    found = set()
+    for el in root.iter("SourceFilename"):
+        name = (el.text or "").strip()
+        file = vrt.parent / name if el.get("relativeToVRT") == "1" else Path(name)
+        if file.is_file():
+            found.add(file)
+    return sorted(found)
 
 
 @dataclass(frozen=True)
