@@ -403,7 +403,7 @@ def transit_lines(
     if ours:
         source = "the net's route relations"
         for ln in ours:
-            catalogue.setdefault(ln["ref"], []).append(dict(ln))
+            catalogue.setdefault(ln["ref"], []).append({**ln, "name": ln["name"] or ln["ref"]})
     else:
         source = "the fallback line table (twin.traffic.demand.DEFAULT_LINES)"
         wanted = {ln["ref"] for ln in spec.get("lines") or [] if not ln.get("stops")}
