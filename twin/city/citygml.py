@@ -1,18 +1,19 @@
 """Streaming reader of CityGML 1.0 / 2.0 building models (LoD2): footprints, attributes and the
 triangulated surfaces of every bldg:Building, one tile after the other in bounded memory.
 
-A city's LoD2 model is hundreds of 1 km tiles of tens of MB (Geobasis NRW: `LoD2_32_EEE_NNNN_1_NW.gml`),
-so each file is parsed with lxml's iterparse one `core:cityObjectMember` at a time and every member is
-cleared once read. Each bldg:Building becomes one row, its bldg:BuildingParts merged into it: its
-polygons come from the boundary surfaces (Wall/Roof/Ground/Closure/... with their semantics) and from
-lod2Solid / lod2MultiSurface (`xlink:href="#id"` resolved inside the building; polygons there without
-semantics are "other" unless a semantic surface names them). Each planar polygon is projected onto its
-Newell-normal plane and triangulated there by GEOS (shapely.constrained_delaunay_triangles, holes
-kept), the triangles mapped back to the polygon's own 3D vertices, so its area is kept; GEOS refuses
-invalid (self-intersecting) rings, and those go to earcut (mapbox_earcut) instead.
+A city's LoD2 model is hundreds of 1 km tiles of tens of MB (Geobasis NRW:
+`LoD2_32_EEE_NNNN_1_NW.gml`), so each file is parsed with lxml's iterparse one
+`core:cityObjectMember` at a time and every member is cleared once read. Each bldg:Building becomes
+one row, its bldg:BuildingParts merged into it: its polygons come from the boundary surfaces
+(Wall/Roof/Ground/Closure/... with their semantics) and from lod2Solid / lod2MultiSurface
+(`xlink:href="#id"` resolved inside the building; polygons there without semantics are "other"
+unless a semantic surface names them). Each planar polygon is projected onto its Newell-normal plane
+and triangulated there by GEOS (shapely.constrained_delaunay_triangles, holes kept, batched over
+many polygons), the triangles mapped back to the polygon's own 3D vertices, so its area is kept;
+GEOS refuses invalid (self-intersecting) rings, and those go to earcut (mapbox_earcut) instead.
 
-A malformed building is reported ("<file>: building <gml_id>: <problem>") and left out, the rest of the
-tile kept; a truncated or unparseable file keeps the buildings read before the error.
+A malformed building is reported ("<file>: building <gml_id>: <problem>") and left out, the rest of
+the tile kept; a truncated or unparseable file keeps the buildings read before the error.
 """
 
 from __future__ import annotations
@@ -74,11 +75,7 @@ ALKIS_USES = (
     (2440, 2449, "port"),  # Schiffsverkehr: Werft, Dock, Schleuse, Bootshaus
     (2000, 2099, "commercial"),  # Handel, Büro, Bank, Hotel, Gaststätte, Freizeit
     (2400, 2499, "commercial"),  # Verkehr: Bahnhof, Busbahnhof, Parkhaus, Garage
-    (
-        2100,
-        2999,
-        "industrial",
-    ),  # Produktion, Werkstatt, Lager, Versorgung, Entsorgung, Landwirtschaft
+    (2100, 2999, "industrial"),  # Produktion, Werkstatt, Lager, Versorgung, Landwirtschaft
     (3000, 3999, "civic"),  # öffentliche Zwecke: Verwaltung, Schule, Kultur, Kirche, Sport
 )
 # Other ALKIS object types stored as bldg:Building: 51002_xxxx (Bauwerk oder Anlage für Industrie
@@ -99,8 +96,9 @@ def function_use(function: str) -> str:
 
 
 def srs_accepted(srs: str, crs: str = "EPSG:25832") -> bool:
-    """Whether a CityGML srsName is the pack CRS EPSG:25832 (ETRS89 / UTM 32N, any height system):
-    `EPSG:25832`, `urn:ogc:def:crs:EPSG::25832`, compound forms, AdV `urn:adv:crs:ETRS89_UTM32*...`."""
+    """Whether a CityGML srsName is the pack CRS EPSG:25832 (ETRS89 / UTM 32N, any height
+    system): `EPSG:25832`, `urn:ogc:def:crs:EPSG::25832`, compound forms with 25832, and AdV's
+    `urn:adv:crs:ETRS89_UTM32*...`."""
     if crs != "EPSG:25832":
         raise DataError(f"CityGML: CRS {crs}; the reader supports EPSG:25832 only")
     s = srs.strip().lower()
@@ -113,9 +111,10 @@ def srs_accepted(srs: str, crs: str = "EPSG:25832") -> bool:
 class LoD2Buildings:
     """Buildings of CityGML tiles: per-building columns (row i = building i) and a triangle soup.
 
-    Strings are "" and numbers NaN where a file gives none. `areas[i, k]` is the Newell area (m²) of
-    building i's polygons of SURFACE_KINDS value k; the triangles of that building and kind add up to
-    it. xyz/tris/building/kind are the columns of building_surfaces.npz (twin.city.buildings)."""
+    Strings are "" and numbers NaN where a file gives none. `areas[i, k]` is the Newell area (m²)
+    of building i's polygons of SURFACE_KINDS value k; the triangles of that building and kind add
+    up to it. xyz/tris/building/kind are the columns of building_surfaces.npz (see
+    twin.city.buildings)."""
 
     id: np.ndarray  # gml:id of the bldg:Building
     function: np.ndarray  # bldg:function code, e.g. "31001_2463"
@@ -358,8 +357,8 @@ def _lod2_polygons(b: etree._Element) -> dict[etree._Element, int | None]:
     """The building's LoD2 polygons, each once, in document order, with their kinds (None: other).
 
     A polygon counts when it lies inside LoD2 geometry (bldg:lod2Solid, lod2MultiSurface,
-    lod2Geometry of the building, its parts or its surfaces) or an LoD2 xlink:href names it; its kind
-    is that of its own boundary surface, else that of a surface whose href names it.
+    lod2Geometry of the building, its parts or its surfaces) or an LoD2 xlink:href names it; its
+    kind is that of its own boundary surface, else that of a surface whose href names it.
     """
     kinds: dict[etree._Element, int | None] = {}
     hrefs: list[tuple[str, int | None]] = []
@@ -494,7 +493,8 @@ def _merge(own: _Props, parts: list[_Props]) -> _Props:
     tallest = max(parts, key=lambda p: -math.inf if math.isnan(p.measured_height)
                   else p.measured_height)  # fmt: skip
     out = _Props(
-        function=own.function or tallest.function or next((p.function for p in parts if p.function), ""),
+        function=own.function or tallest.function
+        or next((p.function for p in parts if p.function), ""),
         roof_type=own.roof_type or tallest.roof_type,
         measured_height=own.measured_height if not math.isnan(own.measured_height)
         else tallest.measured_height,

@@ -110,7 +110,7 @@ class Layer:
     options: dict[str, Any] = field(default_factory=dict)
 
     def files(self) -> list[Path]:
-        """The files the layer reads: its path, or for CityGML the tiles its folder or glob holds."""
+        """The files the layer reads: its path, or for CityGML the tiles in its folder or glob."""
         return source_files(self.path, self.format)
 
 
