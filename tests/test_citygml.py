@@ -421,3 +421,86 @@ def test_twin_data_citygml(tmp_path: Path, capsys):
     assert info["version"] == "1.1" and info["problems"] == [] and info["triangles"] > 8000
     assert main(["data", "citygml", str(tmp_path / "nothing"), "-o", str(out)]) == 1
     assert "no CityGML file" in capsys.readouterr().err
+
+
+# --- CityGML 2.0, inline solids, parts, holes ---------------------------------------------------
+
+CITYGML2 = """<?xml version="1.0" encoding="UTF-8"?>
+<core:CityModel xmlns:core="http://www.opengis.net/citygml/2.0"
+    xmlns:bldg="http://www.opengis.net/citygml/building/2.0"
+    xmlns:gen="http://www.opengis.net/citygml/generics/2.0"
+    xmlns:gml="http://www.opengis.net/gml" xmlns:xlink="http://www.w3.org/1999/xlink">
+  <gml:boundedBy><gml:Envelope srsName="urn:ogc:def:crs:EPSG::25832" srsDimension="3">
+    <gml:lowerCorner>330000 5689000 30</gml:lowerCorner>
+    <gml:upperCorner>331000 5690000 60</gml:upperCorner></gml:Envelope></gml:boundedBy>
+  <core:cityObjectMember><bldg:Building gml:id="B2">
+    <gen:intAttribute name="floors"><gen:value>3</gen:value></gen:intAttribute>
+    <gen:doubleAttribute name="volume"><gen:value>512.5</gen:value></gen:doubleAttribute>
+    <bldg:function>31001_2020</bldg:function>
+    <bldg:storeysAboveGround>3</bldg:storeysAboveGround>
+    <bldg:lod2Solid><gml:Solid><gml:exterior><gml:CompositeSurface>
+      {cube}
+    </gml:CompositeSurface></gml:exterior></gml:Solid></bldg:lod2Solid>
+    <bldg:boundedBy><bldg:WallSurface gml:id="W1"><bldg:lod2MultiSurface><gml:MultiSurface>
+      <gml:surfaceMember xlink:href="#south"/>
+    </gml:MultiSurface></bldg:lod2MultiSurface></bldg:WallSurface></bldg:boundedBy>
+    <bldg:consistsOfBuildingPart><bldg:BuildingPart gml:id="B2-part">
+      <bldg:roofType>1000</bldg:roofType>
+      <bldg:measuredHeight uom="m">10.0</bldg:measuredHeight>
+      <bldg:boundedBy><bldg:RoofSurface><bldg:lod2MultiSurface><gml:MultiSurface>
+        <gml:surfaceMember><gml:Polygon>
+          <gml:exterior><gml:LinearRing>{court}</gml:LinearRing></gml:exterior>
+          <gml:interior><gml:LinearRing>{hole}</gml:LinearRing></gml:interior>
+        </gml:Polygon></gml:surfaceMember>
+      </gml:MultiSurface></bldg:lod2MultiSurface></bldg:RoofSurface></bldg:boundedBy>
+    </bldg:BuildingPart></bldg:consistsOfBuildingPart>
+  </bldg:Building></core:cityObjectMember>
+  <core:cityObjectMember><bldg:Building gml:id="NOGEOM">
+    <bldg:function>31001_1000</bldg:function>
+  </bldg:Building></core:cityObjectMember>
+</core:CityModel>
+"""
+
+
+def _pos(points) -> str:
+    return "".join(f"<gml:pos>{x} {y} {z}</gml:pos>" for x, y, z in [*points, points[0]])
+
+
+def test_citygml2_inline_solid_parts_and_holes(tmp_path: Path):
+    """Inline lod2Solid polygons count as other unless a semantic surface names them (here the
+    south wall); a part's roof with a courtyard hole; gen attributes typed; parts merged."""
+    x0, y0, z0 = 330100.0, 5689100.0, 35.0
+    c = [(x0 + dx, y0 + dy, z0 + dz) for dz in (0, 10) for dy in (0, 8) for dx in (0, 8)]
+    faces = {  # corners: index = dx/8 + 2 dy/8 + 4 dz/10, each face counter-clockwise outside
+        "bottom": (0, 2, 3, 1), "south": (0, 1, 5, 4), "east": (1, 3, 7, 5),
+        "north": (3, 2, 6, 7), "west": (2, 0, 4, 6), "top": (4, 5, 7, 6),
+    }  # fmt: skip
+    cube = "".join(
+        f'<gml:surfaceMember><gml:Polygon gml:id="{name}"><gml:exterior><gml:LinearRing>'
+        f"{_pos([c[i] for i in idx])}</gml:LinearRing></gml:exterior></gml:Polygon>"
+        "</gml:surfaceMember>"
+        for name, idx in faces.items()
+    )
+    court = _pos([(x0, y0 + 20, 45.0), (x0 + 10, y0 + 20, 45.0), (x0 + 10, y0 + 30, 45.0),
+                  (x0, y0 + 30, 45.0)])  # fmt: skip
+    hole = _pos([(x0 + 4, y0 + 24, 45.0), (x0 + 4, y0 + 26, 45.0), (x0 + 6, y0 + 26, 45.0),
+                 (x0 + 6, y0 + 24, 45.0)])  # fmt: skip
+    path = tmp_path / "v2.gml"
+    path.write_text(CITYGML2.format(cube=cube, court=court, hole=hole), encoding="utf-8")
+    b = read_citygml(path)
+    assert list(b.id) == ["B2"]
+    assert b.problems == [f"{path}: building NOGEOM: no LoD2 geometry (no polygon in lod2Solid, "
+                          "lod2MultiSurface or its surfaces)"]  # fmt: skip
+    assert b.function[0] == "31001_2020" and b.use[0] == "commercial"
+    assert b.roof_type[0] == "1000" and b.measured_height[0] == 10.0 and b.storeys[0] == 3
+    assert json.loads(b.attributes[0]) == {"floors": 3, "volume": 512.5}
+    areas = dict(zip(SURFACE_KINDS, b.areas[0], strict=True))
+    assert areas == pytest.approx({"wall": 80.0, "roof": 96.0, "ground": 0.0, "other": 368.0})
+    a = b.xyz[b.tris]
+    tri = 0.5 * np.linalg.norm(np.cross(a[:, 1] - a[:, 0], a[:, 2] - a[:, 0]), axis=1)
+    by_kind = np.bincount(b.kind, tri, minlength=len(SURFACE_KINDS))
+    assert by_kind == pytest.approx(b.areas[0])
+    # no ground surface: the footprint is the union of all polygons seen from above, the base
+    # the lowest point of all
+    assert b.footprint[0].area == pytest.approx(64.0 + 96.0)
+    assert b.base[0] == z0 and b.top[0] == 45.0
