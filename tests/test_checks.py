@@ -206,6 +206,13 @@ TRAFFIC_CASES = {
         "'variants.enforced-80.controllers[0]'",
         ["'compliance'", "1.5"],
     ),
+    "unknown-line": (
+        PRIORITY,
+        '{ ref = "041", headway_min = 7.5 }',
+        '{ ref = "0411", headway_min = 7.5 }',
+        "'demand.transit.lines[0].ref'",
+        ["unknown line '0411'", "did you mean '041'"],
+    ),
     "unknown-gate": (
         "virtual-barrier.toml",
         "compliance = 0.0",
@@ -219,14 +226,24 @@ TRAFFIC_CASES = {
 @pytest.fixture(scope="module")
 def net_index(krefeld_build: Path):
     """What the built Krefeld net lets a scenario name, as `twin traffic check` reads it."""
-    from twin.traffic.demand import read_stops
-    from twin.traffic.network import FACTS_FILE, NET_FILE, PTSTOPS_FILE, NetworkFacts, read_net
+    from twin.traffic.demand import read_lines, read_stops
+    from twin.traffic.network import (
+        FACTS_FILE,
+        NET_FILE,
+        PTLINES_FILE,
+        PTSTOPS_FILE,
+        NetworkFacts,
+        read_net,
+    )
     from twin.traffic.scenario import net_index as index_of
 
     facts = NetworkFacts.from_json(krefeld_build / FACTS_FILE)
     stops = {k: [s["id"] for s in v] for k, v in read_stops(krefeld_build / PTSTOPS_FILE).items()}
     return index_of(
-        read_net(krefeld_build / NET_FILE), gates=[g.name for g in facts.gates], stops=stops
+        read_net(krefeld_build / NET_FILE),
+        gates=[g.name for g in facts.gates],
+        stops=stops,
+        lines=read_lines(krefeld_build / PTLINES_FILE),
     )
 
 

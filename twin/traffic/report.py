@@ -115,6 +115,8 @@ def _plot_kpi(
     )
     for x, v in zip(xs, present, strict=True):
         vals = list(per_variant[v]["values"].values())
+        if not vals:
+            continue  # no seed of this variant has a value (e.g. no bus finished in a short run)
         jitter = np.linspace(-0.15, 0.15, len(vals)) if len(vals) > 1 else [0.0]
         ax.scatter(x + np.asarray(jitter), vals, color="black", s=12, zorder=3)
     ax.set_xticks(xs, [labels.get(v, v) for v in present], rotation=15, ha="right", fontsize=8)

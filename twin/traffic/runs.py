@@ -41,6 +41,7 @@ from twin.traffic.demand import build_demand, demand_key
 from twin.traffic.network import (
     FACTS_FILE,
     NET_FILE,
+    PTLINES_FILE,
     PTSTOPS_FILE,
     NetworkFacts,
     read_net,
@@ -192,6 +193,7 @@ def _plan_run(
         facts_file = stops_file = None
         facts = None
         stops: dict[str, list[str]] = {}
+        lines = None  # an existing SUMO config's lines are its own
     else:
         if products is None:
             raise ConfigError("a scenario run needs the built network (twin data build)")
@@ -202,11 +204,14 @@ def _plan_run(
             if not f.exists():
                 raise ConfigError(f"{f}: not built; run `twin data build` first")
         facts = NetworkFacts.from_json(facts_file)
-        from twin.traffic.demand import read_stops
+        from twin.traffic.demand import read_lines, read_stops
 
         stops = {k: [s["id"] for s in v] for k, v in read_stops(stops_file).items()}
+        lines = read_lines(products / PTLINES_FILE)
     net = read_net(net_file)
-    index = net_index(net, gates=[g.name for g in facts.gates] if facts else [], stops=stops)
+    index = net_index(
+        net, gates=[g.name for g in facts.gates] if facts else [], stops=stops, lines=lines
+    )
     resolved = check_scenario(scenario, index)
     resolved = {k: v for k, v in resolved.items() if k in names}
     for name, specs in resolved.items():
