@@ -8,7 +8,6 @@ from typing import Any
 import numpy as np
 import pyogrio
 import shapely
-import trimesh
 from rasterio.features import rasterize
 
 from twin.city.build import StepContext
@@ -162,42 +161,3 @@ def build_building_rasters(ctx: StepContext) -> None:
     )
     write_geotiff(ctx.out("building_height.tif"), height, ctx.pack, nodata=None)
     write_geotiff(ctx.out("building_id.tif"), ids, ctx.pack, nodata=0)
-
-
-def extrude_buildings(b: dict[str, Any], anchor: tuple[float, float]) -> list[trimesh.Trimesh]:
-    """Closed prism meshes for each footprint, in metres east/north of `anchor`, z = height a.s.l."""
-    x0, y0 = anchor
-    meshes = []
-    for geom, height, base in zip(b["geometry"], b["height"], b["base"], strict=True):
-        parts = []
-        for poly in getattr(geom, "geoms", [geom]):
-            poly = shapely.affinity.translate(poly, -x0, -y0)
-            m = trimesh.creation.extrude_polygon(poly, float(height))
-            m.apply_translation((0.0, 0.0, float(base)))
-            parts.append(m)
-        meshes.append(trimesh.util.concatenate(parts) if len(parts) > 1 else parts[0])
-    return meshes
-
-
-# glTF is y-up: (east, north, up) -> (east, up, -north)
-Z_UP_TO_Y_UP = np.array([[1, 0, 0, 0], [0, 0, 1, 0], [0, -1, 0, 0], [0, 0, 0, 1]], dtype=float)
-
-
-def build_building_meshes(ctx: StepContext) -> None:
-    """buildings.glb: one node per building (named by id) in a local frame around the extent's centre.
-
-    Coordinates are metres east/north of the anchor in EPSG:25832 and height a.s.l.; float32 in glTF would
-    jitter at UTM magnitudes, so the anchor is carried separately in the scene's extras.
-    """
-    b = read_buildings(ctx.product("buildings.gpkg"))
-    xmin, ymin, xmax, ymax = ctx.pack.extent
-    anchor = (round((xmin + xmax) / 2), round((ymin + ymax) / 2))
-    scene = trimesh.Scene()
-    meshes = extrude_buildings(b, anchor)
-    for i, mesh in enumerate(meshes):
-        mesh.apply_transform(Z_UP_TO_Y_UP)
-        bid = str(b["id"][i])
-        mesh.metadata = {"id": bid, "height": float(b["height"][i]), "use": str(b["use"][i])}
-        scene.add_geometry(mesh, node_name=bid, geom_name=bid)
-    scene.metadata = {"crs": ctx.pack.crs, "anchor": list(anchor), "up": "y", "units": "m"}
-    ctx.out("buildings.glb").write_bytes(scene.export(file_type="glb"))

@@ -15,7 +15,6 @@ from twin.city.boulevards import build_boulevards
 from twin.city.build import Step, StepContext
 from twin.city.buildings import (
     SURFACES,
-    build_building_meshes,
     build_building_rasters,
     build_buildings,
 )
@@ -86,13 +85,6 @@ def city_steps() -> list[Step]:
             outputs=("building_height.tif", "building_id.tif"),
             after=("buildings",),
             doc="building height and id rasters",
-        ),
-        Step(
-            "building_meshes",
-            build_building_meshes,
-            outputs=("buildings.glb",),
-            after=("buildings",),
-            doc="extruded building meshes (GLB, local frame)",
         ),
         Step(
             "trees",
