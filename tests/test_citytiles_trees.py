@@ -250,3 +250,22 @@ def test_tiles_step_works_without_a_trees_layer(tmp_path):
     for t in tiles_of(tmp_path / "build" / TILESET):
         glb = Glb(tmp_path / "build" / "tiles" / t["tile"]["content"]["uri"])
         assert "trees" not in glb.primitives()
+
+
+def test_reader_gives_trees_their_own_table_and_layer(written):
+    """The generic reader hands tree meshes the `tree` table (not the buildings'), and the renderer
+    puts them in the 'trees' layer."""
+    from twin.scenes.render import layer_of
+    from twin.tiles import open_tileset, tile_meshes
+
+    ts = open_tileset(written.path / "tileset.json")
+    meshes = [m for m in tile_meshes(ts) if hasattr(m, "faces")]
+    trees = [m for m in meshes if layer_of(m) == "trees"]
+    buildings = [m for m in meshes if layer_of(m) == "buildings"]
+    assert trees and buildings
+    for m in trees:
+        props = m.metadata["properties"]
+        assert set(props) >= {"id", "species", "height", "crown_diameter"}
+        assert set(props["species"]) <= set(SPECIES)
+    for m in buildings:
+        assert "species" not in m.metadata["properties"]

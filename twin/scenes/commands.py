@@ -10,6 +10,7 @@ from typing import Any
 
 from twin.app.pack import add_pack_args
 from twin.errors import ConfigError, DataError
+from twin.scenes.render import LAYERS
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -132,9 +133,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--tileset", type=Path, default=None, help="tileset.json (or its folder)")
     add_pack_args(p)
     p.add_argument("--sse", type=float, default=None, help="max screen-space error in px (16)")
-    p.add_argument(
-        "--layers", nargs="+", choices=("ground", "buildings"), help="what to draw (default: all)"
-    )
+    p.add_argument("--layers", nargs="+", choices=LAYERS, help="what to draw (default: all)")
     p.add_argument(
         "--traffic",
         type=Path,

@@ -23,7 +23,7 @@ from twin.tiles import Camera as TilesCamera
 from twin.tiles import open_tileset, select_by_camera, tile_meshes, to_pyvista
 from twin.tiles.write_glb import CLAMP_TO_EDGE
 
-LAYERS = ("ground", "buildings")
+LAYERS = ("ground", "buildings", "trees")
 
 
 @dataclass(frozen=True)
@@ -53,8 +53,11 @@ class Camera:
 
 
 def layer_of(mesh: Any) -> str:
-    """'buildings' for a mesh whose vertices carry feature ids, else 'ground'."""
-    return "ground" if mesh.metadata.get("feature_ids") is None else "buildings"
+    """'trees' for the city tileset's tree crowns (material 'tree'), 'buildings' for other meshes
+    whose vertices carry feature ids, else 'ground'."""
+    if mesh.metadata.get("feature_ids") is None:
+        return "ground"
+    return "trees" if mesh.metadata.get("material") == "tree" else "buildings"
 
 
 def visible_meshes(

@@ -26,10 +26,9 @@ from typing import Any
 
 from twin.config import Field, load_toml, validate
 from twin.errors import ConfigError
-from twin.scenes.render import Camera
+from twin.scenes.render import LAYERS, Camera
 
 SCENES_DIR = Path("scenes")  # named views, in the working directory like simulations/ and build/
-LAYERS = ("ground", "buildings")
 
 
 def _between(lo: float, hi: float):

@@ -51,6 +51,7 @@ class Geometry:
     uv: np.ndarray | None = None  # (n, 2), glTF convention (v down)
     colors: np.ndarray | None = None  # (n, 4) uint8
     feature_ids: np.ndarray | None = None  # (n,) int64, -1 where none
+    property_table: int = 0  # the EXT_structural_metadata table the feature ids index (1.1)
     image: TextureImage | None = None
     material: MaterialInfo | None = None
     source: str = ""
@@ -196,6 +197,8 @@ class Content:
                 return None
             faces = (f[None] + (np.arange(k) * n)[:, None, None]).reshape(-1, 3)
         fid = prim.feature_ids()
+        sets = prim.feature_id_sets
+        table = sets[0].get("propertyTable", 0) if sets else 0
         if inst_ids is not None and len(inst_ids) == k:
             fid = np.repeat(inst_ids, n)
         elif fid is not None:
@@ -215,6 +218,7 @@ class Content:
             uv=None if uv is None else np.tile(uv, (k, 1)),
             colors=None if colors is None else np.tile(_colors_u8(colors), (k, 1)),
             feature_ids=fid,
+            property_table=table if isinstance(table, int) else 0,
             image=None if mat.image is None else self.gltf.images[mat.image],
             material=mat,
             source=f"{self.name} {prim.where}",

@@ -323,6 +323,7 @@ class MaterialInfo:
     texture_transform: dict | None = None
     double_sided: bool = False
     alpha_mode: str = "OPAQUE"
+    name: str = ""
 
 
 @dataclass
@@ -956,6 +957,7 @@ class GltfModel:
             transform if isinstance(transform, dict) else None,
             bool(m.get("doubleSided", False)),
             str(m.get("alphaMode", "OPAQUE")),
+            str(m.get("name", "")),
         )
 
     # --- scene graph

@@ -84,7 +84,8 @@ def _to_trimesh(g: Geometry, positions: np.ndarray, meta: dict, images: dict, wr
     import trimesh
 
     fid = g.feature_ids
-    meta = {**meta, "feature_ids": fid, "source": g.source}
+    material = g.material.name if g.material is not None else ""
+    meta = {**meta, "feature_ids": fid, "source": g.source, "material": material}
     if g.kind == "points":
         colors = g.colors if g.colors is not None else None
         pc = trimesh.PointCloud(positions, colors=colors)
@@ -149,8 +150,12 @@ def content_meshes(
         meta["origin"] = {"lon": lf.lon, "lat": lf.lat, "h_ellipsoidal": lf.h}
     images: dict = {}
     wraps = _texture_wraps(content)
+    tables = content.gltf.property_tables() if content.gltf is not None else []
     out = []
     for g in content.geometry(m):
+        g_meta = meta
+        if 0 < g.property_table < len(tables):  # e.g. trees beside buildings: their own table
+            g_meta = {**meta, "properties": tables[g.property_table]}
         pos = g.positions
         if m_frame is None:
             from twin.geo import ecef_to_utm
@@ -158,7 +163,7 @@ def content_meshes(
 
             x, y, h = geo_call(ecef_to_utm, pos[:, 0], pos[:, 1], pos[:, 2])
             pos = np.stack([x, y, h], axis=1)
-        out.append(_to_trimesh(g, pos, meta, images, wraps))
+        out.append(_to_trimesh(g, pos, g_meta, images, wraps))
     return out
 
 
