@@ -1,4 +1,5 @@
-"""A second, independent data pack in the official formats a city delivers, for swap-in tests.
+"""A second, independent data pack in the official formats a city delivers, for swap-in tests (it has
+no blocks layer: its buildings are official).
 
 It covers the two real Geobasis NRW LoD2 tiles (CityGML, from Wesel) and names its fields unlike the
 Krefeld pack: land cover is an ALKIS-like vector with German class names mapped by `class_map`, the
@@ -62,13 +63,6 @@ classes = [
   {{ code = 10, name = "forest", sealed = 0.0 }},
   {{ code = 11, name = "farmland", sealed = 0.0 }},
 ]
-
-[layers.blocks]
-path = "bloecke.geojson"
-format = "vector"
-status = "synthetic"
-licence = "CC0-1.0"
-source = "test fixture"
 
 [layers.buildings]
 path = "{lod2}"
@@ -280,11 +274,6 @@ def write_second_pack(folder: Path, lod2: Path) -> Path:
     (folder / "strassen.osm").write_text(_osm(), encoding="utf-8")
     _terrain(folder / "dgm")
     (folder / "nutzung.geojson").write_text(_landuse(), encoding="utf-8")
-    (folder / "bloecke.geojson").write_text(
-        _geojson([({"id": "K1", "use": "residential", "storeys_min": 1, "storeys_max": 2},
-                   _ring([333100, 333900, 333900, 333100], [5725100, 5725100, 5725900, 5725900]))]),
-        encoding="utf-8",
-    )  # fmt: skip
     (folder / "baumkataster.csv").write_text(_trees(), encoding="utf-8")
     (folder / "messstellen.csv").write_text(
         "id,dev_eui,name,x,y,ground_elevation_m,reference_height_m,well_depth_m,"

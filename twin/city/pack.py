@@ -75,8 +75,9 @@ _LAYERS: dict[str, dict[str, Field]] = {
     },
     "boulevards": {**_COMMON, "format": Field(str, choices=("toml",))},
 }
-# A pack without these simply has no parking sensors, no trees or no boulevard cross-sections.
-_OPTIONAL_LAYERS = ("parking", "trees", "boulevards")
+# A pack without these simply has no parking sensors, no trees or no boulevard cross-sections; blocks
+# are only what procedural footprints are generated from, so a pack with official buildings needs none.
+_OPTIONAL_LAYERS = ("parking", "trees", "boulevards", "blocks")
 
 _SCHEMA = {
     "pack": Field(
