@@ -10,15 +10,13 @@ and a flat-roofed footprint-only building, with wall and roof areas known in clo
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 import shapely
 from conftest import write_mini_pack
-from test_tiles_writer import NPM_DIR, Glb, _validator, positions_utm, tiles_of
+from test_tiles_writer import Glb, positions_utm, tiles_of, validate_glbs
 
 from twin.city.build import run_build
 from twin.city.buildings import SURFACE_KINDS, SURFACES, read_buildings, write_surfaces
@@ -344,24 +342,9 @@ def test_texture_coordinates_stay_in_the_uses_band_and_cell(written, lod2_build)
             assert np.allclose(z, [0.0, 4 * 22 / 7, 22.0], atol=2e-3)
 
 
-def _validate(files: list[str]) -> dict:
-    script = _validator()
-    env = {**os.environ, "NODE_PATH": str(NPM_DIR / "node_modules")}
-    r = subprocess.run(
-        ["node", str(script), *files],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-        cwd=NPM_DIR,
-    )
-    assert r.returncode == 0, r.stderr
-    return json.loads(r.stdout)
-
-
 def test_gltf_validator_reports_no_errors(written):
     files = sorted(str(p) for p in written.path.rglob("*.glb"))
-    report = _validate(files)
+    report = validate_glbs(files)
     assert len(report) == len(files) == written.contents
     for f, res in report.items():
         assert res["errors"] == 0, (f, res["messages"])
@@ -405,7 +388,7 @@ def test_buildings_only_tileset_passes_the_validators(buildings_only):
     assert info["errors"] == [] and info["problems"] == []
     assert info["tiles"] == report.tiles and info["triangles"] == report.triangles
     files = sorted(str(p) for p in report.path.rglob("*.glb"))
-    for f, res in _validate(files).items():
+    for f, res in validate_glbs(files).items():
         assert res["errors"] == 0 and res["warnings"] == 0, (f, res["messages"])
 
 

@@ -11,8 +11,7 @@ import numpy as np
 import pyogrio
 import pytest
 from conftest import EXTENT, write_mini_pack
-from test_citytiles_lod2 import _validate
-from test_tiles_writer import Glb, positions_utm, tiles_of
+from test_tiles_writer import Glb, positions_utm, tiles_of, validate_glbs
 
 from twin.city.build import run_build
 from twin.city.pack import load_pack
@@ -194,7 +193,7 @@ def test_parents_keep_the_tallest_trees_within_their_budget(written, tree_build)
 
 def test_gltf_validator_and_reader_agree(written):
     files = sorted(str(p) for p in written.path.rglob("*.glb"))
-    for f, res in _validate(files).items():
+    for f, res in validate_glbs(files).items():
         assert res["errors"] == 0, (f, res["messages"])
     info = tileset_info(written.path / "tileset.json")
     assert info["errors"] == []

@@ -151,3 +151,26 @@ def test_a_changed_tile_of_the_vrt_rebuilds_the_terrain(second: dict[str, Path])
     np.testing.assert_allclose(
         east, GROUND_M + 1.0 + 0.001 * (337000.0 - 25.0 - 333000.0), atol=0.05
     )
+
+
+def test_tileset_carries_the_lod2_surfaces_and_passes_the_validator(
+    second: dict[str, Path],
+) -> None:
+    """Walls and roofs in the tileset have the CityGML polygons' areas per building (0.5 %), and
+    every GLB passes the Khronos glTF validator with 0 errors."""
+    from test_citytiles_lod2 import tileset_areas
+    from test_tiles_writer import validate_glbs
+
+    from twin.city.buildings import SURFACE_KINDS
+    from twin.city.citygml import read_citygml
+
+    lod2 = read_citygml(LOD2)
+    got = tileset_areas(second["build"] / "tiles" / "tileset.json")
+    walls = lod2.areas[:, SURFACE_KINDS["wall"]] + lod2.areas[:, SURFACE_KINDS["other"]]
+    roofs = lod2.areas[:, SURFACE_KINDS["roof"]]
+    for i, gid in enumerate(lod2.id):
+        assert got.get((gid, "walls"), 0.0) == pytest.approx(walls[i], rel=5e-3), gid
+        assert got.get((gid, "roofs"), 0.0) == pytest.approx(roofs[i], rel=5e-3), gid
+    files = sorted(str(p) for p in (second["build"] / "tiles").rglob("*.glb"))
+    for f, res in validate_glbs(files).items():
+        assert res["errors"] == 0, (f, res["messages"])
