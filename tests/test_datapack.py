@@ -198,10 +198,11 @@ def test_walls_form_a_closed_ring_round_koenigstrasse(osm):
     """Four Wälle, corner nodes shared, enclose Königstraße; Ostwall 1,200 m +- 100 m, ends at the Hbf."""
     walls = ("Westwall", "Nordwall", "Ostwall", "Südwall")
     ends = {}
-    for name in walls:
-        chain = [refs for _, refs, tags in osm["ways"] if tags.get("name") == name]
-        assert len(chain) == 1, f"{name}: expected one way"
-        ends[name] = {chain[0][0], chain[0][-1]}
+    for name in walls:  # a wall may be split into ways (route relations): one unbranched chain
+        pieces = [refs for _, refs, tags in osm["ways"] if tags.get("name") == name]
+        degree = Counter(n for refs in pieces for n in (refs[0], refs[-1]))
+        ends[name] = {n for n, k in degree.items() if k == 1}
+        assert len(ends[name]) == 2 and set(degree.values()) <= {1, 2}, f"{name}: one chain"
     corner_use = Counter(n for e in ends.values() for n in e)
     assert len(corner_use) == 4 and set(corner_use.values()) == {2}, "corners must be shared nodes"
     # walk the ring: Westwall -> ... must return to the start through all four
@@ -213,12 +214,12 @@ def test_walls_form_a_closed_ring_round_koenigstrasse(osm):
         assert len(nxt) == 1
         order.append(nxt[0])
     assert ends[order[-1]] & ends[order[0]]
-    lines = [street_lines(osm, w)[0] for w in walls]
+    lines = [shapely.line_merge(shapely.union_all(street_lines(osm, w))) for w in walls]
     ring = shapely.polygonize(lines).geoms[0]
     assert ring.is_valid and ring.area > 0.5e6  # ~600 m x 1,200 m
     for line in street_lines(osm, "Königstraße"):
         assert ring.buffer(1.0).contains(line)
-    ostwall = street_lines(osm, "Ostwall")[0]
+    ostwall = lines[walls.index("Ostwall")]
     assert ostwall.length == pytest.approx(1200.0, abs=100.0)
     (x0, y0), (x1, y1) = ostwall.coords[0], ostwall.coords[-1]
     south = Point((x0, y0) if y0 < y1 else (x1, y1))
@@ -462,10 +463,10 @@ def test_buildings_inside_blocks_disjoint_and_regenerable(author, config):
     """Footprints stay in their block (5 cm for lon/lat rounding), do not overlap (0.01 m2), and
     regenerating them from blocks.geojson with the pack's seed gives the shipped file exactly."""
     path = PACK / "buildings.geojson"
-    assert path.stat().st_size < 2_000_000
+    assert path.stat().st_size < 12_000_000
     blocks = {p["id"]: (p, poly) for p, poly in read_polygons(PACK / "blocks.geojson")}
     buildings = read_polygons(path)
-    assert 500 <= len(buildings) <= 5000
+    assert 15_000 <= len(buildings) <= 32_000  # the whole city, bounded (Krefeld ~230,000 people)
     ids = [p["id"] for p, _ in buildings]
     assert len(ids) == len(set(ids))
     for props, poly in buildings:
@@ -524,6 +525,161 @@ def test_procedural_footprints_follow_the_block_and_the_seed():
         generate_footprints([{**block, "storeys_min": 4, "storeys_max": 2}], 1)
     with pytest.raises(DataError, match="geometry"):
         generate_footprints([{**block, "geometry": shapely.Point(0, 0)}], 1)
+    with pytest.raises(DataError, match="'form' = 'igloo'"):
+        generate_footprints([{**block, "form": "igloo"}], 1)
+
+
+def test_house_forms_terraced_detached_and_villas():
+    """On one street block (140 m x 60 m) terraced rows hold the most and smallest houses, villas the
+    fewest and largest; every house stays in the block, set back from its edge, within the storeys."""
+    from twin.city.procedural import generate_footprints
+
+    counts, sizes = {}, {}
+    for form in ("terraced", "detached", "villa"):
+        block = {"id": f"H-{form}", "use": "residential", "form": form, "storeys_min": 1}
+        block |= {"storeys_max": 3, "geometry": shapely.box(0.0, 0.0, 140.0, 60.0)}
+        houses = generate_footprints([block], 3)
+        assert houses and all(1 <= f["storeys"] <= 3 for f in houses)
+        setback = shapely.box(0.0, 0.0, 140.0, 60.0).buffer(-2.9, join_style="mitre")
+        assert all(setback.contains(f["geometry"]) for f in houses), form
+        counts[form] = len(houses)
+        sizes[form] = float(np.median([f["geometry"].area for f in houses]))
+    assert counts["terraced"] > counts["detached"] > counts["villa"]
+    assert sizes["terraced"] < sizes["detached"] < sizes["villa"]
+    assert 45.0 <= sizes["terraced"] <= 95.0  # 5.5-7.5 m fronts, 9-12 m deep
+
+
+# ------------------------------------------------------------------------------------------------ the whole city
+@pytest.fixture(scope="module")
+def buildings() -> list[tuple[dict, Polygon]]:
+    return read_polygons(PACK / "buildings.geojson")
+
+
+def test_every_district_has_buildings(osm, buildings):
+    """Each district area (landuse=residential) and industrial estate of streets.osm holds buildings:
+    perimeter blocks in the centre, houses of 1-3 storeys in the outer districts, halls in estates."""
+    areas: dict[str, list[Polygon]] = {}
+    for _, refs, tags in osm["ways"]:
+        if (
+            refs[0] == refs[-1]
+            and tags.get("landuse") in ("residential", "industrial")
+            and ("name" in tags and "industrial" not in tags)
+        ):
+            areas.setdefault(tags["name"], []).append(Polygon([osm["nodes"][r] for r in refs]))
+    assert {"Fischeln", "Verberg", "Gartenstadt", "Bockum", "Oppum", "Linn"} <= set(areas)
+    points = shapely.points([p.representative_point().coords[0] for _, p in buildings])
+    props = [b for b, _ in buildings]
+    for name, polys in areas.items():
+        inside = np.flatnonzero(shapely.contains(shapely.union_all(polys), points))
+        assert inside.size > 0, f"no building in {name}"
+        storeys = np.array([props[i]["storeys"] for i in inside])
+        uses = Counter(props[i]["use"] for i in inside)
+        if name in ("Fischeln", "Verberg", "Gartenstadt", "Bockum", "Inrath"):
+            assert np.mean(storeys <= 3) > 0.9, name  # houses of 1-3 storeys
+        if "gebiet" in name:
+            assert uses["industrial"] == inside.size, name
+
+
+def test_every_wall_has_built_fronts_on_both_sides(author, buildings):
+    """Along each of the four Wälle, buildings stand at the edge of its street space on both sides
+    over most of its length (60 %; the Bahnhofsvorplatz at the Südwall's east end and the Stadtgarten
+    behind the Nordwall leave gaps)."""
+    g = author.PackGeometry()
+    tree = shapely.STRtree([p for _, p in buildings])
+    for name in ("Ostwall", "Westwall", "Nordwall", "Südwall"):
+        (line, tags), *_ = [(ln, t) for ln, t in g.ways if t.get("name") == name]
+        half = author.street_space_m(tags) / 2.0
+        for side in (1.0, -1.0):
+            edge = shapely.offset_curve(line, side * (half + 12.0))
+            probes = [edge.interpolate(s, normalized=True) for s in np.linspace(0.02, 0.98, 50)]
+            built = [tree.query(p.buffer(12.0), predicate="intersects").size > 0 for p in probes]
+            assert np.mean(built) >= 0.6, (name, side, np.mean(built))
+
+
+def test_district_streets_are_synthetic_and_joined(osm):
+    """The districts' local streets are residential (or estate) ways tagged note=synthetic, named
+    after their district, and joined to the main streets (shared nodes, as OSM joins ways)."""
+    local = [
+        (refs, t) for _, refs, t in osm["ways"] if t.get("note") == "synthetic" and "highway" in t
+    ]
+    assert len(local) >= 200
+    assert {t["highway"] for _, t in local} == {"residential", "unclassified"}
+    assert all(re.fullmatch(r".+ Straße \d+", t["name"]) for _, t in local)
+    # every local street reaches the main streets through shared nodes (union-find over the ways)
+    parent: dict[str, str] = {}
+
+    def root(n: str) -> str:
+        while parent.setdefault(n, n) != n:
+            parent[n] = parent[parent[n]]
+            n = parent[n]
+        return n
+
+    for _, refs, t in osm["ways"]:
+        if "highway" in t:
+            for r in refs[1:]:
+                parent[root(r)] = root(refs[0])
+    main = {root(r) for _, refs, t in osm["ways"] if t.get("highway") == "primary" for r in refs}
+    assert len(main) == 1, "the main streets form one network"
+    assert all(root(refs[0]) in main for refs, _ in local)
+
+
+def test_trees_csv_is_a_valid_register(config, extent, author):
+    """trees.csv reads with the pack's field options, every tree inside the extent and synthetic; the
+    Wälle's rows stand on the tree_row bands of boulevards.toml (within 0.5 m of a band's middle)."""
+    from twin.city.boulevards import band_offsets, read_boulevards
+    from twin.city.trees import inside_extent, read_trees
+
+    layer = config["layers"]["trees"]
+    trees = read_trees(PACK / layer["path"], layer)
+    assert 2000 <= len(trees["id"]) <= 20000 and inside_extent(trees, extent).all()
+    rows = read_csv(PACK / layer["path"])
+    assert {r["status"] for r in rows} == {"synthetic"}
+    common = {"Tilia cordata", "Platanus × hispanica", "Acer platanoides", "Quercus robur"}
+    assert common <= set(trees["species"])
+    sections = read_boulevards(PACK / config["layers"]["boulevards"]["path"])
+    g = author.PackGeometry()
+    sites = np.array([r["site"] for r in rows])
+    for name in ("Ostwall", "Westwall", "Südwall"):
+        line = next(ln for ln, t in g.ways if t.get("name") == name)
+        centres = sorted(
+            abs(a + b) / 2 for k, a, b in band_offsets(sections[name]) if k == "tree_row"
+        )
+        sel = sites == f"{name} tree row"
+        assert sel.sum() >= 30, name
+        d = shapely.distance(line, shapely.points(trees["x"][sel], trees["y"][sel]))
+        assert np.all(np.min(np.abs(d[:, None] - np.array(centres)[None, :]), axis=1) < 0.5), name
+
+
+def test_readme_counts_match_the_data():
+    """The table of buildings per district and use in data/README.md is the shipped data's."""
+    blocks = {p["id"]: p for p, _ in read_polygons(PACK / "blocks.geojson")}
+    data = json.loads((PACK / "buildings.geojson").read_text(encoding="utf-8"))
+    counts: Counter = Counter()
+    for f in data["features"]:
+        p = f["properties"]
+        counts[(blocks[p["block"]]["district"], p["use"])] += 1
+    text = (REPO / "data" / "README.md").read_text(encoding="utf-8")
+    table = text.split("<!-- buildings per district -->")[1].split("<!-- end -->")[0]
+    lines = [ln for ln in table.strip().splitlines() if ln.startswith("|")]
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    uses = header[2:]
+    seen = Counter()
+    for ln in lines[2:]:
+        cells = [c.strip().strip("*") for c in ln.strip("|").split("|")]
+        name, total = cells[0], int(cells[1].replace(",", ""))
+        for use, cell in zip(uses, cells[2:], strict=True):
+            n = int(cell.replace(",", "").replace("–", "0") or 0)
+            if name != "all":
+                seen[(name, use)] = n
+            else:
+                assert n == sum(v for (_, u), v in counts.items() if u == use), use
+        if name == "all":
+            assert total == len(data["features"])
+        else:
+            assert total == sum(v for (d, _), v in counts.items() if d == name), name
+    assert {k: v for k, v in counts.items() if v} == {k: v for k, v in seen.items() if v}
+    trees = read_csv(PACK / "trees.csv")
+    assert f"{len(trees):,} trees" in text
 
 
 # ------------------------------------------------------------------------------------------------ pack

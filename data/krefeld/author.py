@@ -7,10 +7,13 @@ official formats from stated facts and a fixed seed, so that a user swaps in rea
 `data/README.md`.
 
 The definitions are compact tables in WGS84 (lat, lon): named street nodes and ways with their OSM
-tags, area outlines (water, port, squares, parks, districts), dike crest lines, block-use hints and
-climate station positions. Everything else is derived from them deterministically: city blocks (zones
-less street space), building footprints (`twin.city.procedural`), terrain, land cover and the well
-network. Running the script twice writes byte-identical files.
+tags, area outlines (water, port, squares, parks, districts, industrial estates), dike crest lines,
+block-use hints, how each district is built up and climate station positions. Everything else is
+derived from them deterministically: the districts' local street grids, city blocks (zones and built
+districts less street space), building footprints (`twin.city.procedural`), terrain, land cover, the
+tree register and the well network. The boulevards' cross-sections (`boulevards.toml`, written by
+hand) give the Wälle's street space and tree rows. Running the script twice writes byte-identical
+files.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import csv
 import io
 import json
 import math
+import zlib
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
@@ -32,7 +36,8 @@ from scipy.ndimage import gaussian_filter
 from shapely.geometry import LineString, Point, Polygon
 from shapely.geometry.polygon import orient
 
-from twin.city.procedural import generate_footprints
+from twin.city.boulevards import band_offsets, oriented, read_boulevards
+from twin.city.procedural import default_form, generate_footprints
 
 SEED = 2026  # the one seed of the pack (pack.toml: layers.buildings.procedural_seed)
 CRS = "EPSG:25832"
@@ -41,6 +46,9 @@ TERRAIN_CELL_M = 25.0
 LANDCOVER_CELL_M = 10.0
 TERRAIN_NODATA = -9999.0
 OSM_TIMESTAMP = "2026-01-01T00:00:00Z"
+# The boulevards' cross-sections are written by hand (pack layer `boulevards`); their total widths are
+# the street space the blocks leave those streets, and their tree_row bands hold the tree rows.
+BOULEVARDS = read_boulevards(Path(__file__).resolve().parent / "boulevards.toml")
 
 # Land-cover classes: (code, name, sealed fraction). The same table is in pack.toml.
 CLASSES = [
@@ -830,6 +838,12 @@ AREAS: list[tuple[dict[str, str], list[tuple[float, float]]]] = [
         ],
     ),
     (
+        # the forecourt of the Hauptbahnhof between the Südwall/Am Hauptbahnhof and the tracks
+        # (outline chosen: from the railway to the street, 200 m west and 250 m east of the station)
+        {"place": "square", "name": "Bahnhofsvorplatz", "surface": "paving_stones"},
+        [(51.3256, 6.5665), (51.32639, 6.5665), (51.327, 6.5725), (51.32622, 6.5725)],
+    ),
+    (
         {"place": "square", "name": "Marktplatz", "surface": "paving_stones"},
         [
             (51.3539986, 6.6493615), (51.3540526, 6.6511541), (51.3548432, 6.6511137),
@@ -1115,6 +1129,52 @@ USE_POINTS: list[tuple[float, float, str, int, int, str]] = [
     (51.3374093, 6.6631872, "industrial", 1, 3, "port west 3"),
     (51.3428466, 6.6569646, "industrial", 1, 3, "port west 4"),
 ]
+
+# How each residential district (AREAS, landuse=residential) is built up: (kind, share, turn, core).
+# kind: "centre" (Gründerzeit perimeter blocks of 3-5 storeys), "inner" (perimeter blocks near the
+# Wälle, terraced and detached houses further out), "suburb" (terraced and detached houses of 1-3
+# storeys round a core of mixed blocks), "villa" (detached houses on large lots). share: the part of
+# the district's land (less parks, forest, water and the other zones) that is built, inside a wavy
+# outline round the core; the rest stays open (suburban_residential in the land cover). core: the
+# old village centre (lat, lon), chosen plausibly inside the district; None for the districts that
+# grew out of the centre, whose core lies halfway from their land's centroid to the Wälle. turn: the
+# local street grid's turn against the Wälle ring in degrees; grids with turn 0 are one grid with the
+# ring's, so their streets run on across district borders.
+DISTRICT_PLAN: dict[str, tuple[str, float, float, tuple[float, float] | None]] = {
+    "Stadtmitte": ("centre", 1.0, 0.0, None),
+    "Kempener Feld": ("inner", 0.24, 0.0, None),
+    "Südbezirk": ("inner", 0.26, 0.0, None),
+    "Cracau": ("inner", 0.24, 0.0, None),
+    "Dießem": ("inner", 0.25, 0.0, None),
+    "Inrath": ("suburb", 0.12, 20.0, (51.358, 6.555)),
+    "Bockum": ("villa", 0.3, 25.0, (51.362, 6.595)),
+    "Verberg": ("villa", 0.25, 40.0, (51.365, 6.62)),
+    "Oppum": ("suburb", 0.16, -15.0, (51.328, 6.609)),
+    "Fischeln": ("suburb", 0.22, 5.0, None),
+    "Gartenstadt": ("suburb", 0.16, 30.0, (51.342, 6.615)),
+    "Linn": ("suburb", 0.17, 35.0, (51.334, 6.633)),
+    "Uerdingen": ("suburb", 0.17, 45.0, (51.354, 6.64)),
+}
+
+# Industrial estates (synthetic outlines, names descriptive): (name, outline as (lat, lon) vertices).
+INDUSTRIAL_AREAS: list[tuple[str, list[tuple[float, float]]]] = [
+    (
+        "Industriegebiet Uerdingen-Nord",
+        [(51.3595, 6.629), (51.3595, 6.6455), (51.369, 6.6455), (51.369, 6.64)],
+    ),
+    (
+        "Gewerbegebiet Fischeln-Ost",
+        [(51.3102, 6.5965), (51.3102, 6.607), (51.3127, 6.6065), (51.315, 6.5965)],
+    ),
+    (
+        "Gewerbegebiet Dießem",
+        [(51.3242, 6.5875), (51.3238, 6.598), (51.3275, 6.5958), (51.3282, 6.588)],
+    ),
+]
+AREAS += [
+    ({"landuse": "industrial", "name": name, "note": "synthetic outline"}, pts)
+    for name, pts in INDUSTRIAL_AREAS
+]
 # fmt: on
 
 # ======================================================================================== derived data
@@ -1205,7 +1265,11 @@ def polygons(geom) -> list[Polygon]:
 
 
 def street_space_m(tags: dict[str, str]) -> float:
-    """Width of the street space a highway way stands for (m)."""
+    """Width of the street space a highway way stands for (m): a boulevard's cross-section in
+    boulevards.toml (the Wälle, the Rheinstraße), else its class's (and a tram's) width."""
+    section = BOULEVARDS.get(tags.get("name", ""))
+    if section is not None:
+        return section.width
     width = STREET_SPACE_M[tags["highway"]]
     if tags.get("railway") == "tram":
         width += TRAM_EXTRA_M
@@ -1216,9 +1280,12 @@ class PackGeometry:
     """The definitions projected to EPSG:25832 as shapely geometry, shared by every writer."""
 
     def __init__(self) -> None:
+        self.nodes = dict(NODES)  # the tables' nodes, then the local streets' (add_local_streets)
         self.node_xy = {
             k: tuple(latlon_to_utm([(lat, lon)])[0]) for k, (lat, lon, _) in NODES.items()
         }
+        self.way_keys = [(list(keys), tags) for keys, tags in WAYS]  # WAYS first, in their order
+        self.between: dict[tuple[str, str], list[str]] = {}  # local junctions between table nodes
         self.ways = [(LineString([self.node_xy[k] for k in keys]), tags) for keys, tags in WAYS]
         self.areas = [(Polygon(latlon_to_utm(pts)), tags) for tags, pts in AREAS]
         self.river = self._area(water="river")
@@ -1240,6 +1307,21 @@ class PackGeometry:
             "Uerdingen": self.uerdingen,
             "Rheinhafen": self.harbour,
         }
+        self.estates = [
+            (p, t["name"])
+            for p, t in self.areas
+            if t.get("landuse") == "industrial" and not t.get("industrial")
+        ]
+        self.built, self.cores = built_areas(self)
+        self._street_space = None
+        add_local_streets(self)
+
+    def expand(self, keys: list[str]) -> list[str]:
+        """Node keys of a way of WAYS (or a piece of one) with the local streets' junctions on it."""
+        out = keys[:1]
+        for a, b in zip(keys[:-1], keys[1:], strict=True):
+            out += [*self.between.get((a, b), ()), b]
+        return out
 
     def _area(self, **match: str) -> Polygon:
         for poly, tags in self.areas:
@@ -1252,6 +1334,8 @@ class PackGeometry:
 
         Round ends keep a turning space at dead ends; mitre joins keep block corners square.
         """
+        if self._street_space is not None:
+            return self._street_space
         parts = []
         for line, tags in self.ways:
             if "highway" in tags:
@@ -1261,7 +1345,8 @@ class PackGeometry:
             else:
                 continue
             parts.append(line.buffer(w / 2.0, cap_style="round", join_style="mitre"))
-        return shapely.union_all(parts)
+        self._street_space = shapely.union_all(parts)
+        return self._street_space
 
 
 # ------------------------------------------------------------------------------------------- blocks
@@ -1299,10 +1384,423 @@ def derive_blocks(g: PackGeometry) -> list[dict]:
             for pt, u, a, b in overrides:
                 if poly.contains(pt):
                     use, smin, smax = u, a, b
-            blocks.append({"use": use, "storeys_min": smin, "storeys_max": smax, "geometry": poly})
+            blocks.append(
+                {"use": use, "storeys_min": smin, "storeys_max": smax, "district": zone,
+                 "geometry": poly}
+            )  # fmt: skip
     for i, b in enumerate(blocks, start=1):
         b["id"] = f"B{i:03d}"
+        b["form"] = default_form(b["use"], b["storeys_max"])
+    return blocks + district_blocks(g, len(blocks) + 1)
+
+
+# --------------------------------------------------------------------------------- district streets
+# The districts' local streets are synthetic: a grid per district (or one grid shared with the Wälle
+# ring, whose cross streets it continues), clipped to the district's built part, cut at railways,
+# the B 288 and water, and joined at grade to the main streets it crosses.
+LOCAL_STREET_TAGS = {"highway": "residential", "maxspeed": "30", "note": "synthetic"}
+ESTATE_STREET_TAGS = {"highway": "unclassified", "maxspeed": "50", "note": "synthetic"}
+JOINS = ("primary", "secondary", "tertiary", "unclassified", "residential")  # crossed at grade
+GRID_M = {  # (street spacing across the grid's a axis, along it), m: block width and length
+    "ring": (110.0, 150.0),
+    "suburb": (75.0, 160.0),
+    "villa": (90.0, 170.0),
+    "estate": (200.0, 300.0),
+}
+SNAP_M = 15.0  # a crossing this close to a node of the main street uses that node
+REACH_M = 25.0  # a local street ending this close to a main street is joined to it
+MIN_STUB_M = 30.0  # shorter dead ends beyond the last crossing are dropped
+MIN_STREET_M = 60.0
+CORE_PULL = 0.5  # a district's built core lies this share of the way from its centroid to the Wälle
+EDGE_WAVES = (2, 3, 4, 5)  # the built part's outline: a disc whose radius varies by these harmonics
+
+
+def ring_axes(g: PackGeometry) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The Wälle's south-west corner and unit vectors along the Ostwall (a, north) and across (b, east)."""
+    o = np.asarray(g.node_xy["Westwall/Südwall"])
+    s, n = np.asarray(g.node_xy["Ostwall/Südwall"]), np.asarray(g.node_xy["Ostwall/Nordwall"])
+    a = (n - s) / np.hypot(*(n - s))
+    return o, a, np.array([a[1], -a[0]])
+
+
+def _turned(v: np.ndarray, deg: float) -> np.ndarray:
+    c, s = math.cos(math.radians(deg)), math.sin(math.radians(deg))
+    return np.array([c * v[0] - s * v[1], s * v[0] + c * v[1]])
+
+
+def lines_of(geom) -> list[LineString]:
+    """The line strings of any geometry, empty ones dropped."""
+    parts = shapely.get_parts(
+        shapely.line_merge(geom) if geom.geom_type == "MultiLineString" else geom
+    )
+    return [p for p in parts if isinstance(p, LineString) and not p.is_empty]
+
+
+def built_areas(g: PackGeometry) -> tuple[dict[str, Polygon], dict[str, Point]]:
+    """The built part of each district (DISTRICT_PLAN share of its land round its core) and the core."""
+    xmin, ymin, xmax, ymax = EXTENT
+    keep_off = shapely.union_all(
+        [*g.parks, *g.forests, *g.squares, *(p for p, _ in g.estates), g.water.buffer(20.0),
+         g.ring, g.uerdingen.buffer(20.0), g.harbour.buffer(20.0)]
+    )  # fmt: skip
+    g.keep_off = keep_off
+    inner = shapely.box(xmin + 30.0, ymin + 30.0, xmax - 30.0, ymax - 30.0)
+    centre = g.ring.centroid
+    by_name: dict[str, list[Polygon]] = {}
+    for poly, name in g.districts:
+        by_name.setdefault(name, []).append(poly)
+    built, cores = {}, {}
+    for name, polys in by_name.items():
+        _, share, _, at = DISTRICT_PLAN[name]
+        land = shapely.union_all(polys).intersection(inner).difference(keep_off)
+        c = land.centroid
+        core = Point(c.x + CORE_PULL * (centre.x - c.x), c.y + CORE_PULL * (centre.y - c.y))
+        if at is not None:
+            core = Point(latlon_to_utm([at])[0])
+        cores[name] = core
+        if share >= 1.0:
+            built[name] = land
+            continue
+        # a seeded wavy outline, scaled (bisection) until it holds the share of the land
+        rng = np.random.default_rng([SEED, 5, zlib.crc32(name.encode("utf-8"))])
+        theta = np.linspace(0.0, 2.0 * math.pi, 181)[:-1]
+        wave = 1.0 + sum(
+            rng.uniform(0.04, 0.12) * np.cos(k * theta + rng.uniform(0.0, 2.0 * math.pi))
+            for k in EDGE_WAVES
+        )
+        unit = np.column_stack([wave * np.cos(theta), wave * np.sin(theta)])
+        centre_xy = np.asarray(core.coords[0])
+        lo, hi = 0.0, 8000.0
+        for _ in range(40):
+            r = 0.5 * (lo + hi)
+            inside = land.intersection(Polygon(centre_xy + r * unit)).area
+            lo, hi = (r, hi) if inside < share * land.area else (lo, r)
+        built[name] = land.intersection(Polygon(centre_xy + hi * unit))
+    return built, cores
+
+
+def ring_grid_area(g: PackGeometry):
+    """The built parts of the districts on the ring's grid as one area; the seams between the
+    district outlines (a few metres) are closed, so blocks run across district borders."""
+    parts = [g.built[n] for n, (_, _, turn, _) in DISTRICT_PLAN.items() if turn == 0.0]
+    others = [g.built[n] for n, (_, _, turn, _) in DISTRICT_PLAN.items() if turn != 0.0]
+    closed = (
+        shapely.union_all(parts).buffer(20.0, join_style="mitre").buffer(-20.0, join_style="mitre")
+    )
+    return closed.difference(shapely.union_all([g.keep_off, *others]))
+
+
+def _grid_groups(g: PackGeometry) -> list[dict]:
+    """Street grids to lay: the ring grid, one per turned district, one per industrial estate."""
+    o, a, b = ring_axes(g)
+    ring_area = ring_grid_area(g)
+    sb, sa = GRID_M["ring"]
+    # across the ring: the Wälle and the streets inside run on; beyond them a regular spacing
+    t_in = [float((np.asarray(g.node_xy[f"{k}/Südwall"]) - o) @ b) for k in
+            ("Westwall", "Hochstraße", "Königstraße", "Friedrichstraße", "Ostwall")]  # fmt: skip
+    s_in = [float((np.asarray(g.node_xy[k]) - o) @ a) for k in NODES if k.startswith("Ostwall/")]
+    s_in.sort()
+    groups = [
+        {
+            "region": ring_area, "o": o, "a": a, "b": b, "tags": LOCAL_STREET_TAGS,
+            "t": [t_in[0] - k * sb for k in range(1, 40)] + t_in[1:-1]
+            + [t_in[-1] + k * sb for k in range(1, 60)],
+            "s": [s_in[0] - k * sa for k in range(1, 30)] + s_in[1:-1]
+            + [s_in[-1] + k * sa for k in range(1, 30)],
+        }
+    ]  # fmt: skip
+    for name, (kind, _, turn, _) in DISTRICT_PLAN.items():
+        if turn == 0.0 or name not in g.built:
+            continue
+        sb, sa = GRID_M["villa" if kind == "villa" else "suburb"]
+        core = np.asarray(g.cores[name].coords[0])
+        groups.append(_regular(g.built[name], core, _turned(a, turn), _turned(b, turn), sb, sa))
+    for poly, _ in g.estates:
+        rect = np.asarray(poly.minimum_rotated_rectangle.exterior.coords)
+        edge = max((rect[1] - rect[0], rect[2] - rect[1]), key=lambda e: float(np.hypot(*e)))
+        ea = edge / np.hypot(*edge)
+        sb, sa = GRID_M["estate"]
+        c = np.asarray(poly.centroid.coords[0])
+        groups.append(
+            {**_regular(poly, c, ea, np.array([ea[1], -ea[0]]), sb, sa), "tags": ESTATE_STREET_TAGS}
+        )
+    return groups
+
+
+def _regular(region, o: np.ndarray, a: np.ndarray, b: np.ndarray, sb: float, sa: float) -> dict:
+    xy = shapely.get_coordinates(region) - o
+    s, t = xy @ a, xy @ b
+    return {
+        "region": region, "o": o, "a": a, "b": b, "tags": LOCAL_STREET_TAGS,
+        "t": [k * sb + sb / 2 for k in range(math.floor(t.min() / sb) - 1, math.ceil(t.max() / sb) + 1)],
+        "s": [k * sa + sa / 2 for k in range(math.floor(s.min() / sa) - 1, math.ceil(s.max() / sa) + 1)],
+    }  # fmt: skip
+
+
+def _grid_pieces(group: dict, barrier, mains) -> list[LineString]:
+    """The grid's lines clipped to its region, less the barriers; pieces along a main street dropped."""
+    region, o, a, b = group["region"], group["o"], group["a"], group["b"]
+    xy = shapely.get_coordinates(region) - o
+    s_lo, s_hi = float((xy @ a).min()) - 10.0, float((xy @ a).max()) + 10.0
+    t_lo, t_hi = float((xy @ b).min()) - 10.0, float((xy @ b).max()) + 10.0
+    lines = [LineString([o + t * b + s_lo * a, o + t * b + s_hi * a]) for t in group["t"]]
+    lines += [LineString([o + s * a + t_lo * b, o + s * a + t_hi * b]) for s in group["s"]]
+    shapely.prepare(region)
+    out = []
+    for line in lines:
+        if not region.intersects(line):
+            continue
+        for piece in lines_of(line.intersection(region).difference(barrier)):
+            if piece.length < MIN_STREET_M:
+                continue
+            if piece.buffer(20.0).intersection(mains).length > 0.5 * piece.length:
+                continue  # it would double a main street
+            out.append(piece)
+    return out
+
+
+def add_local_streets(g: PackGeometry) -> None:
+    """Lay the district street grids and join them to the main streets (see the section comment).
+
+    Adds the local ways to g.way_keys / g.ways and their nodes to g.nodes / g.node_xy; a crossing
+    with a main street becomes a node of that way (an existing node within SNAP_M is reused).
+    Pieces not connected to the main streets are dropped.
+    """
+    barrier_parts = [g.water.buffer(15.0)]
+    joinable: list[int] = []
+    for i, (line, tags) in enumerate(g.ways):
+        if tags.get("railway") == "rail" and "highway" not in tags:
+            barrier_parts.append(line.buffer(RAIL_CORRIDOR_M / 2.0 + 8.0))
+        elif "highway" in tags and (tags["highway"] not in JOINS or tags.get("bridge") == "yes"):
+            barrier_parts.append(line.buffer(street_space_m(tags) / 2.0 + 8.0))
+        elif "highway" in tags:
+            joinable.append(i)
+    barrier = shapely.union_all(barrier_parts)
+    mains = shapely.union_all([g.ways[i][0] for i in joinable])
+    pieces: list[tuple[LineString, dict[str, str]]] = []
+    for group in _grid_groups(g):
+        pieces += [(p, group["tags"]) for p in _grid_pieces(group, barrier, mains)]
+
+    new_xy: dict[str, tuple[float, float]] = {}
+    inserted: dict[int, list[tuple[float, str]]] = {i: [] for i in joinable}
+    syn_key: dict[tuple[int, int], str] = {}
+
+    def new_node(x: float, y: float) -> str:
+        key = f"local {len(new_xy) + 1}"
+        new_xy[key] = (float(x), float(y))
+        return key
+
+    def on_main(i: int, p: Point) -> tuple[str, Point]:
+        """The node of main way i at (or next to) point p."""
+        line, _ = g.ways[i]
+        keys = g.way_keys[i][0]
+        d = [math.dist(g.node_xy[k], (p.x, p.y)) for k in keys]
+        if min(d) <= SNAP_M:
+            k = keys[int(np.argmin(d))]
+            return k, Point(g.node_xy[k])
+        for _, k in inserted[i]:
+            if math.dist(new_xy[k], (p.x, p.y)) <= SNAP_M:
+                return k, Point(new_xy[k])
+        k = new_node(p.x, p.y)
+        inserted[i].append((line.project(p), k))
+        return k, p
+
+    tree = shapely.STRtree([g.ways[i][0] for i in joinable])
+    ptree = shapely.STRtree([p for p, _ in pieces])
+    crossings: list[list[tuple[float, str]]] = [[] for _ in pieces]
+    for n, (piece, _) in enumerate(pieces):
+        for j in tree.query(piece.buffer(REACH_M)):
+            i = joinable[int(j)]
+            line = g.ways[i][0]
+            hits = [
+                q for q in shapely.get_parts(piece.intersection(line)) if q.geom_type == "Point"
+            ]
+            for end in (Point(piece.coords[0]), Point(piece.coords[-1])):
+                if line.distance(end) <= REACH_M and not any(
+                    h.distance(end) < REACH_M for h in hits
+                ):
+                    hits.append(line.interpolate(line.project(end)))
+            for h in hits:
+                key, at = on_main(i, h)
+                crossings[n].append((piece.project(at), key))
+        for m in ptree.query(piece):
+            m = int(m)
+            if m <= n:
+                continue
+            for h in shapely.get_parts(piece.intersection(pieces[m][0])):
+                if h.geom_type != "Point":
+                    continue
+                cell = (round(h.x * 10), round(h.y * 10))
+                if cell not in syn_key:
+                    syn_key[cell] = new_node(h.x, h.y)
+                crossings[n].append((piece.project(h), syn_key[cell]))
+                crossings[m].append((pieces[m][0].project(h), syn_key[cell]))
+
+    # each piece: its crossings in order, dead ends kept where longer than MIN_STUB_M
+    ways: list[tuple[list[str], dict[str, str]]] = []
+    for (piece, tags), found in zip(pieces, crossings, strict=True):
+        found = sorted(set(found))
+        keys = [k for _, k in found]
+        keys = [k for n, k in enumerate(keys) if n == 0 or k != keys[n - 1]]
+        if not found or found[0][0] > MIN_STUB_M:
+            keys.insert(0, new_node(*piece.coords[0]))
+        if not found or piece.length - found[-1][0] > MIN_STUB_M:
+            keys.append(new_node(*piece.coords[-1]))
+        if len(keys) >= 2:
+            ways.append((keys, tags))
+    # what is not connected to the main streets gets a link street to the nearest one
+    parent: dict[str, str] = {}
+
+    def root(k: str) -> str:
+        while parent.setdefault(k, k) != k:
+            parent[k] = parent[parent[k]]
+            k = parent[k]
+        return k
+
+    for keys, _ in ways:
+        for k in keys[1:]:
+            parent[root(k)] = root(keys[0])
+    main_keys = {k for i in joinable for k in g.way_keys[i][0]}
+    linked = {root(k) for k in main_keys | {k for v in inserted.values() for _, k in v}}
+    components: dict[str, list[str]] = {}
+    for keys, _ in ways:
+        for k in keys:
+            components.setdefault(root(k), []).append(k)
+    for r, members in components.items():
+        if r in linked:
+            continue
+        xy = lambda k: new_xy[k] if k in new_xy else g.node_xy[k]  # noqa: E731
+        best = min(dict.fromkeys(members), key=lambda k: mains.distance(Point(xy(k))))
+        p = Point(xy(best))
+        i = min(joinable, key=lambda i: g.ways[i][0].distance(p))
+        line = g.ways[i][0]
+        key, _ = on_main(i, line.interpolate(line.project(p)))
+        ways.append(([best, key], LOCAL_STREET_TAGS))
+
+    # the crossings become nodes of the main ways, in order along each
+    for i, found in inserted.items():
+        if not found:
+            continue
+        keys = g.way_keys[i][0]
+        line = g.ways[i][0]
+        at = [line.project(Point(g.node_xy[k])) for k in keys]
+        merged = sorted([(d, n, k) for n, (d, k) in enumerate(zip(at, keys, strict=True))]
+                        + [(d, len(keys) + n, k) for n, (d, k) in enumerate(sorted(found))])  # fmt: skip
+        g.way_keys[i] = ([k for _, _, k in merged], g.way_keys[i][1])
+        at_table = [n for n, (_, order, _) in enumerate(merged) if order < len(keys)]
+        for n0, n1 in zip(at_table[:-1], at_table[1:], strict=True):
+            if n1 > n0 + 1:
+                between = [k for _, _, k in merged[n0 + 1 : n1]]
+                g.between[(merged[n0][2], merged[n1][2])] = between
+                g.between[(merged[n1][2], merged[n0][2])] = between[::-1]
+    # nodes: rounded to the 7 decimals of the OSM file, positions from the rounded values
+    used = {k for keys, _ in ways for k in keys}
+    counters: dict[str, int] = {}
+    for key, (x, y) in new_xy.items():
+        if key not in used:
+            continue
+        lon, lat = utm_to_lonlat(np.array([[x, y]]))[0]
+        g.nodes[key] = (lat, lon, {})
+        g.node_xy[key] = tuple(latlon_to_utm([(lat, lon)])[0])
+    for keys, tags in ways:
+        mid = LineString([g.node_xy[k] for k in keys]).interpolate(0.5, normalized=True)
+        name = _place_of(g, mid)
+        counters[name] = counters.get(name, 0) + 1
+        g.way_keys.append((keys, {**tags, "name": f"{name} Straße {counters[name]}"}))
+    g.ways = [(LineString([g.node_xy[k] for k in keys]), tags) for keys, tags in g.way_keys]
+
+
+def _place_of(g: PackGeometry, p: Point) -> str:
+    """The industrial estate or district a point lies in (the nearest district if in none)."""
+    for poly, name in g.estates:
+        if poly.distance(p) < 1.0:
+            return name
+    return min(g.districts, key=lambda d: d[0].distance(p))[1]
+
+
+# ---------------------------------------------------------------------------------- district blocks
+MIN_DISTRICT_BLOCK_M2 = 600.0
+HBF_COMMERCIAL_M = 300.0  # blocks this close to the Hauptbahnhof are commercial (offices, hotels)
+MAIN_STREET = ("primary", "secondary", "tertiary")  # blocks on these get shops below flats
+VILLAGE_CENTRE_M = 120.0  # blocks this close to an outer district's core are its mixed centre
+
+
+def district_blocks(g: PackGeometry, first: int) -> list[dict]:
+    """Blocks of the built districts and industrial estates: their built part less street space.
+
+    Use, form and storeys follow the district's kind (DISTRICT_PLAN), the distance to the Wälle and
+    to the district's core, and whether the block fronts a main street; the draws between forms use
+    a seeded stream in block order.
+    """
+    cut = shapely.union_all([g.street_space(), *g.squares, g.water.buffer(5.0)])
+    fronts = shapely.union_all(
+        [line.buffer(street_space_m(t) / 2.0 + 6.0) for line, t in g.ways
+         if t.get("highway") in MAIN_STREET and t.get("note") != "synthetic"]
+    )  # fmt: skip
+    hbf = Point(g.node_xy["Krefeld Hbf"])
+    rng = np.random.default_rng([SEED, 4])
+    places = [(name, poly) for poly, name in g.estates]
+    places += [("", ring_grid_area(g))]  # blocks of the ring grid: district by position, below
+    places += [(n, g.built[n]) for n, (_, _, turn, _) in DISTRICT_PLAN.items() if turn != 0.0]
+    estates = {name for _, name in g.estates}
+    blocks = []
+    taken = Polygon()
+    for place, area in places:
+        # district outlines meet or overlap by slivers: blocks keep a metre apart, so they stay
+        # disjoint after the GeoJSON's rounding of their shared edges
+        area = area.difference(taken.buffer(1.0, join_style="mitre"))
+        taken = taken.union(area)
+        found = []
+        for part in polygons(area.difference(cut)):
+            opened = part.buffer(-5.0, join_style="mitre").buffer(5.0, join_style="mitre")
+            for poly in polygons(opened.intersection(part)):
+                if poly.area >= MIN_DISTRICT_BLOCK_M2 and not poly.interiors:
+                    found.append(orient(poly, 1.0))
+        found.sort(key=lambda p: (-round(p.centroid.y), round(p.centroid.x)))
+        for poly in found:
+            name = place or max(g.built, key=lambda n: g.built[n].intersection(poly).area)
+            kind = "estate" if name in estates else DISTRICT_PLAN[name][0]
+            use, form, smin, smax = _district_block_use(g, name, kind, poly, fronts, hbf, rng)
+            blocks.append(
+                {"use": use, "form": form, "storeys_min": smin, "storeys_max": smax,
+                 "district": name, "geometry": poly}
+            )  # fmt: skip
+    for i, b in enumerate(blocks, start=first):
+        b["id"] = f"B{i:03d}"
     return blocks
+
+
+def _district_block_use(g, name, kind, poly, fronts, hbf, rng) -> tuple[str, str, int, int]:
+    """(use, form, storeys_min, storeys_max) of one district block."""
+    on_main = poly.intersects(fronts)
+    draw = rng.random()  # one draw per block, whatever the branch, so edits stay local
+    if kind == "estate":
+        return "industrial", "halls", 1, 2
+    if kind == "centre":
+        if poly.distance(hbf) < HBF_COMMERCIAL_M:
+            return "commercial", "perimeter", 3, 6
+        return ("mixed" if on_main else "residential"), "perimeter", 3, 5
+    d_ring = poly.distance(g.ring)
+    if kind == "inner":
+        if d_ring < 900.0:
+            return ("mixed" if on_main else "residential"), "perimeter", 3, 4 + int(on_main)
+        if d_ring < 1600.0:
+            return ("mixed", "perimeter", 2, 4) if on_main else ("residential", "perimeter", 2, 3)
+        return (
+            ("residential", "terraced", 2, 3) if draw < 0.35 else ("residential", "detached", 1, 2)
+        )
+    d_core = poly.distance(g.cores[name])
+    if d_core < VILLAGE_CENTRE_M:  # the old village centre: shops below flats
+        return "mixed", "perimeter", 2, 3
+    if kind == "suburb":
+        if d_core < 250.0:
+            return ("mixed", "perimeter", 2, 3) if on_main else ("residential", "terraced", 2, 3)
+        return (
+            ("residential", "terraced", 2, 3) if draw < 0.25 else ("residential", "detached", 1, 2)
+        )
+    if d_core < 300.0 and on_main:  # villa districts
+        return "mixed", "perimeter", 2, 3
+    return ("residential", "villa", 2, 3) if draw < 0.6 else ("residential", "detached", 1, 2)
 
 
 # ------------------------------------------------------------------------------------------ GeoJSON
@@ -1325,8 +1823,8 @@ def feature_collection(features: list[tuple[dict, Polygon]]) -> str:
 
 
 def blocks_geojson(blocks: list[dict]) -> str:
-    """blocks.geojson text: id, use, storeys_min, storeys_max per block."""
-    keys = ("id", "use", "storeys_min", "storeys_max")
+    """blocks.geojson text: id, use, form, storeys_min, storeys_max, district per block."""
+    keys = ("id", "use", "form", "storeys_min", "storeys_max", "district")
     return feature_collection([({k: b[k] for k in keys}, b["geometry"]) for b in blocks])
 
 
@@ -1383,8 +1881,11 @@ def osm_bounds() -> tuple[float, float, float, float]:
     return ll[:, 1].min(), ll[:, 0].min(), ll[:, 1].max(), ll[:, 0].max()
 
 
-def streets_osm(blocks_file_blocks: list[dict]) -> str:
-    """streets.osm: OSM XML 0.6 with street and rail ways, stand-alone nodes, areas, block landuse."""
+def streets_osm(g: PackGeometry, blocks_file_blocks: list[dict]) -> str:
+    """streets.osm: OSM XML 0.6 with street and rail ways, stand-alone nodes, areas, block landuse.
+
+    The ways of WAYS carry the junctions of the districts' local streets (g.expand); the local
+    streets follow them."""
     minlat, minlon, maxlat, maxlon = osm_bounds()
     out = [
         '<?xml version="1.0" encoding="UTF-8"?>',
@@ -1394,7 +1895,7 @@ def streets_osm(blocks_file_blocks: list[dict]) -> str:
     ]
     next_id = iter(range(1, 10**9))
     node_id: dict[str, int] = {}
-    for key, (lat, lon, tags) in NODES.items():
+    for key, (lat, lon, tags) in g.nodes.items():
         node_id[key] = next(next_id)
         out += _node_xml(node_id[key], lat, lon, tags)
     poi_ids: list[int] = []  # for the route relations' platform members
@@ -1419,6 +1920,9 @@ def streets_osm(blocks_file_blocks: list[dict]) -> str:
     for keys, tags, _, _ in pieces:
         wid += 1
         way_ids.append(wid)
+        out += _way_xml(wid, [node_id[k] for k in g.expand(keys)], tags)
+    for keys, tags in g.way_keys[len(WAYS) :]:  # the districts' local streets
+        wid += 1
         out += _way_xml(wid, [node_id[k] for k in keys], tags)
     for refs, tags in closed:
         wid += 1
@@ -1613,6 +2117,126 @@ def pt_relations_xml(
         out.append("  </relation>")
         rid += 1
     return out
+
+
+# -------------------------------------------------------------------------------------------- trees
+# A synthetic tree register in the form of a Baumkataster: rows on the tree_row bands of the Wälle's
+# cross-sections (boulevards.toml), rows along the main avenues, groves in the parks and the edge of
+# the Stadtwald. Species are common German street and park trees; height and crown diameter are drawn
+# from ranges chosen as plausible for mature urban trees of each species (not measured).
+TREE_SPECIES: dict[str, tuple[tuple[float, float], tuple[float, float], float]] = {
+    # species: (height range m, crown diameter range m, spacing in a row m)
+    "Tilia cordata": ((12.0, 22.0), (7.0, 12.0), 10.0),
+    "Platanus × hispanica": ((18.0, 30.0), (12.0, 20.0), 14.0),
+    "Acer platanoides": ((10.0, 18.0), (7.0, 12.0), 9.0),
+    "Aesculus hippocastanum": ((12.0, 22.0), (8.0, 14.0), 12.0),
+    "Quercus robur": ((15.0, 28.0), (10.0, 18.0), 14.0),
+    "Fagus sylvatica": ((18.0, 30.0), (10.0, 16.0), 12.0),
+    "Carpinus betulus": ((10.0, 18.0), (6.0, 10.0), 8.0),
+    "Acer pseudoplatanus": ((15.0, 25.0), (9.0, 15.0), 12.0),
+    "Betula pendula": ((12.0, 22.0), (5.0, 9.0), 7.0),
+}
+# the species of each boulevard's and avenue's rows (chosen; no register is published for them)
+ROW_SPECIES = {
+    "Ostwall": "Platanus × hispanica",
+    "Westwall": "Tilia cordata",
+    "Südwall": "Aesculus hippocastanum",
+    "Nordwall": "Tilia cordata",
+    "Uerdinger Straße": "Platanus × hispanica",
+    "Hansastraße": "Tilia cordata",
+    "Am Hauptbahnhof": "Acer platanoides",
+    "Friedrichstraße": "Acer platanoides",
+    "St.-Anton-Straße": "Tilia cordata",
+    "Oberstraße": "Tilia cordata",
+}
+PARK_SPECIES = ("Quercus robur", "Fagus sylvatica", "Acer pseudoplatanus", "Tilia cordata",
+                "Aesculus hippocastanum", "Carpinus betulus", "Betula pendula")  # fmt: skip
+FOREST_EDGE_SPECIES = ("Quercus robur", "Fagus sylvatica", "Carpinus betulus", "Betula pendula")
+PARK_TREE_GRID_M = 14.0  # candidate sites in parks; about half of them (the groves) get a tree
+FOREST_EDGE_ROWS_M = (4.0, 12.0)  # rows this far inside the Stadtwald's outline
+CROSSING_CLEAR_M = 4.0  # rows stop this far beyond the street space of a crossing street
+
+
+def _tree(rng: np.random.Generator, species: str, x: float, y: float, site: str) -> dict:
+    (h0, h1), (c0, c1), _ = TREE_SPECIES[species]
+    t = rng.random()  # one draw for size: a taller tree has the wider crown
+    return {
+        "species": species,
+        "height": round(h0 + t * (h1 - h0) + rng.uniform(-1.0, 1.0), 1),
+        "crown_diameter": round(c0 + t * (c1 - c0) + rng.uniform(-0.5, 0.5), 1),
+        "x": round(x, 1),
+        "y": round(y, 1),
+        "site": site,
+    }
+
+
+def _row(line: LineString, spacing: float, clear, rng) -> list[tuple[float, float]]:
+    """Points every `spacing` metres along a line (a little jitter), not inside `clear`."""
+    n = int(line.length // spacing)
+    out = []
+    for k in range(n):
+        s = (k + 0.5) * line.length / n + rng.uniform(-0.1, 0.1) * spacing if n else 0.0
+        p = line.interpolate(s)
+        if not clear.contains(p):
+            out.append((p.x, p.y))
+    return out
+
+
+def tree_rows(g: PackGeometry) -> list[dict]:
+    """The tree register: rows on boulevards and avenues, park groves, the Stadtwald's edge."""
+    rng = np.random.default_rng([SEED, 6])
+    trees: list[dict] = []
+    keep_off = shapely.union_all([g.water.buffer(3.0), *g.squares])
+    for name, species in ROW_SPECIES.items():
+        lines = [line for line, t in g.ways if t.get("name") == name and "highway" in t]
+        if not lines:
+            continue
+        others = [
+            line.buffer(street_space_m(t) / 2.0 + CROSSING_CLEAR_M)
+            for line, t in g.ways
+            if "highway" in t and t.get("name") != name and t.get("bridge") != "yes"
+        ]
+        clear = shapely.union_all([*others, keep_off, g.harbour])
+        section = BOULEVARDS.get(name)
+        spacing = TREE_SPECIES[species][2]
+        for line in shapely.get_parts(shapely.line_merge(shapely.union_all(lines))):
+            if section is not None:  # the boulevard's tree_row bands, at their middle
+                line = oriented(line, section)
+                offsets = [
+                    (a + b) / 2.0 for kind, a, b in band_offsets(section) if kind == "tree_row"
+                ]
+            else:  # an avenue: a row each side, at the kerb of the footway
+                tags = next(t for ln, t in g.ways if t.get("name") == name and "highway" in t)
+                half = street_space_m(tags) / 2.0 - 1.5
+                offsets = [half, -half]
+            for d in offsets:
+                row = shapely.offset_curve(line, d, join_style="mitre")
+                for x, y in _row(row, spacing, clear, rng):
+                    trees.append(_tree(rng, species, x, y, f"{name} tree row"))
+    grove = rng.uniform(0.0, 2.0 * math.pi, size=(3, 3))
+    for poly, tags in g.areas:
+        if tags.get("leisure") != "park":
+            continue
+        inner = poly.buffer(-5.0)
+        x0, y0, x1, y1 = inner.bounds
+        for x in np.arange(x0, x1, PARK_TREE_GRID_M):
+            for y in np.arange(y0, y1, PARK_TREE_GRID_M):
+                px = x + rng.uniform(-0.35, 0.35) * PARK_TREE_GRID_M
+                py = y + rng.uniform(-0.35, 0.35) * PARK_TREE_GRID_M
+                wave = sum(math.sin(px / (90.0 * (k + 1)) + grove[k, 0]) * math.sin(
+                    py / (70.0 * (k + 1)) + grove[k, 1]) for k in range(3))  # fmt: skip
+                if wave > 0.0 and inner.contains(Point(px, py)):  # groves, with lawns between
+                    species = PARK_SPECIES[int(rng.integers(len(PARK_SPECIES)))]
+                    trees.append(_tree(rng, species, px, py, tags["name"]))
+    for poly in g.forests:
+        for depth in FOREST_EDGE_ROWS_M:
+            edge = poly.buffer(-depth).exterior
+            for x, y in _row(edge, 9.0, keep_off, rng):
+                species = FOREST_EDGE_SPECIES[int(rng.integers(len(FOREST_EDGE_SPECIES)))]
+                trees.append(_tree(rng, species, x, y, "Stadtwald edge"))
+    xmin, ymin, xmax, ymax = EXTENT
+    trees = [t for t in trees if xmin < t["x"] < xmax and ymin < t["y"] < ymax]
+    return [{"id": f"T{k:05d}", **t, "status": "synthetic"} for k, t in enumerate(trees, start=1)]
 
 
 # ------------------------------------------------------------------------------------------ rasters
@@ -1870,7 +2494,7 @@ def author(out_dir: Path) -> list[Path]:
     blocks = read_blocks(out_dir / "blocks.geojson")
     footprints = generate_footprints(blocks, SEED)
     write_text("buildings.geojson", buildings_geojson(footprints))
-    write_text("streets.osm", streets_osm(blocks))
+    write_text("streets.osm", streets_osm(g, blocks))
 
     z = terrain_array(g)
     write_geotiff(
@@ -1892,6 +2516,7 @@ def author(out_dir: Path) -> list[Path]:
     )
     written.append(out_dir / "landcover.tif")
 
+    write_text("trees.csv", csv_text(tree_rows(g)))
     taken: set[str] = set()
     write_text("sensors/wells.csv", csv_text(wells_rows(g, z, taken)))
     write_text("sensors/climate_stations.csv", csv_text(climate_rows(z, taken)))

@@ -20,6 +20,9 @@ from shapely.geometry.polygon import orient
 from twin.errors import DataError
 
 USES = ("residential", "mixed", "commercial", "civic", "industrial", "port")
+# Building forms of a block: perimeter buildings round a courtyard, terraced rows, detached houses,
+# villas on large lots, or halls and silos. A block without a form gets default_form(use, storeys).
+FORMS = ("perimeter", "terraced", "detached", "villa", "halls")
 
 # Half of the gap left between neighbouring footprints and between a footprint and its block edge.
 # 0.15 m keeps footprints disjoint after the 1e-7 degree (about 1 cm) rounding of RFC 7946 GeoJSON.
@@ -36,6 +39,7 @@ _PERIMETER = {
     "residential": (11.0, 8.0, 16.0, 0.06, 0.80, 3.0),
 }
 _UPPER_FLOOR_M = 3.1
+_SIMPLIFY_M = 0.05  # below the GAP_M margin, so footprints stay disjoint and inside their block
 _ROOF_PITCH_DEG = 40.0  # a common pitch of gabled roofs in the Lower Rhine region
 
 
@@ -50,14 +54,20 @@ def generate_footprints(blocks: Iterable[Mapping[str, Any]], seed: int) -> list[
     """
     out: list[dict[str, Any]] = []
     for block in blocks:
-        bid, use, smin, smax, poly = _check_block(block)
+        bid, use, form, smin, smax, poly = _check_block(block)
         rng = np.random.default_rng([int(seed), zlib.crc32(bid.encode("utf-8"))])
-        if use in ("industrial", "port"):
-            parts = _halls(poly, use, smin, smax, rng)
-        elif use == "residential" and smax <= 3:
+        if form == "halls":
+            parts = _halls(poly, "port" if use == "port" else "industrial", smin, smax, rng)
+        elif form == "detached":
             parts = _houses(poly, smin, smax, rng)
+        elif form == "villa":
+            parts = _houses(
+                poly, smin, smax, rng, lots=(20.0, 32.0), empty=0.15, gap=(3.0, 5.0), depth=20.0
+            )
+        elif form == "terraced":
+            parts = _terraced(poly, smin, smax, rng)
         else:
-            parts = _perimeter(poly, use, smin, smax, rng)
+            parts = _perimeter(poly, use if use in _PERIMETER else "mixed", smin, smax, rng)
         for n, part in enumerate(parts, start=1):
             part["id"] = f"{bid}-{n:03d}"
             part["block"] = bid
@@ -66,7 +76,15 @@ def generate_footprints(blocks: Iterable[Mapping[str, Any]], seed: int) -> list[
     return out
 
 
-def _check_block(block: Mapping[str, Any]) -> tuple[str, str, int, int, Polygon]:
+def default_form(use: str, storeys_max: int) -> str:
+    """The form of a block that names none: halls for industry and port, detached houses for low
+    residential blocks, perimeter buildings otherwise."""
+    if use in ("industrial", "port"):
+        return "halls"
+    return "detached" if use == "residential" and storeys_max <= 3 else "perimeter"
+
+
+def _check_block(block: Mapping[str, Any]) -> tuple[str, str, str, int, int, Polygon]:
     """Validate one block mapping; bad input raises DataError naming the block and the field."""
     bid = str(block.get("id", "?"))
     for key in ("id", "use", "storeys_min", "storeys_max", "geometry"):
@@ -88,7 +106,12 @@ def _check_block(block: Mapping[str, Any]) -> tuple[str, str, int, int, Polygon]
     poly = block["geometry"]
     if not isinstance(poly, Polygon) or poly.is_empty or not poly.is_valid:
         raise DataError(f"block '{bid}': field 'geometry' must be a valid Polygon in EPSG:25832")
-    return bid, use, smin, smax, poly
+    form = block.get("form") or default_form(use, smax)
+    if form not in FORMS:
+        raise DataError(
+            f"block '{bid}': field 'form' = {form!r}; expected one of {', '.join(FORMS)}"
+        )
+    return bid, use, form, smin, smax, poly
 
 
 def _largest(geom: Any) -> Polygon | None:
@@ -174,6 +197,8 @@ def _gabled_extra(poly: Polygon) -> float:
 
 def _building(poly: Polygon, storeys: int, ground: float, gabled: bool) -> dict[str, Any]:
     """A footprint record; height = ground floor + upper floors (+ the roof to its ridge when gabled)."""
+    # vertices closer than a few cm (slivers of the lot cuts) would fold when GeoJSON rounds them
+    poly = poly.simplify(_SIMPLIFY_M)
     height = ground + (storeys - 1) * _UPPER_FLOOR_M
     if gabled:
         height += _gabled_extra(poly)
@@ -209,9 +234,24 @@ def _perimeter(
     return out
 
 
-def _houses(poly: Polygon, smin: int, smax: int, rng: np.random.Generator) -> list[dict]:
-    """Detached and semi-detached houses set back from the street, with gardens behind and gaps between."""
-    depth, wmin, wmax, _, p_gabled, ground = _PERIMETER["residential"]
+def _houses(
+    poly: Polygon,
+    smin: int,
+    smax: int,
+    rng: np.random.Generator,
+    lots: tuple[float, float] = (12.0, 20.0),
+    empty: float = 0.25,
+    gap: tuple[float, float] = (1.0, 2.5),
+    depth: float | None = None,
+) -> list[dict]:
+    """Detached and semi-detached houses set back from the street, with gardens behind and gaps between.
+
+    `lots` is the range of lot fronts (m), `empty` the share of lots left as gardens, `gap` the range of
+    half the distance between neighbouring houses, `depth` the depth of the building band behind the
+    front garden; villas take wider lots, gaps and a deeper band.
+    """
+    band_depth, _, _, _, p_gabled, ground = _PERIMETER["residential"]
+    depth = band_depth if depth is None else depth
     setback = rng.uniform(3.0, 5.0)
     front = poly.buffer(-setback, join_style="mitre")
     front = _largest(front)
@@ -220,15 +260,44 @@ def _houses(poly: Polygon, smin: int, smax: int, rng: np.random.Generator) -> li
     inner = front.buffer(-depth, join_style="mitre")
     band = front.difference(inner) if not inner.is_empty else front
     out = []
-    for lot in _lots(band, front.exterior, wmin + 4.0, wmax + 4.0, rng):
-        side_gap = rng.uniform(1.0, 2.5)  # half the distance between neighbouring houses
+    for lot in _lots(band, front.exterior, lots[0], lots[1], rng):
+        side_gap = rng.uniform(*gap)  # half the distance between neighbouring houses
         fp = _shrink(lot, side_gap)
-        empty = rng.random() < 0.25
+        is_empty = rng.random() < empty
         storeys = int(rng.integers(smin, smax + 1))
         gabled = rng.random() < p_gabled
-        if fp is None or empty or fp.area < MIN_FOOTPRINT_M2:
+        if fp is None or is_empty or fp.area < MIN_FOOTPRINT_M2:
             continue
         out.append(_building(fp, storeys, ground, gabled))
+    return out
+
+
+_TERRACED_LOT_M = (5.5, 7.5)  # house fronts of German Reihenhäuser
+_TERRACED_MAX_M2 = 250.0  # larger (corner) lots of a row stay gardens
+
+
+def _terraced(poly: Polygon, smin: int, smax: int, rng: np.random.Generator) -> list[dict]:
+    """Rows of 4-8 terraced houses set back from the street, one storey count and roof per row, a lot
+    left open between rows (a path to the gardens behind)."""
+    depth = rng.uniform(9.0, 12.0)
+    front = _largest(poly.buffer(-rng.uniform(3.0, 6.0), join_style="mitre"))
+    if front is None:
+        return []
+    inner = front.buffer(-depth, join_style="mitre")
+    band = front.difference(inner) if not inner.is_empty else front
+    out = []
+    left, storeys, gabled = 0, smin, True
+    for lot in _lots(band, front.exterior, *_TERRACED_LOT_M, rng):
+        if left == 0:  # the gap before a new row
+            left = int(rng.integers(4, 9))
+            storeys = int(rng.integers(smin, smax + 1))
+            gabled = rng.random() < 0.75
+            continue
+        left -= 1
+        fp = _shrink(lot, GAP_M)
+        if fp is None or not MIN_FOOTPRINT_M2 <= fp.area <= _TERRACED_MAX_M2:
+            continue
+        out.append(_building(fp, storeys, 3.0, gabled))
     return out
 
 
