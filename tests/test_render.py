@@ -1,6 +1,6 @@
 """Offscreen rendering of the textured tileset: pictures that are not blank, buildings that stand out from
-the ground with windows on them, streets on the ground in the Ostwall view of the Krefeld build, named
-views, and the `twin scene render` command."""
+the ground with windows on them, streets on the ground and buildings on both sides in the Ostwall view of
+the Krefeld build, named views, and the `twin scene render` command."""
 
 from __future__ import annotations
 
@@ -120,6 +120,21 @@ def test_ostwall_view_of_the_krefeld_build(krefeld_build: Path):
     # and lighter pavement or markings beside it
     light = (px.max(axis=1) - px.min(axis=1) < 25) & (px.mean(axis=1) > 150)
     assert light.mean() > 0.01
+
+
+def test_ostwall_view_has_buildings_on_both_sides(krefeld_build: Path):
+    """Looking north along the Ostwall from the Hauptbahnhof, the inner city stands on the left and the
+    east of the city centre on the right. Drawn with the buildings layer alone (nothing in front of
+    them, no ground whose shading could differ), the pixels it changes from the empty picture cover
+    more than 12 % of each half of the picture."""
+    view = load_view(SCENES_DIR / "ostwall.toml")
+    tileset, size = krefeld_build / "tiles" / "tileset.json", (320, 180)
+    sky = render_tileset(tileset, view.camera, size, show=()).astype(int)
+    alone = render_tileset(tileset, view.camera, size, show=("buildings",)).astype(int)
+    building = np.abs(alone - sky).sum(axis=-1) > 30
+    half = building.shape[1] // 2
+    left, right = building[:, :half].mean(), building[:, half:].mean()
+    assert left > 0.12 and right > 0.12, (left, right)
 
 
 def test_named_views_are_valid_and_parse():
