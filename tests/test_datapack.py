@@ -596,6 +596,24 @@ def test_every_wall_has_built_fronts_on_both_sides(author, buildings):
             assert np.mean(built) >= 0.6, (name, side, np.mean(built))
 
 
+def test_parking_bays_lie_in_their_streets_and_not_in_buildings(author, buildings):
+    """Each parking-bay sensor stands inside the street space of the street it is named after (within
+    its half width of a way of that name) and in no building footprint."""
+    g = author.PackGeometry()
+    tree = shapely.STRtree([p for _, p in buildings])
+    with (PACK / "sensors" / "parking.csv").open(encoding="utf-8") as f:
+        bays = list(csv.DictReader(f))
+    assert len(bays) == 50 and len({b["dev_eui"] for b in bays}) == 50
+    for bay in bays:
+        street = bay["name"].rsplit(" bay ", 1)[0]
+        point = Point(float(bay["x"]), float(bay["y"]))
+        ways = [(ln, t) for ln, t in g.ways if t.get("name") == street and "highway" in t]
+        assert ways, bay["name"]
+        half = author.street_space_m(ways[0][1]) / 2.0
+        assert min(ln.distance(point) for ln, _ in ways) < half, bay["name"]
+        assert tree.query(point, predicate="intersects").size == 0, bay["name"]
+
+
 def test_district_streets_are_synthetic_and_joined(osm):
     """The districts' local streets are residential (or estate) ways tagged note=synthetic, named
     after their district, and joined to the main streets (shared nodes, as OSM joins ways)."""

@@ -2468,6 +2468,58 @@ def climate_rows(z: np.ndarray, taken: set[str]) -> list[dict]:
     return rows
 
 
+# LoRaWAN parking-bay sensors: ten bays per street, evenly spaced along its longest stretch, in the
+# kerbside lane (a boulevard's parking band where its cross-section has one). DevEUIs are made up.
+PARKING_STREETS = ("Ostwall", "Westwall", "Rheinstraße", "Friedrichstraße", "St.-Anton-Straße")
+PARKING_PER_STREET = 10
+KERB_INSET_M = 2.5  # bay centre inside the street space's edge: sidewalk, kerb, half a parking lane
+
+
+def _bay_line(street: str, g: PackGeometry) -> LineString:
+    """The line the bays of `street` lie on: its longest stretch, offset into the kerbside lane."""
+    parts = [
+        (line, tags) for line, tags in g.ways if tags.get("name") == street and "highway" in tags
+    ]
+    if not parts:
+        raise KeyError(f"no street named {street!r} in the pack")
+    merged = shapely.line_merge(shapely.union_all([line for line, _ in parts]))
+    line = max(getattr(merged, "geoms", [merged]), key=lambda x: x.length)
+    section = BOULEVARDS.get(street)
+    if section is None:
+        return line.offset_curve(-(street_space_m(parts[0][1]) / 2 - KERB_INSET_M))
+    line = oriented(line, section)
+    bands = band_offsets(section)
+    parking = [(a, b) for kind, a, b in bands if kind == "parking"]
+    if parking:
+        return line.offset_curve(sum(parking[0]) / 2)
+    right = [b for kind, _, b in bands if kind == "carriageway"][-1]  # the right carriageway's kerb
+    return line.offset_curve(right + 1.0)
+
+
+def parking_rows(g: PackGeometry, footprints: list[dict]) -> list[dict]:
+    """sensors/parking.csv: the parking-bay sensors on the streets they are named after."""
+    tree = shapely.STRtree([f["geometry"] for f in footprints])
+    rows = []
+    for street in PARKING_STREETS:
+        line = _bay_line(street, g)
+        for i in range(PARKING_PER_STREET):
+            p = line.interpolate((i + 0.5) / PARKING_PER_STREET, normalized=True)
+            if len(tree.query(p, predicate="intersects")):
+                raise RuntimeError(f"parking bay {i + 1} of {street} at {p} lies in a building")
+            n = len(rows) + 1
+            rows.append(
+                {
+                    "id": f"PK-{n:03d}",
+                    "dev_eui": f"0F4E5A{n:010X}",
+                    "name": f"{street} bay {i + 1}",
+                    "x": round(p.x, 1),
+                    "y": round(p.y, 1),
+                    "status": "synthetic",
+                }
+            )
+    return rows
+
+
 def csv_text(rows: list[dict]) -> str:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
@@ -2520,6 +2572,7 @@ def author(out_dir: Path) -> list[Path]:
     taken: set[str] = set()
     write_text("sensors/wells.csv", csv_text(wells_rows(g, z, taken)))
     write_text("sensors/climate_stations.csv", csv_text(climate_rows(z, taken)))
+    write_text("sensors/parking.csv", csv_text(parking_rows(g, footprints)))
     return written
 
 
