@@ -53,21 +53,16 @@ import shapely
 from twin.city.buildings import SURFACES, read_buildings, read_surfaces
 from twin.city.vector import read_vector
 from twin.citytiles.meshes import (
-    ByFeature,
     Mesh,
     TerrainSampler,
-    check_surfaces,
-    concat,
     footprint_polygons,
     roof_mesh,
-    surface_meshes,
     terrain_mesh,
-    tree_colours,
-    tree_mesh,
     triangles_per_building,
     vertex_normals,
     wall_mesh,
 )
+from twin.citytiles.surfaces import ByFeature, check_surfaces, concat, surface_meshes
 from twin.citytiles.textures import (
     ATLAS_BAYS,
     USES,
@@ -85,6 +80,7 @@ from twin.citytiles.textures import (
     roof_atlas,
     use_index,
 )
+from twin.citytiles.tree_meshes import tree_colours, tree_mesh
 from twin.errors import DataError
 from twin.geo import CRS_PLANAR, GEOID_HEIGHT_M, LocalFrame, utm_to_wgs84, wgs84_to_ecef
 from twin.tiles.write_glb import (
