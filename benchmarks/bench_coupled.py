@@ -16,7 +16,7 @@ time of this process (libsumo and the solver run in it; CPU time moves less than
 shared machine). Each repeat runs both, one after the other; the row is the repeat with the best
 paired ratio, the anchor's time over the coupled time (rates: higher is better, 1 = no overhead);
 the coupling overhead, coupled over alone, is printed too (goal: at most 1.05). `--short`, what
-`make bench` runs: --end 3h, 3 repeats.
+`make bench` runs: --end 3h, 2 repeats (the whole city's net makes each run take about 25 s).
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     add_arguments(ap)
     ns = ap.parse_args(argv)
     end = ns.end or "3h"
-    repeat = ns.repeat or 3
+    repeat = ns.repeat or (2 if ns.short else 3)
     if not (REPO / "build" / "krefeld" / "krefeld.net.xml.gz").is_file():
         rows = [skipped(BENCH, "overhead", "models alone", "build/krefeld not built "
                         "(twin data build)")]  # fmt: skip
