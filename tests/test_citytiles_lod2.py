@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import shapely
 from conftest import write_mini_pack
-from test_tiles_writer import Glb, positions_utm, tiles_of, validate_glbs
+from test_tiles_writer import OPTIONS, PRODUCT_STEPS, Glb, positions_utm, tiles_of, validate_glbs
 
 from twin.city.build import run_build
 from twin.city.buildings import SURFACE_KINDS, SURFACES, read_buildings, write_surfaces
@@ -33,16 +33,6 @@ from twin.citytiles.writer import (
 )
 from twin.tiles.info import tileset_info
 
-PRODUCT_STEPS = ("terrain", "landcover", "streets", "buildings", "trees")
-OPTIONS = TilesetOptions(
-    leaf_size_m=250.0,
-    ground_px=64,
-    facade_width_px=128,
-    roof_px=64,
-    ground_format="png",
-    b3dm=True,
-    keep_contents=True,
-)
 WALL, ROOF, GROUND = SURFACE_KINDS["wall"], SURFACE_KINDS["roof"], SURFACE_KINDS["ground"]
 
 

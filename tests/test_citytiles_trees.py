@@ -12,6 +12,7 @@ import pyogrio
 import pytest
 from conftest import EXTENT, write_mini_pack
 from test_tiles_writer import Glb, positions_utm, tiles_of, validate_glbs
+from test_trees import TREES_LAYER
 
 from twin.city.build import run_build
 from twin.city.pack import load_pack
@@ -21,14 +22,6 @@ from twin.citytiles.writer import TilesetOptions, write_tileset_from_build
 from twin.tiles.info import tileset_info
 
 PRODUCT_STEPS = ("terrain", "landcover", "streets", "buildings", "trees")
-TREES_LAYER = """
-[layers.trees]
-path = "trees.csv"
-format = "csv"
-status = "synthetic"
-licence = "CC0-1.0"
-source = "test fixture"
-"""
 SPECIES = ("Tilia cordata", "Platanus x hispanica", "Acer platanoides")
 OPTIONS = TilesetOptions(
     leaf_size_m=250.0,
