@@ -281,3 +281,32 @@ def test_vehicles_of_a_run_are_drawn_in_the_scene(mini_tiles: Path, tmp_path: Pa
                str(pack_dir), "--build-dir", str(build_dir), "-o", str(tmp_path / "x.png"),
                "--traffic", str(run)])  # fmt: skip
     assert rc == 1 and "--traffic needs --at" in capsys.readouterr().err
+
+
+def test_vehicles_on_a_boulevard_go_onto_its_carriageways_and_tracks(krefeld_build: Path):
+    """A car and a tram the net puts beside the Ostwall's centre line (its central strip in the
+    drawn cross-section) are moved onto the carriageway and the tram band on their right."""
+    import pyogrio
+    import shapely
+
+    from twin.scenes.vehicles import Vehicle, onto_boulevards
+
+    bands = krefeld_build / "boulevards.gpkg"
+    meta, _, wkb, values = pyogrio.raw.read(bands, layer="boulevards")
+    cols = dict(zip(meta["fields"], values, strict=True))
+    polys = shapely.from_wkb(wkb)
+    ostwall = np.asarray(cols["street"]) == "Ostwall"
+    strip = [p for p, k, o in zip(polys, cols["kind"], ostwall, strict=True) if o and k == "median"]
+    centre = max(strip, key=lambda p: p.area).representative_point()
+    north = [Vehicle("car", "passenger", centre.x, centre.y, 352.0),
+             Vehicle("tram", "tram", centre.x, centre.y, 352.0)]  # fmt: skip
+    car, tram = onto_boulevards(north, bands)
+    for v, kind in ((car, "carriageway"), (tram, "tram")):
+        p = shapely.Point(v.x, v.y)
+        on = [
+            k for g, k, o in zip(polys, cols["kind"], ostwall, strict=True) if o and g.contains(p)
+        ]
+        assert on == [kind], (v.id, on)
+        assert v.x > centre.x  # heading north: the right-hand side is the east
+    away = Vehicle("far", "passenger", 300000.0, 5600000.0, 0.0)
+    assert onto_boulevards([away], bands) == [away]

@@ -57,7 +57,7 @@ def _sim_time(text: str) -> float:
 def _vehicle_overlays(args: argparse.Namespace, view: Any) -> tuple[list, str]:
     """Boxes for the vehicles of --traffic at --at, in the view's camera frame, and a caption."""
     from twin.city.raster import values_at
-    from twin.scenes.vehicles import load_vehicles, vehicle_meshes
+    from twin.scenes.vehicles import load_vehicles, onto_boulevards, vehicle_meshes
 
     if args.at is None:
         raise ConfigError("--traffic needs --at (simulation time, seconds or HH:MM[:SS])")
@@ -65,6 +65,7 @@ def _vehicle_overlays(args: argparse.Namespace, view: Any) -> tuple[list, str]:
     if not terrain.exists():
         raise DataError(f"{terrain}: no terrain to stand the vehicles on; run `twin data build`")
     t, vehicles = load_vehicles(args.traffic, args.at)
+    vehicles = onto_boulevards(vehicles, terrain.parent / "boulevards.gpkg")
     meshes = vehicle_meshes(vehicles, view.camera.frame(), functools.partial(values_at, terrain))
     return meshes, f", {len(vehicles)} vehicles at t={t:g} s"
 

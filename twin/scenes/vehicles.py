@@ -155,6 +155,52 @@ def load_vehicles(folder: Path, time_s: float) -> tuple[float, list[Vehicle]]:
     ]
 
 
+def onto_boulevards(vehicles: list[Vehicle], bands_file: Path) -> list[Vehicle]:
+    """Vehicles moved onto the drawn cross-section where a boulevard is one two-way way in the net.
+
+    SUMO puts a two-way street's lanes beside its centre line, where a boulevard's cross-section
+    (boulevards.gpkg) may have its central strip; so a vehicle standing in a boulevard but not on a
+    band of its kind (carriageway, or tram for trams) goes to the nearest such band on its right-hand
+    side, 1.5 m in from the band's edge. Vehicles elsewhere are left as they are.
+    """
+    import dataclasses
+
+    import pyogrio
+    import shapely
+    from shapely.ops import nearest_points
+
+    if not vehicles or not bands_file.is_file():
+        return vehicles
+    meta, _, wkb, values = pyogrio.raw.read(bands_file, layer="boulevards")
+    if len(wkb) == 0:
+        return vehicles
+    cols = dict(zip(meta["fields"], values, strict=True))
+    polys, kinds = shapely.from_wkb(wkb), np.asarray(cols["kind"], dtype=object)
+    streets = np.asarray(cols["street"], dtype=object)
+    tree = shapely.STRtree(polys)
+    out = []
+    for v in vehicles:
+        p = shapely.Point(v.x, v.y)
+        inside = tree.query(p, predicate="intersects")
+        want = "tram" if v.vclass in ("tram", "rail_urban") else "carriageway"
+        if len(inside) == 0 or any(kinds[i] == want for i in inside):
+            out.append(v)
+            continue
+        street = streets[inside[0]]
+        a = math.radians(v.angle)
+        fwd = np.array([math.sin(a), math.cos(a)])
+        best = None
+        for i in np.flatnonzero((streets == street) & (kinds == want)):
+            q = np.asarray(nearest_points(polys[i], p)[0].coords[0])
+            d = q - (v.x, v.y)
+            right = fwd[0] * d[1] - fwd[1] * d[0] < 0  # d lies to the right of the heading
+            dist = float(np.hypot(*d))
+            if right and dist > 0 and (best is None or dist < best[0]):
+                best = (dist, q + d / dist * 1.5)
+        out.append(v if best is None else dataclasses.replace(v, x=best[1][0], y=best[1][1]))
+    return out
+
+
 _BOX_FACES = np.array(
     [[0, 1, 2, 3], [4, 7, 6, 5], [0, 4, 5, 1], [1, 5, 6, 2], [2, 6, 7, 3], [3, 7, 4, 0]]
 )
