@@ -226,25 +226,9 @@ TRAFFIC_CASES = {
 @pytest.fixture(scope="module")
 def net_index(krefeld_build: Path):
     """What the built Krefeld net lets a scenario name, as `twin traffic check` reads it."""
-    from twin.traffic.demand import read_lines, read_stops
-    from twin.traffic.network import (
-        FACTS_FILE,
-        NET_FILE,
-        PTLINES_FILE,
-        PTSTOPS_FILE,
-        NetworkFacts,
-        read_net,
-    )
-    from twin.traffic.scenario import net_index as index_of
+    from twin.traffic.scenario import built_net_index
 
-    facts = NetworkFacts.from_json(krefeld_build / FACTS_FILE)
-    stops = {k: [s["id"] for s in v] for k, v in read_stops(krefeld_build / PTSTOPS_FILE).items()}
-    return index_of(
-        read_net(krefeld_build / NET_FILE),
-        gates=[g.name for g in facts.gates],
-        stops=stops,
-        lines=read_lines(krefeld_build / PTLINES_FILE),
-    )
+    return built_net_index(krefeld_build)[1]
 
 
 def _traffic_cli(capsys: pytest.CaptureFixture[str], path: Path) -> tuple[int, list[str], str]:

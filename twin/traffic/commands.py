@@ -139,25 +139,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     """Validate a scenario file and its names against the built net, without running SUMO."""
-    from twin.traffic.demand import read_lines, read_stops
-    from twin.traffic.network import (
-        FACTS_FILE,
-        NET_FILE,
-        PTLINES_FILE,
-        PTSTOPS_FILE,
-        NetworkFacts,
-        read_net,
-    )
-    from twin.traffic.scenario import check_scenario, net_index
+    from twin.traffic.scenario import built_net_index, check_scenario
 
     scenario, products, _ = _scenario(args)
-    facts = NetworkFacts.from_json(products / FACTS_FILE)
-    stops = {k: [s["id"] for s in v] for k, v in read_stops(products / PTSTOPS_FILE).items()}
-    net = read_net(products / NET_FILE)
-    lines = read_lines(products / PTLINES_FILE)
-    resolved = check_scenario(
-        scenario, net_index(net, gates=[g.name for g in facts.gates], stops=stops, lines=lines)
-    )
+    resolved = check_scenario(scenario, built_net_index(products)[1])
     print(f"{scenario.file}: valid; variants: {', '.join(scenario.variants)}")
     for name, specs in resolved.items():
         for spec in specs:

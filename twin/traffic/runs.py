@@ -41,7 +41,6 @@ from twin.traffic.demand import build_demand, demand_key
 from twin.traffic.network import (
     FACTS_FILE,
     NET_FILE,
-    PTLINES_FILE,
     PTSTOPS_FILE,
     NetworkFacts,
     read_net,
@@ -49,6 +48,7 @@ from twin.traffic.network import (
 from twin.traffic.scenario import (
     BASELINE,
     Scenario,
+    built_net_index,
     check_scenario,
     net_index,
 )
@@ -191,27 +191,15 @@ def _plan_run(
         sumocfg = read_sumocfg(scenario.sumocfg)
         net_file = Path(sumocfg["net"])
         facts_file = stops_file = None
-        facts = None
-        stops: dict[str, list[str]] = {}
-        lines = None  # an existing SUMO config's lines are its own
+        net = read_net(net_file)
+        index = net_index(net)  # an existing SUMO config's stops and lines are its own
     else:
         if products is None:
             raise ConfigError("a scenario run needs the built network (twin data build)")
         net_file = products / NET_FILE
         facts_file = products / FACTS_FILE
         stops_file = products / PTSTOPS_FILE
-        for f in (net_file, facts_file, stops_file):
-            if not f.exists():
-                raise ConfigError(f"{f}: not built; run `twin data build` first")
-        facts = NetworkFacts.from_json(facts_file)
-        from twin.traffic.demand import read_lines, read_stops
-
-        stops = {k: [s["id"] for s in v] for k, v in read_stops(stops_file).items()}
-        lines = read_lines(products / PTLINES_FILE)
-    net = read_net(net_file)
-    index = net_index(
-        net, gates=[g.name for g in facts.gates] if facts else [], stops=stops, lines=lines
-    )
+        net, index = built_net_index(products)
     resolved = check_scenario(scenario, index)
     resolved = {k: v for k, v in resolved.items() if k in names}
     for name, specs in resolved.items():

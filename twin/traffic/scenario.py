@@ -537,6 +537,30 @@ def net_index(
     )
 
 
+def built_net_index(products: Path) -> tuple[Any, NetIndex]:
+    """The built net of a build folder (sumolib) and what a scenario may name in it: its streets,
+    signals, gates (netfacts), stops (ptstops) and lines (ptlines). A missing product is a
+    ConfigError naming it."""
+    from twin.traffic.demand import read_lines, read_stops
+    from twin.traffic.network import (
+        FACTS_FILE,
+        NET_FILE,
+        PTLINES_FILE,
+        PTSTOPS_FILE,
+        NetworkFacts,
+        read_net,
+    )
+
+    for f in (products / NET_FILE, products / FACTS_FILE, products / PTSTOPS_FILE):
+        if not f.exists():
+            raise ConfigError(f"{f}: not built; run `twin data build` first")
+    facts = NetworkFacts.from_json(products / FACTS_FILE)
+    stops = {k: [s["id"] for s in v] for k, v in read_stops(products / PTSTOPS_FILE).items()}
+    net = read_net(products / NET_FILE)
+    lines = read_lines(products / PTLINES_FILE)
+    return net, net_index(net, gates=[g.name for g in facts.gates], stops=stops, lines=lines)
+
+
 def _line_modes(lines: list[dict[str, Any]]) -> dict[str, set[str]]:
     """Line ref -> modes of the bus and tram lines a net provides."""
     out: dict[str, set[str]] = {}
