@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from twin.errors import DataError
+from twin.tiles.binary import malformed
 from twin.tiles.content import Content, Geometry
 from twin.tiles.tileset import Tile, Tileset
 from twin.tiles.write_glb import CLAMP_TO_EDGE, REPEAT
@@ -138,7 +139,11 @@ def content_meshes(
     name, m_frame, lf = _resolved or _resolve_frame(frame, [tile])
     world = tile.transform
     m = world if m_frame is None else m_frame @ world
-    props = content.properties()
+    # the property tables are decoded once: the first is the content's properties (unless a batch
+    # table gives them), each primitive's feature ids may name another (e.g. trees beside buildings)
+    with malformed(content.name, "feature properties"):
+        tables = content.gltf.property_tables() if content.gltf is not None else []
+    props = tables[0] if tables and content.batch_table is None else content.properties()
     meta: dict[str, Any] = {
         "tile": tile.address,
         "content": uri or content.name,
@@ -150,11 +155,10 @@ def content_meshes(
         meta["origin"] = {"lon": lf.lon, "lat": lf.lat, "h_ellipsoidal": lf.h}
     images: dict = {}
     wraps = _texture_wraps(content)
-    tables = content.gltf.property_tables() if content.gltf is not None else []
     out = []
     for g in content.geometry(m):
         g_meta = meta
-        if 0 < g.property_table < len(tables):  # e.g. trees beside buildings: their own table
+        if 0 < g.property_table < len(tables):
             g_meta = {**meta, "properties": tables[g.property_table]}
         pos = g.positions
         if m_frame is None:
