@@ -5,6 +5,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # The Khronos glTF validator (npm) that the tileset tests run; without npm those tests say so and skip.
 GLTF_VALIDATOR := $(VENV)/npm/node_modules/gltf-validator/package.json
+# The heat model's reference implementations (SOLWEIG: GPL-3.0; supy/SUEWS: pins old libraries) live in
+# an environment of their own, never in the package's; without it the tests against them say so and skip.
+REF := .venv-ref
+REF_STAMP := $(REF)/.installed
 
 .PHONY: demo test test-all lint format build bench bench-full clean
 
@@ -26,14 +30,20 @@ $(GLTF_VALIDATOR):
 	    || echo "could not install gltf-validator from npm; the glTF validation tests will skip"; \
 	else echo "npm not found; the glTF validation tests will skip"; fi
 
+$(REF_STAMP): tests/reference/requirements.txt
+	@test -x $(REF)/bin/python || $(PYTHON) -m venv $(REF)
+	@$(REF)/bin/python -m pip install --quiet --disable-pip-version-check -r tests/reference/requirements.txt \
+	  && touch $(REF_STAMP) \
+	  || echo "could not install the heat references (SOLWEIG, supy); the tests against them will skip"
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: lint $(GLTF_VALIDATOR)
+test: lint $(GLTF_VALIDATOR) $(REF_STAMP)
 	$(BIN)/python -m pytest
 
-test-all: lint $(GLTF_VALIDATOR)
+test-all: lint $(GLTF_VALIDATOR) $(REF_STAMP)
 	$(BIN)/python -m pytest -m "slow or not slow"
 
 format: $(STAMP)
@@ -43,12 +53,12 @@ format: $(STAMP)
 # Every benchmark in its short mode, one table of ratios against their anchors, checked against
 # benchmarks/floors.toml (fails below a floor); the Krefeld products it reads are built first
 # (incremental). The table also goes to build/bench/results.json.
-bench: $(STAMP)
+bench: $(STAMP) $(REF_STAMP)
 	$(BIN)/twin data build
 	$(BIN)/python benchmarks/run.py
 
 # The same with each benchmark's long defaults (tens of minutes).
-bench-full: $(STAMP)
+bench-full: $(STAMP) $(REF_STAMP)
 	$(BIN)/twin data build
 	$(BIN)/python benchmarks/run.py --full
 
