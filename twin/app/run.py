@@ -198,7 +198,7 @@ def _point_ids(model: Any, name: str) -> list[str]:
 def _by_id(source: Any, output: str, target: Any, input_: str) -> Callable:
     """Points matched by id (a feed's devices -> a model's wells); a missing one is NaN, or 0 for
     a weight."""
-    from twin.groundwater.readings import by_id
+    from twin.core.transforms import by_id
 
     spec = target.input_variable(input_)
     fill = 0.0 if spec.standard_name.endswith("_weight") else math.nan
@@ -447,7 +447,7 @@ def _gaps(parts: Parts) -> list[dict[str, Any]]:
     """Stretches without readings: {start, end, quantities, wells} per outage (end None: open)."""
     if parts.feed is None:
         return []
-    from twin.groundwater.readings import outages
+    from twin.core.transforms import outages
 
     feed = parts.feed
     every = [d for q in feed._devices for d in feed.device_ids(q)]

@@ -75,6 +75,30 @@ def read_to_grid(
     return out, nodata
 
 
+def resample_to(
+    path: Path,
+    transform: rasterio.Affine,
+    shape: tuple[int, int],
+    crs: str,
+    resampling: Resampling,
+    what: str,
+) -> np.ndarray:
+    """Any GDAL raster resampled onto a north-up grid (``transform``, ``shape``) as float64; cells
+    it does not cover, and its nodata cells, are NaN. A model reads the pack's products this way."""
+    try:
+        src = rasterio.open(path)
+    except rasterio.errors.RasterioIOError as exc:
+        raise DataError(f"{path}: cannot open the {what} raster: {exc}") from None
+    with src:
+        if src.crs is None:
+            raise DataError(f"{path}: {what} raster has no CRS; expected a projected CRS")
+        out = np.full(shape, np.nan, dtype="float64")
+        reproject(source=rasterio.band(src, 1), destination=out, dst_transform=transform,
+                  dst_crs=crs, src_nodata=src.nodata, dst_nodata=np.nan,
+                  resampling=resampling)  # fmt: skip
+    return out
+
+
 def values_at(path: Path, x: np.ndarray, y: np.ndarray, *, clip: bool = False) -> np.ndarray:
     """Band 1 of a GeoTIFF at points in its CRS (the cell containing each point), as floats: NaN for
     nodata, and for points outside the raster unless `clip` takes the nearest edge cell."""

@@ -27,6 +27,7 @@ import numpy as np
 
 from twin.core import Coupler
 from twin.core import Model as CoreModel
+from twin.core.transforms import by_id, outages
 from twin.errors import DataError
 from twin.groundwater.assimilation import interpolate
 from twin.groundwater.coupling import GroundwaterModel
@@ -37,7 +38,7 @@ from twin.groundwater.outputs import (
     write_csv,
     write_geotiff,
 )
-from twin.groundwater.readings import SyntheticReadings, by_id, outages, provenance
+from twin.groundwater.readings import SyntheticReadings, provenance
 from twin.groundwater.report import phase_line, write_report
 from twin.groundwater.scenario import Setup, build_setup, load_scenario, logger_wells
 from twin.progress import Progress, as_progress

@@ -443,23 +443,12 @@ def river_cells(grid: Grid, line: list[list[float]], width: float) -> tuple[np.n
 def _resample(path: Path, grid: Grid, what: str) -> np.ndarray:
     """Average a product raster onto the model grid (row 0 south); cells without data are NaN."""
     import rasterio
-    from rasterio.warp import Resampling, reproject
+    from rasterio.warp import Resampling
 
-    try:
-        src = rasterio.open(path)
-    except rasterio.errors.RasterioIOError as exc:
-        raise DataError(f"{path}: cannot open the {what} raster: {exc}") from None
-    with src:
-        out = np.full(grid.shape, np.nan, dtype="float64")
-        reproject(
-            source=rasterio.band(src, 1),
-            destination=out,
-            dst_transform=rasterio.Affine(*grid.transform()),
-            dst_crs="EPSG:25832",
-            src_nodata=src.nodata,
-            dst_nodata=np.nan,
-            resampling=Resampling.average,
-        )
+    from twin.city.raster import resample_to
+
+    out = resample_to(path, rasterio.Affine(*grid.transform()), grid.shape, "EPSG:25832",
+                      Resampling.average, what)  # fmt: skip
     return grid.from_north_up(out)
 
 
