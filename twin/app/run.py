@@ -205,7 +205,15 @@ def _by_id(source: Any, output: str, target: Any, input_: str) -> Callable:
     return by_id(_point_ids(source, output), _point_ids(target, input_), fill)
 
 
-TRANSFORMS: dict[str, Callable[[Any, str, Any, str], Callable]] = {"by_id": _by_id}
+def _regrid(source: Any, output: str, target: Any, input_: str) -> Callable:
+    """A raster onto the target's raster grid (bilinear; NaN outside the source)."""
+    from twin.core.transforms import regrid
+
+    return regrid(source.output_variable(output).grid, target.input_variable(input_).grid)
+
+
+TRANSFORMS: dict[str, Callable[[Any, str, Any, str], Callable]] = {"by_id": _by_id,
+                                                                   "regrid": _regrid}  # fmt: skip
 """Transforms an exchange may name: each builds the link's function from its two ends."""
 
 
