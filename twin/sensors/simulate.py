@@ -9,6 +9,11 @@ malformed message of each kind the validation quarantines.
 
 Readings are generated first (per device, from the seed and the DevEUI), then written in either
 network-server format, so one seed gives the same readings in both.
+
+A given weather series (``simulate(..., weather=...)``) replaces the climate stations' own
+synthetic weather: each station then reads that series' air temperature plus its urban heat-island
+offset (the reference station, a DWD row, none), its humidity at the same vapour pressure, its
+radiation and wind, each with sensor noise. The streams stay synthetic either way.
 """
 
 from __future__ import annotations
@@ -18,10 +23,12 @@ import math
 import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 
+from twin.errors import DataError
 from twin.sensors.devices import Catalogue, Device
 from twin.sensors.profiles import Layout, Profiles
 from twin.sensors.uplink import render_chirpstack, render_tts, topic_for
@@ -40,6 +47,15 @@ MALFORMED = (
 MALFORMED_RATE = 0.01
 GAP_RATE = 0.02
 LATE_RATE = 0.003
+# Standard deviations of the sensor noise on a given weather series (weather=...): air
+# temperature K, humidity %, radiation W m-2, wind m/s and degrees.
+STATION_NOISE = {
+    "air_temperature": 0.1,
+    "relative_humidity": 1.5,
+    "global_radiation": 5.0,
+    "wind_speed": 0.3,
+    "wind_direction": 8.0,
+}
 
 # Synthetic stand-ins for the Rhine (a north-south line east of the centre, near Uerdingen) and
 # for waterworks wells; positions in EPSG:25832.
@@ -138,7 +154,7 @@ def _station_fields(d: Device, times, rng, weather, index: int):
     doy = (times / 86400.0) % 365.25
     mean = 10.5 - 8.0 * np.cos(2 * np.pi * (doy - 20.0) / 365.25)
     hour = (times % 86400.0) / 3600.0
-    uhi = 1.8 * math.exp(-math.hypot(d.x - CENTRE[0], d.y - CENTRE[1]) / 2000.0)
+    uhi = _uhi(d)
     cl = np.interp(times, grid, cloud)
     amp = 5.0 * (1.0 - 0.6 * cl)
     temp = mean + amp * np.cos(2 * np.pi * (hour - 15.0) / 24.0) + uhi
@@ -155,6 +171,117 @@ def _station_fields(d: Device, times, rng, weather, index: int):
     direction = (240.0 + np.cumsum(rng.normal(0, 4.0, times.size))) % 360.0
     battery = rng.uniform(3.5, 3.7) + rng.normal(0, 0.004, times.size)
     flags = (1 if index % 3 == 0 else 0) | (2 if index % 2 == 0 else 0)
+    out = []
+    for i in range(times.size):
+        f = {
+            "flags": float(flags),
+            "air_temperature": temp[i],
+            "relative_humidity": rh[i],
+            "precipitation": rain[i],
+            "battery": battery[i],
+        }
+        if flags & 1:
+            f["global_radiation"] = rad[i]
+        if flags & 2:
+            f["wind_speed"], f["wind_direction"] = speed[i], direction[i]
+        out.append(f)
+    return out
+
+
+WEATHER_KEYS = ("t_air_c", "rh_percent", "global_radiation", "wind_speed", "wind_from_deg")
+
+
+def _uhi(d: Device) -> float:
+    """A station's urban heat-island offset (K): largest at the centre, fading over ~2 km."""
+    return 1.8 * math.exp(-math.hypot(d.x - CENTRE[0], d.y - CENTRE[1]) / 2000.0)
+
+
+def is_reference_station(d: Device) -> bool:
+    """Whether a climate station is an official reference (a DWD row): it reads the regional
+    weather itself, with no urban offset."""
+    return d.id.upper().startswith("DWD-") or d.status == "official"
+
+
+def weather_series(weather: Any) -> dict[str, np.ndarray]:
+    """A weather series as float arrays: a mapping with "time" (or "times", UTC s, ascending) and
+    `WEATHER_KEYS` (optional "precipitation_mm_h"), or an object with those attributes."""
+
+    def get(key: str) -> Any:
+        if isinstance(weather, Mapping):
+            return weather.get(key)
+        return getattr(weather, key, None)
+
+    out: dict[str, np.ndarray] = {}
+    time = get("time")
+    if time is None:
+        time = get("times")
+    if time is None:
+        raise DataError("simulate: the weather series has no 'time' (or 'times')")
+    out["time"] = np.asarray(time, dtype=np.float64).reshape(-1)
+    if out["time"].size < 1 or np.any(np.diff(out["time"]) <= 0):
+        raise DataError("simulate: the weather series' times must be non-empty and ascending")
+    for key in WEATHER_KEYS + ("precipitation_mm_h",):
+        value = get(key)
+        if value is None:
+            if key == "precipitation_mm_h":
+                continue
+            raise DataError(f"simulate: the weather series lacks '{key}'")
+        a = np.asarray(value, dtype=np.float64).reshape(-1)
+        if a.size != out["time"].size or not np.all(np.isfinite(a)):
+            raise DataError(
+                f"simulate: the weather series' '{key}' must hold {out['time'].size} finite "
+                f"values, got {a.size}"
+            )
+        out[key] = a
+    return out
+
+
+def _interp_weather(series: dict[str, np.ndarray], times: np.ndarray) -> dict[str, np.ndarray]:
+    """The series at ``times``, linear in time; wind direction through u/v components."""
+    t = series["time"]
+    if times.size and (times[0] < t[0] or times[-1] > t[-1]):
+        raise DataError(
+            f"simulate: the weather series covers {_iso(t[0])} to {_iso(t[-1])}, the stream "
+            f"needs {_iso(times[0])} to {_iso(times[-1])}"
+        )
+    out = {k: np.interp(times, t, v) for k, v in series.items() if k != "time"}
+    rad = np.radians(series["wind_from_deg"])
+    weight = series["wind_speed"] + 1e-6  # a calm's direction (nearly) counts for nothing
+    u = np.interp(times, t, weight * np.sin(rad))
+    v = np.interp(times, t, weight * np.cos(rad))
+    out["wind_from_deg"] = np.degrees(np.arctan2(u, v)) % 360.0
+    return out
+
+
+def _iso(t: float) -> str:
+    return datetime.fromtimestamp(round(float(t)), UTC).isoformat().replace("+00:00", "Z")
+
+
+def _saturation_hpa(t_c: np.ndarray) -> np.ndarray:
+    """Saturation vapour pressure over water (hPa), Magnus form (Alduchov and Eskridge 1996)."""
+    return 6.1094 * np.exp(17.625 * t_c / (t_c + 243.04))
+
+
+def _station_fields_from(d: Device, times, rng, series, index: int):
+    """A station's readings following a given weather series (see the module notes)."""
+    w = _interp_weather(series, times)
+    reference = is_reference_station(d)
+    offset = 0.0 if reference else _uhi(d)
+    temp = w["t_air_c"] + offset + rng.normal(0, STATION_NOISE["air_temperature"], times.size)
+    # the same vapour pressure in air warmer by the offset: a lower relative humidity
+    rh = w["rh_percent"] * _saturation_hpa(w["t_air_c"]) / _saturation_hpa(w["t_air_c"] + offset)
+    rh = np.clip(rh + rng.normal(0, STATION_NOISE["relative_humidity"], times.size), 1.0, 100.0)
+    dt = np.diff(times, prepend=times[0] - INTERVALS_S["stations"])
+    rain = w.get("precipitation_mm_h", np.zeros(times.size)) * dt / 3600.0
+    rad = np.clip(
+        w["global_radiation"] + rng.normal(0, STATION_NOISE["global_radiation"], times.size),
+        0.0, None,
+    )  # fmt: skip
+    speed = np.abs(w["wind_speed"] + rng.normal(0, STATION_NOISE["wind_speed"], times.size))
+    direction = w["wind_from_deg"] + rng.normal(0, STATION_NOISE["wind_direction"], times.size)
+    direction %= 360.0
+    battery = rng.uniform(3.5, 3.7) + rng.normal(0, 0.004, times.size)
+    flags = 3 if reference else (1 if index % 3 == 0 else 0) | (2 if index % 2 == 0 else 0)
     out = []
     for i in range(times.size):
         f = {
@@ -198,14 +325,22 @@ def simulate(
     clean: bool = False,
     interval_scale: float = 1.0,
     base_heads: Mapping[str, float] | None = None,
+    weather: Any = None,
 ) -> list[SimUplink]:
     """All uplinks of all catalogue devices from ``start`` (UTC seconds) for ``minutes``, in the
     order a network server would deliver them.
 
     ``base_heads`` (well id -> m a.s.l.) sets a logger's mean head, e.g. a ground-water model's
     steady state, so that a twin experiment's stream and model start from one aquifer; without
-    it each well's water table lies a random 2.5-8 m below its ground."""
+    it each well's water table lies a random 2.5-8 m below its ground.
+
+    ``weather`` (a mapping of arrays or an object with attributes: time or times, t_air_c,
+    rh_percent, global_radiation, wind_speed, wind_from_deg, optional precipitation_mm_h) makes
+    the climate stations follow that series: air temperature = the series' + the station's urban
+    offset (none at a reference station) + noise of `STATION_NOISE`; it must cover the window.
+    Without it the stations' weather is the seed's own (and the stream as before)."""
     end = start + minutes * 60.0
+    series = None if weather is None else weather_series(weather)
     weather = _weather(seed, start, end)
     events: list[SimUplink] = []
     station_index = 0
@@ -225,7 +360,10 @@ def simulate(
             base = None if base_heads is None else base_heads.get(d.id)
             fields = _well_fields(d, times, rng, port, profile, base)
         elif d.kind == "stations":
-            fields = _station_fields(d, times, rng, weather, station_index)
+            if series is None:
+                fields = _station_fields(d, times, rng, weather, station_index)
+            else:
+                fields = _station_fields_from(d, times, rng, series, station_index)
             station_index += 1
         else:
             fields = _parking_fields(times, rng)
