@@ -325,3 +325,13 @@ def test_heat_wave_radiation_is_haurwitz_clear_sky():
 def test_heat_wave_rejects_too_few_daily_values():
     with pytest.raises(DataError, match=r"4 days need 4 daily maxima and minima, got 3 and 3"):
         synthetic_heat_wave(START, days=4)
+
+
+def test_heat_wave_can_start_earlier_without_shifting_its_days():
+    f = synthetic_heat_wave(START, days=2, t_max_c=(30.0, 33.0), t_min_c=(17.0, 19.0))
+    early = synthetic_heat_wave(START, days=2, t_max_c=(30.0, 33.0), t_min_c=(17.0, 19.0),
+                                before_s=3600.0)  # fmt: skip
+    assert early.times[0] == START - 3600.0 and early.times[-1] == f.times[-1]
+    np.testing.assert_array_equal(early.t_air_c[6:], f.t_air_c)
+    # the hour before: still falling towards the first sunrise, from a day-before peak of 30 degC
+    assert np.all(np.diff(early.t_air_c[:7]) < 0) and early.t_air_c[0] < 30.0

@@ -538,6 +538,7 @@ def synthetic_heat_wave(
     wind_from_deg: float = 100.0,
     pressure_hpa: float = 1015.0,
     step_s: float = 600.0,
+    before_s: float = 0.0,
     peak_hour: float = 15.0,
     lat: float = LAT,
     lon: float = LON,
@@ -553,7 +554,9 @@ def synthetic_heat_wave(
     0..1 curve: humidity from rh_percent[1] at the minimum to rh_percent[0] at the maximum, wind
     from wind_speed[0] to wind_speed[1]; wind direction and pressure are constant. Global radiation
     is Haurwitz's clear-sky model (`clear_sky_ghi`) at the sun's altitude (`twin.heat.sun`).
-    Samples every ``step_s`` seconds from ``start_utc`` to ``days`` x 24 h later."""
+    Samples every ``step_s`` seconds from ``start_utc`` to ``days`` x 24 h later, and
+    ``before_s`` seconds more before it (e.g. for a sensor stream that starts earlier; the days
+    still count from ``start_utc``'s local date)."""
     if isinstance(start_utc, str):
         try:
             dt = datetime.fromisoformat(start_utc)
@@ -573,6 +576,8 @@ def synthetic_heat_wave(
         )
     if not step_s > 0:
         raise DataError(f"synthetic heat wave: step_s must be positive, got {step_s}")
+    if not 0.0 <= before_s <= 86400.0:
+        raise DataError(f"synthetic heat wave: before_s must be 0..86400 s, got {before_s}")
     tz = ZoneInfo(zone)
     first = datetime.fromtimestamp(start, tz).date()
     knots_t: list[float] = []
@@ -589,7 +594,8 @@ def synthetic_heat_wave(
             knots_t.append(peak.timestamp())
             knots_v.append(float(t_max_c[kk]))
     kt, kv = np.array(knots_t), np.array(knots_v)
-    times = start + np.arange(0.0, days * 86400.0 + 0.5 * step_s, step_s)
+    lead = math.ceil(before_s / step_s - 1e-9) * step_s
+    times = start + np.arange(-lead, days * 86400.0 + 0.5 * step_s, step_s)
     j = np.clip(np.searchsorted(kt, times, side="right"), 1, kt.size - 1)
     a, b = kt[j - 1], kt[j]
     w = 0.5 * (1.0 - np.cos(np.pi * np.clip((times - a) / (b - a), 0.0, 1.0)))
