@@ -107,4 +107,6 @@ def test_tmrt_in_sun_and_shade_within_5_k_of_solweig(compared, step):
     assert sunlit.sum() > 200 and shaded.sum() > 200
     for cells in (sunlit, shaded):
         diff = ours["tmrt"][step][cells] - ref["tmrt"][step][cells]
+        # measured RMSE: sunlit 4.9 K (12:00) / 3.8 K (15:00), ours warmer: SOLWEIG's K_up in open
+        # sun is only albedo x diffuse (no reflected beam); shaded 1.6 K / 0.8 K
         assert np.sqrt(np.mean(diff**2)) < 5.0  # K
