@@ -48,7 +48,7 @@ def _suews_cell_day(repeat: int) -> tuple[float | None, str]:
             proc = subprocess.run(
                 [str(REF_PYTHON), str(SCRIPT), str(Path(tmp) / "day.npz"), "--days", "1",
                  "--spinup-days", "0", "--timing"],
-                capture_output=True, text=True, timeout=600,
+                capture_output=True, text=True, timeout=600, cwd=tmp,  # supy's log goes there
             )  # fmt: skip
             m = re.search(r"run_supy_process_s ([0-9.eE+-]+) steps (\d+)", proc.stdout)
             if proc.returncode or not m:

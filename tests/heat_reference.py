@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -35,8 +36,9 @@ def run_reference(script: str, *args: str, module: str, timeout: float = 900.0) 
     """Run ``tests/reference/<script>`` with the reference python; fail with its output on error."""
     python = reference_python(module)
     env = dict(os.environ, SOLWEIG_NO_GPU="1", PYTHONHASHSEED="0")
-    proc = subprocess.run([str(python), str(SCRIPTS / script), *args], capture_output=True,
-                          text=True, timeout=timeout, env=env)  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="heat-reference-") as cwd:  # supy writes a log there
+        proc = subprocess.run([str(python), str(SCRIPTS / script), *args], capture_output=True,
+                              text=True, timeout=timeout, env=env, cwd=cwd)  # fmt: skip
     if proc.returncode:
         sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-4000:])
         raise AssertionError(f"reference script {script} failed with status {proc.returncode}")

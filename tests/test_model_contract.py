@@ -155,12 +155,51 @@ def _sensor_feed(folder: Path) -> tuple[Model, dict[str, Any]]:
     return model, {"quantities": ["groundwater_head"], "time_step": 600.0, "max_age_s": 1800.0}
 
 
+def _heat(folder: Path) -> tuple[Model, dict[str, Any]]:
+    """The heat model on a small synthetic city (two blocks, a tree row, a park) built in code."""
+    from twin.heat.forcing import synthetic_heat_wave
+    from twin.heat.model import HeatModel
+    from twin.heat.scenario import HeatGrid, Setup, apply_variant, load_scenario
+
+    repo = Path(__file__).resolve().parents[1]
+    sc = load_scenario(repo / "simulations" / "heat-wave.toml")
+    grid = HeatGrid((20, 24), 10.0, 330000.0, 5689200.0)
+    shape = grid.shape
+    height = np.zeros(shape)
+    height[4:9, 4:10] = 15.0
+    height[12:17, 14:20] = 24.0
+    canopy = np.zeros(shape)
+    canopy[10, 2:22] = 10.0
+    cover = (canopy > 0).astype(float)
+    landcover = np.full(shape, 2.0)  # road
+    landcover[height > 0] = 1.0
+    landcover[:, 20:] = 9.0  # park
+    classes = [{"code": 1, "name": "building", "sealed": 1.0},
+               {"code": 2, "name": "road", "sealed": 0.95},
+               {"code": 9, "name": "park", "sealed": 0.05}]  # fmt: skip
+    forcing = synthetic_heat_wave(EPOCH, days=1, before_s=3600.0)
+    stations = {"id": np.array(["S1", "S2"]), "x": np.array([330050.0, 330180.0]),
+                "y": np.array([5689150.0, 5689050.0])}  # fmt: skip
+    setup = Setup(sc, Clock(EPOCH, "2024-06-02T00:00:00Z"), grid, None, folder, np.full(shape, 35.0),
+                  height, canopy, cover, landcover, classes, np.full(shape, 3.0),
+                  np.zeros(shape), forcing, stations, 51.33, 6.56)  # fmt: skip
+    return HeatModel(), {"setup": apply_variant(setup), "stations": stations}
+
+
+def _heat_inputs(model: Any) -> dict[str, np.ndarray]:
+    shapes = {name: model.input_variable(name).grid.shape for name in model.input_names}
+    values = {"traffic_heat_flux": 20.0, "depth_to_water": 4.0,
+              "observed_air_temperature": 25.0, "observation_weight": 1.0}  # fmt: skip
+    return {name: np.full(shape, values[name]) for name, shape in shapes.items()}
+
+
 CASES = {
     "reservoir": Case(_reservoir, True, 60.0, inputs=lambda m: {"inflow_total": np.array(50.0)}),
     "analytic-decay": Case(_decay, True, 70.0),
     "traffic": Case(_traffic, False, 1.0, internal_time=_traffic_time),
     "groundwater": Case(_groundwater, True, 3600.0, inputs=_groundwater_inputs),
     "sensor-feed": Case(_sensor_feed, True, 600.0),
+    "heat": Case(_heat, True, 600.0, inputs=_heat_inputs),
 }
 
 
@@ -401,7 +440,7 @@ def test_list_variables_gives_every_kinds_declarations() -> None:
     traffic = {r.name: r for r in rows if r.model == "traffic"}
     assert traffic["traffic_heat_flux"].units == "W m-2"
     assert traffic["traffic_heat_flux"].grid == "raster" and traffic["traffic_heat_flux"].optional
-    with pytest.raises(ModelError, match="unknown; known kinds are: groundwater, sensors"):
+    with pytest.raises(ModelError, match="unknown; known kinds are: groundwater, heat, sensors"):
         model_class("weather")
 
 

@@ -136,6 +136,61 @@ class GroundwaterPart:
         return write_run(self.folder, self.setup, result, phases, seconds)
 
 
+@dataclass
+class HeatPart:
+    """The heat model of a coupled run (one variant of its heat scenario on the run's clock), with
+    its files in heat/: the same as a variant of a stand-alone heat run."""
+
+    model: Any
+    setup: Any
+    folder: Path
+
+    @classmethod
+    def add(cls, sc: Any, options: Any, clock: Clock, folder: Path, coupler: Coupler,
+            pack: Any) -> HeatPart:  # fmt: skip
+        """Build the heat scenario on the run's clock (its synthetic forcing from the run's start)
+        and add its model to the coupler."""
+        from twin.heat.model import HeatModel
+        from twin.heat.scenario import build_setup, load_scenario
+
+        cfg = sc.models["heat"]
+        path = sc.resolve(cfg["scenario"])
+        if not path.is_file():
+            raise ConfigError(f"{sc.path}: 'models.heat.scenario': no file {path}")
+        scenario = load_scenario(path).with_variant(cfg["variant"])
+        own = scenario.config["scenario"]
+        own["start"], own["end"] = format_utc(clock.start), format_utc(clock.end)
+        if cfg.get("time_step_s"):
+            own["time_step_s"] = float(cfg["time_step_s"])
+        if cfg.get("extent"):
+            scenario.config["grid"]["extent"] = list(cfg["extent"])
+        setup = build_setup(scenario, pack=pack.file, build_dir=Path(options.build_dir))
+        out = folder / "heat"
+        out.mkdir(exist_ok=True)
+        shutil.copyfile(path, out / "scenario.toml")
+        model = HeatModel()
+        coupler.add("heat", model, {"setup": setup, "record": True}, step=own["time_step_s"])
+        return cls(model, setup, out)
+
+    @property
+    def grid(self) -> dict[str, Any]:
+        """The heat grid, for a model that delivers a raster onto it (traffic's waste heat)."""
+        g = self.setup.grid
+        return {"shape": g.shape, "transform": tuple(g.transform)[:6]}
+
+    def write(self) -> dict[str, Any]:
+        """The heat model's files in heat/ (rasters, maps, energy balance, hot spots); metrics."""
+        from twin.heat.run import write_variant
+
+        readings = {"provenance": "none (the coupled run links no station readings to it)",
+                    "steps_with_readings": self.model.steps_with_readings,
+                    "steps_without_readings": self.model.steps_without_readings}  # fmt: skip
+        result = write_variant(self.setup, self.model, readings, self.folder)
+        inputs = {"traffic_heat_flux": self.model._traffic_from_input}
+        return {**result.metrics, "inputs_from_coupler": inputs,
+                "traffic_heat_mean_w_m2": float(self.model._traffic.mean())}  # fmt: skip
+
+
 @dataclass(frozen=True)
 class _Analysis:
     """What the ground-water writers read of an analysis saved with a checkpoint."""
@@ -213,8 +268,10 @@ class TrafficPart:
                         end_s=window - scenario.warmup_s)  # fmt: skip
         step = _seconds(cfg["coupling_step"], clock.start, f"{where}.coupling_step'")
         model = Replayed(TrafficModel(), window=window, step=step, stops=lambda t: parts.stops)
-        coupler.add("traffic", model, {"plan": plan, "variant": variant, "seed": plan.seeds[0]},
-                    step=step)  # fmt: skip
+        config = {"plan": plan, "variant": variant, "seed": plan.seeds[0]}
+        if parts.heat is not None:  # its waste heat onto the heat model's grid
+            config["grid"] = parts.heat.grid
+        coupler.add("traffic", model, config, step=step)
         return cls(plan, model)
 
     def write(self) -> dict[str, Any]:
@@ -244,6 +301,8 @@ def finish_outputs(sc: Any, parts: Any, seconds: float, *, gaps: list[dict[str, 
         metrics["groundwater"] = parts.groundwater.write(seconds, feed, readings.get("source", ""))
     if parts.traffic is not None:
         metrics["traffic"] = parts.traffic.write()
+    if parts.heat is not None:
+        metrics["heat"] = parts.heat.write()
     write_report(sc, parts, metrics, gaps=gaps, readings=readings)
     return metrics
 
@@ -259,7 +318,7 @@ def write_report(sc: Any, parts: Any, metrics: dict[str, Any], *, gaps: list[dic
     report.paragraph(["Coupled run ", strong(sc.name), f" from {format_utc(clock.start)} to "
                       f"{format_utc(clock.end)}; {metrics['seconds']:.1f} s of wall time."])  # fmt: skip
     links = {"groundwater": "groundwater/report.html", "traffic": "traffic/report.html",
-             "sensors": "sensors/readings.json"}  # fmt: skip
+             "sensors": "sensors/readings.json", "heat": "heat/energy_balance.csv"}  # fmt: skip
     report.section("Models")
     report.facts([[strong(name), f": coupling step {parts.coupler.step_of(name):g} s; ",
                    link(links[name])] for name in sc.models])  # fmt: skip
@@ -308,4 +367,16 @@ def write_report(sc: Any, parts: Any, metrics: dict[str, Any], *, gaps: list[dic
                       + ", ".join(f"{k} {v:.3g}" for k, v in values.items() if k != "unit")
                       for name, values in (tr.get("kpis") or {}).items()])  # fmt: skip
         report.paragraph([link("traffic/report.html", "The traffic report"), "."])
+    ht = metrics.get("heat")
+    if ht:
+        report.section("Heat")
+        report.paragraph(f"{ht['steps']} steps on {ht['cells']} cells of {ht['cell_m']:g} m; "
+                         f"maximum air temperature {ht['t_air_max_c']:.1f} °C, mean of the "
+                         f"maximum UTCI {ht['utci_max_mean_c']:.1f} °C; waste heat of traffic "
+                         f"from the traffic model: {ht['inputs_from_coupler']['traffic_heat_flux']}."
+                         )  # fmt: skip
+        for png, caption in (("t_air_max.png", "Maximum air temperature"),
+                             ("utci_max.png", "Maximum UTCI at street level")):  # fmt: skip
+            if (parts.folder / "heat" / png).is_file():
+                report.figure(f"heat/{png}", caption, width=600)
     return report.write(parts.folder)

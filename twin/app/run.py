@@ -40,6 +40,7 @@ from twin.progress import Progress, as_progress
 
 KIND = "coupled"
 CHECKPOINTS = "checkpoints"
+MODELS = ("sensors", "groundwater", "traffic", "heat")  # the model kinds a coupled run may hold
 OPTIONS = "options"  # status.json key: what the run was started with (for --resume)
 
 
@@ -96,6 +97,12 @@ SCHEMA: dict[str, Field] = {
             "coupling_step": Field(str, required=False, default="60s",
                                    doc="how often the coupler meets it (SUMO steps its own)"),
         }),
+        "heat": Field(required=False, schema={
+            "scenario": Field(str, doc="a heat scenario TOML, relative to this file"),
+            "variant": Field(str, required=False, default="baseline"),
+            "time_step_s": Field(float, required=False, doc="overrides the scenario's"),
+            "extent": Field(list, required=False, doc="overrides the scenario's grid extent"),
+        }),
     }),
     "exchange": Field(required=False, default=[], items={
         "from": Field(str, doc="model.output"),
@@ -121,7 +128,7 @@ class CoupledScenario:
     def models(self) -> dict[str, dict[str, Any]]:
         """The models' sections, in the order sensors, ground water, traffic (those present)."""
         given = self.config["models"]
-        return {k: given[k] for k in ("sensors", "groundwater", "traffic") if given.get(k)}
+        return {k: given[k] for k in MODELS if given.get(k)}
 
     def resolve(self, relative: str) -> Path:
         """A path given in the file, relative to the file's folder."""
@@ -147,8 +154,8 @@ def load(path: str | Path) -> CoupledScenario:
     data = load_toml(path)
     cfg = validate(data, SCHEMA, file=path)
     models = cfg["models"]
-    if not any(models.get(k) for k in ("sensors", "groundwater", "traffic")):
-        raise ConfigError(f"{path}: 'models': name at least one of sensors, groundwater, traffic")
+    if not any(models.get(k) for k in MODELS):
+        raise ConfigError(f"{path}: 'models': name at least one of {', '.join(MODELS)}")
     sensors = models.get("sensors")
     if sensors:
         given = [k for k in ("replay", "store", "source", "simulate") if sensors.get(k) is not None]
@@ -241,6 +248,7 @@ class Parts:
     readings: dict[str, Any] = field(default_factory=dict)
     groundwater: Any = None  # twin.app.coupled_report.GroundwaterPart
     traffic: Any = None  # twin.app.coupled_report.TrafficPart
+    heat: Any = None  # twin.app.coupled_report.HeatPart
     feed: Any = None  # the SensorFeed
     stops: list[float] = field(default_factory=list)  # checkpoint times (s)
 
@@ -398,7 +406,7 @@ def build(sc: CoupledScenario, options: Options, folder: Path,
           progress: Progress | None = None) -> Parts:  # fmt: skip
     """Every model of the scenario added to one Coupler and linked; nothing stepped yet
     (``progress`` sees a stage per model set up)."""
-    from twin.app.coupled_report import GroundwaterPart, TrafficPart
+    from twin.app.coupled_report import GroundwaterPart, HeatPart, TrafficPart
 
     progress = as_progress(progress)
     clock = sc.clock(options.end)
@@ -411,13 +419,17 @@ def build(sc: CoupledScenario, options: Options, folder: Path,
     try:
         pack = _pack(sc, options)
         # the ground water before the sensors: a stream simulated for the run starts from its heads
-        order = sorted(sc.models, key=lambda n: n == "sensors" and "groundwater" in sc.models)
+        # and the heat model before traffic, whose waste heat goes onto the heat grid
+        order = sorted(sc.models, key=lambda n: (n == "sensors" and "groundwater" in sc.models,
+                                                 n == "traffic"))  # fmt: skip
         for name in order:
             progress.stage(f"setting up {name}")
             if name == "sensors":
                 _sensors(sc, options, clock, folder, parts, pack)
             elif name == "groundwater":
                 parts.groundwater = GroundwaterPart.add(sc, options, clock, folder, coupler, pack)
+            elif name == "heat":
+                parts.heat = HeatPart.add(sc, options, clock, folder, coupler, pack)
             elif name == "traffic":
                 parts.traffic = TrafficPart.add(sc, options, clock, folder, coupler, pack, parts)
         for i, ex in enumerate(sc.config["exchange"]):

@@ -26,14 +26,27 @@ def write_geotiff(
     rows, cols = pack.shape
     if array.shape != (rows, cols):
         raise ValueError(f"array shape {array.shape} is not the grid shape {(rows, cols)}")
+    write_band(path, array, grid_transform(pack), pack.crs, nodata=nodata)
+
+
+def write_band(
+    path: Path,
+    array: np.ndarray,
+    transform: rasterio.Affine,
+    crs: str,
+    *,
+    nodata: float | int | None = None,
+) -> None:
+    """Write a single-band, tiled, deflate-compressed GeoTIFF on any north-up grid (a model's)."""
+    rows, cols = array.shape
     profile = {
         "driver": "GTiff",
         "width": cols,
         "height": rows,
         "count": 1,
         "dtype": array.dtype.name,
-        "crs": pack.crs,
-        "transform": grid_transform(pack),
+        "crs": crs,
+        "transform": transform,
         "nodata": nodata,
         "compress": "deflate",
         "tiled": True,

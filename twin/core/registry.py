@@ -20,6 +20,7 @@ __all__ = ["MODEL_KINDS", "VariableRow", "list_variables", "model_class"]
 MODEL_KINDS: Mapping[str, str] = {
     "traffic": "twin.traffic.runs:TrafficModel",
     "groundwater": "twin.groundwater.coupling:GroundwaterModel",
+    "heat": "twin.heat.model:HeatModel",
     "sensors": "twin.sensors.feed:SensorFeed",
 }
 """The model kinds of the twin, by the name a scenario gives them."""

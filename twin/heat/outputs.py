@@ -27,8 +27,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import rasterio
 
-from twin.city.pack import DataPack
-from twin.city.raster import write_geotiff
+from twin.city.raster import write_band
 from twin.errors import DataError
 from twin.geo import utm_to_wgs84
 
@@ -57,10 +56,7 @@ def write_raster(
     crs: str = CRS,
     nodata: float = math.nan,
 ) -> Path:
-    """One band GeoTIFF through the pack's writer (floats as float32, NaN as nodata by default).
-
-    The writer takes a grid description (a DataPack); a north-up grid with square cells is given as one.
-    """
+    """One band GeoTIFF through the city's raster writer (floats as float32, NaN as nodata)."""
     path = Path(path)
     array = np.asarray(array)
     if array.ndim != 2:
@@ -73,10 +69,7 @@ def write_raster(
         array = array.astype("float32")
     elif array.dtype.kind == "b":
         array = array.astype("uint8")
-    ny, nx = array.shape
-    grid = DataPack(file=path, name="heat", title="heat output", crs=crs,
-                    extent=(x0, y0 - ny * a, x0 + nx * a, y0), resolution=a, layers={})  # fmt: skip
-    write_geotiff(path, array, grid, nodata=nodata)
+    write_band(path, array, transform, crs, nodata=nodata)
     return path
 
 
