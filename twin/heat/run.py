@@ -70,9 +70,13 @@ class RunResult:
 
 
 def simulate(setup: Setup, folder: Path, *, progress: Progress | None = None,
-             station_feed: StationFeedFactory | None = None) -> tuple[HeatModel, dict[str, Any]]:  # fmt: skip
+             station_feed: StationFeedFactory | None = None,
+             baseline: HeatModel | None = None) -> tuple[HeatModel, dict[str, Any]]:  # fmt: skip
     """Step one variant (heat model + station readings) to its end; the model with its records
-    and what the readings were (provenance, gaps)."""
+    and what the readings were (provenance, gaps).
+
+    ``baseline``: the baseline's finished model, whose analysis increments a variant replays
+    instead of merging the readings itself (the readings correct both alike)."""
     progress = as_progress(progress)
     coupler = Coupler(setup.clock)
     heat = HeatModel()
@@ -80,9 +84,14 @@ def simulate(setup: Setup, folder: Path, *, progress: Progress | None = None,
     feed = None
     with coupler:
         progress.stage("heat: shading, sky view and surfaces")
-        coupler.add("heat", heat, {"setup": setup, "record": True},
-                    step=setup.scenario.config["scenario"]["time_step_s"])  # fmt: skip
-        made = station_feed(setup, folder) if station_feed is not None else None
+        config: dict[str, Any] = {"setup": setup, "record": True}
+        if baseline is not None:
+            config["increments"] = baseline.increments
+            readings["provenance"] = "the baseline's analysis increments, replayed"
+        coupler.add("heat", heat, config, step=setup.scenario.config["scenario"]["time_step_s"])
+        made = None
+        if station_feed is not None and baseline is None:
+            made = station_feed(setup, folder)
         if made is not None and len(heat.stations["id"]):
             feed, config, provenance = made
             coupler.add("sensors", feed, config, step=config["time_step"])
@@ -303,6 +312,7 @@ def run_scenario(path: str | Path, *, variant: str | None = None, end: str | Non
         shutil.copyfile(scenario.path, run.path / "scenario.toml")
         results: list[VariantResult] = []
         setups: dict[str, Setup] = {}
+        base_model: HeatModel | None = None
         for name in names:
             progress.stage(f"heat: variant {name}")
             sc: Scenario = scenario.with_variant(name)
@@ -312,7 +322,9 @@ def run_scenario(path: str | Path, *, variant: str | None = None, end: str | Non
 
                 write_forcing_csv(setup.forcing, run.path / "forcing.csv")
             heat, readings = simulate(setup, run.path / name, progress=progress,
-                                      station_feed=station_feed)  # fmt: skip
+                                      station_feed=station_feed, baseline=base_model)  # fmt: skip
+            if name == "baseline":
+                base_model = heat
             results.append(write_variant(setup, heat, readings, run.path / name, progress))
             setups[name] = setup
             run.update(variants_done=[r.name for r in results])
