@@ -155,3 +155,25 @@ def test_station_readings_pull_the_air_and_an_outage_leaves_the_forcing(window_s
     m.set_value("observed_air_temperature", np.full(n, np.nan))
     m.update_until(1200.0)
     assert m.steps_without_readings == 1 and np.isfinite(m.t_air).all()
+
+
+def test_numba_kernels_step_the_model_as_their_numpy_references(tmp_path):
+    """A small synthetic city (the contract case) stepped four hours around noon with the numba
+    kernels and with their NumPy references: the same fields to 1e-6 K."""
+    from test_model_contract import _heat
+
+    from twin.core import Clock
+
+    out = []
+    for reference in (False, True):
+        model, config = _heat(tmp_path)
+        model.clock = Clock("2024-06-01T00:00:00Z")
+        model.initialize({**config, "reference": reference})
+        model.update_until(9 * 3600.0)  # a night, then the morning
+        model.update_until(13 * 3600.0)
+        out.append(model)
+    a, b = out
+    assert np.isfinite(a.t_air).all() and float(np.ptp(a.t_surface)) > 5.0
+    np.testing.assert_allclose(a.t_air, b.t_air, atol=1e-6)
+    np.testing.assert_allclose(a.t_surface, b.t_surface, atol=1e-6)
+    np.testing.assert_allclose(a.tmrt, b.tmrt, atol=1e-6, equal_nan=True)

@@ -18,6 +18,7 @@ import time
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -43,7 +44,8 @@ class HeatModel(CoreModel):
     ``{"scenario": path, "variant", "pack", "build_dir", "end"}``. Further keys: ``stations``
     ({"id", "x", "y"}: the climate stations whose readings come as ``observed_air_temperature``;
     default the pack's stations inside the grid, the forcing's own station excluded),
-    ``record`` (keep the domain-mean energy balance of every step and the station statistics).
+    ``record`` (keep the domain-mean energy balance of every step and the station statistics),
+    ``reference`` (step with the NumPy references of the kernels: slow, for comparisons).
     """
 
     INPUTS = (
@@ -75,7 +77,6 @@ class HeatModel(CoreModel):
 
     def _initialize(self, config: Mapping[str, Any]) -> None:
         from twin.heat.energy import building_heat
-        from twin.heat.shadow import sky_view_factor
         from twin.heat.surface import cell_properties, cover_fractions
 
         setup = config.get("setup")
@@ -120,7 +121,8 @@ class HeatModel(CoreModel):
         crowns = ~self.building & (setup.canopy_cover >= CROWN_COVER)
         self.canopy = np.where(crowns, setup.canopy_height, 0.0).astype(np.float64)
         veg = cfg["vegetation"]
-        self.svf = sky_view_factor(self.dsm, grid.cell, canopy=self.canopy,
+        self.k = kernels(bool(config.get("reference")))
+        self.svf = self.k.svf(self.dsm, grid.cell, canopy=self.canopy,
                                    transmissivity=veg["transmissivity"])  # fmt: skip
         self.svf = np.asarray(self.svf, dtype=np.float64)
         self._building_heat = building_heat
@@ -244,10 +246,7 @@ class HeatModel(CoreModel):
         return d.hour + d.minute / 60.0 + d.second / 3600.0
 
     def _step(self, dt: float) -> None:
-        from twin.heat.air import step_air
-        from twin.heat.energy import energy_balance
-        from twin.heat.radiation import sky_longwave, split_global, surface_net_radiation
-        from twin.heat.shadow import shadow_mask
+        from twin.heat.radiation import sky_longwave, split_global
         from twin.heat.sun import solar_position
 
         cfg, grid = self.cfg, self.grid
@@ -261,7 +260,7 @@ class HeatModel(CoreModel):
         t0 = time.perf_counter()
         veg = cfg["vegetation"]
         if alt > 0.0:
-            sunlit = shadow_mask(self.dsm, grid.cell, az, alt, canopy=self.canopy,
+            sunlit = self.k.shadow(self.dsm, grid.cell, az, alt, canopy=self.canopy,
                                  trunk_ratio=veg["trunk_ratio"],
                                  transmissivity=veg["transmissivity"])  # fmt: skip
             sunlit = np.asarray(sunlit, dtype=np.float64)
@@ -272,7 +271,7 @@ class HeatModel(CoreModel):
         dni, dif = split_global(float(met["global_radiation"]), alt, tm)
         dni, dif = float(dni), float(dif)
         l_sky = float(sky_longwave(t_bg, rh))
-        rad = surface_net_radiation(dni, dif, l_sky, alt, sunlit, self.svf, self.albedo,
+        rad = self.k.net_radiation(dni, dif, l_sky, alt, sunlit, self.svf, self.albedo,
                                     self.emissivity, self.t_surface, t_bg)  # fmt: skip
         q_star = np.asarray(rad["q_star"], dtype=float)
         dq = self.trend.update(q_star, dt)
@@ -284,7 +283,7 @@ class HeatModel(CoreModel):
         self._timing("radiation", t0)
 
         t0 = time.perf_counter()
-        eb = energy_balance(q_star, dq, qf, self.fractions, self.t_air, rh, ws, self._water,
+        eb = self.k.energy(q_star, dq, qf, self.fractions, self.t_air, rh, ws, self._water,
                             k_down=rad["k_down"], pressure_hpa=float(met["pressure_hpa"]),
                             measurement_height=self.z_wind, displacement_height=self.zd,
                             roughness_length=self.z0)  # fmt: skip
@@ -298,7 +297,7 @@ class HeatModel(CoreModel):
         frm = math.radians(float(met["wind_from_deg"]))
         u, v = -wind * math.sin(frm), -wind * math.cos(frm)
         source = (self.fluxes["sensible"] - qh_ref) / (RHO_CP * air["mixing_height_m"])
-        self.t_air = np.asarray(step_air(self.t_air, source, t_bg, u, v, cell=grid.cell, dt=dt,
+        self.t_air = np.asarray(self.k.air(self.t_air, source, t_bg, u, v, cell=grid.cell, dt=dt,
                                          diffusivity=air["diffusivity_m2_s"],
                                          tau_s=air["relaxation_s"],
                                          boundary=air["boundary"]), dtype=float)  # fmt: skip
@@ -420,9 +419,8 @@ class HeatModel(CoreModel):
                  rh: float, ws: float) -> None:  # fmt: skip
         """Mean radiant temperature and UTCI at street level (1.1 m) on the open cells."""
         from twin.heat.comfort import utci
-        from twin.heat.radiation import mean_radiant_temperature
 
-        tmrt = np.asarray(mean_radiant_temperature(dni, dif, l_sky, alt, sunlit, self.svf,
+        tmrt = np.asarray(self.k.tmrt(dni, dif, l_sky, alt, sunlit, self.svf,
                                                    float(self.t_air.mean()), self.t_surface,
                                                    self.albedo, emissivity_ground=self.emissivity,
                                                    building=self.building), dtype=float)  # fmt: skip
@@ -471,6 +469,25 @@ class HeatModel(CoreModel):
         self._weights = np.array(state["weights"], dtype=float)
         self.fluxes = {k: np.array(state[f"flux_{k}"], dtype=float) for k in self.fluxes}
         self._water = self._water_availability()
+
+
+def kernels(reference: bool = False) -> SimpleNamespace:
+    """The model's numerical kernels: the numba ones, or (``reference``) the plain NumPy
+    references of the same equations, which the tests compare them with and the benchmark
+    times them against."""
+    from twin.heat import air, energy, radiation, shadow
+
+    if reference:
+        return SimpleNamespace(shadow=shadow.shadow_mask_reference,
+                               svf=shadow.sky_view_factor_reference,
+                               net_radiation=radiation.surface_net_radiation_reference,
+                               energy=energy.energy_balance_reference,
+                               air=air.step_air_reference,
+                               tmrt=radiation.mean_radiant_temperature_reference)  # fmt: skip
+    return SimpleNamespace(shadow=shadow.shadow_mask, svf=shadow.sky_view_factor,
+                           net_radiation=radiation.surface_net_radiation,
+                           energy=energy.energy_balance, air=air.step_air,
+                           tmrt=radiation.mean_radiant_temperature)  # fmt: skip
 
 
 def _trend_state(key: str, trend: Any) -> dict[str, Any]:
