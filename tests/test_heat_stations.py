@@ -1,4 +1,4 @@
-"""Merge of station readings into the air field (twin.heat.stations): OI, weights, LOO, rejection."""
+"""Merge of station readings into the air field (twin.heat.stations): OI, weights, LOO, checks."""
 
 from __future__ import annotations
 

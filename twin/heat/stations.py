@@ -104,7 +104,8 @@ def _grid_geometry(transform, shape: tuple[int, int]) -> tuple[float, float, flo
     a, b, c, d, e, f = (float(transform[k]) for k in range(6))
     if b != 0.0 or d != 0.0 or a <= 0.0 or abs(a + e) > 1e-9 * a:
         raise DataError(
-            f"station merge transform: expected a north-up grid with square cells, got {tuple(transform)[:6]}"
+            "station merge transform: expected a north-up grid with square cells, "
+            f"got {tuple(transform)[:6]}"
         )
     return c, f, a
 
