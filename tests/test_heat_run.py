@@ -143,3 +143,22 @@ def test_check_accepts_the_shipped_scenario_and_refuses_a_typo(krefeld_build, tm
     assert (
         "Ostwal" in err and "did you mean 'Ostwall'" in err and len(err.strip().splitlines()) == 1
     )
+
+
+def test_coupled_heat_takes_traffic_heat_and_the_water_table(krefeld_build, tmp_path):
+    """`twin run simulations/krefeld-heat-coupled.toml`, 15 minutes: the heat model gets the
+    vehicles' waste heat on street cells and the ground-water model's depth to water on its grid."""
+    rc = main(["run", str(REPO / "simulations" / "krefeld-heat-coupled.toml"), "--end", "15m",
+               "--runs-dir", str(tmp_path / "runs")])  # fmt: skip
+    assert rc == 0
+    (run,) = [p for p in (tmp_path / "runs" / "krefeld-heat-coupled").iterdir()
+              if not p.name.startswith(".")]  # fmt: skip
+    status = json.loads((run / "status.json").read_text())
+    heat = status["metrics"]["heat"]
+    assert heat["inputs_from_coupler"] == {"traffic_heat_flux": True, "depth_to_water": True}
+    assert heat["traffic_heat_max_w_m2"] > 10.0  # a vehicle on a 10 m cell
+    depth = heat["depth_to_water_m"]
+    assert 0.0 < depth["min"] < depth["max"] < 30.0 and depth["max"] - depth["min"] > 0.5
+    assert heat["max_closure_residual_w_m2"] < 1e-6
+    assert (run / "heat" / "t_air_max.tif").is_file() and (run / "report.html").is_file()
+    assert "Heat" in (run / "report.html").read_text()

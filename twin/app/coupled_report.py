@@ -186,9 +186,12 @@ class HeatPart:
                     "steps_with_readings": self.model.steps_with_readings,
                     "steps_without_readings": self.model.steps_without_readings}  # fmt: skip
         result = write_variant(self.setup, self.model, readings, self.folder)
-        inputs = {"traffic_heat_flux": self.model._traffic_from_input}
+        m = self.model
+        inputs = {"traffic_heat_flux": m._traffic_from_input, "depth_to_water": m._depth_from_input}
         return {**result.metrics, "inputs_from_coupler": inputs,
-                "traffic_heat_mean_w_m2": float(self.model._traffic.mean())}  # fmt: skip
+                "traffic_heat_mean_w_m2": float(m._traffic.mean()),
+                "traffic_heat_max_w_m2": float(m._traffic.max()),
+                "depth_to_water_m": {"min": float(m._depth.min()), "max": float(m._depth.max())}}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -372,9 +375,13 @@ def write_report(sc: Any, parts: Any, metrics: dict[str, Any], *, gaps: list[dic
         report.section("Heat")
         report.paragraph(f"{ht['steps']} steps on {ht['cells']} cells of {ht['cell_m']:g} m; "
                          f"maximum air temperature {ht['t_air_max_c']:.1f} °C, mean of the "
-                         f"maximum UTCI {ht['utci_max_mean_c']:.1f} °C; waste heat of traffic "
-                         f"from the traffic model: {ht['inputs_from_coupler']['traffic_heat_flux']}."
-                         )  # fmt: skip
+                         f"maximum UTCI {ht['utci_max_mean_c']:.1f} °C; waste heat of traffic from "
+                         f"the traffic model: {ht['inputs_from_coupler']['traffic_heat_flux']} "
+                         f"(mean {ht['traffic_heat_mean_w_m2']:.2f} W m-2 at the last step); "
+                         "depth to water from the ground-water model: "
+                         f"{ht['inputs_from_coupler']['depth_to_water']} "
+                         f"({ht['depth_to_water_m']['min']:.1f}-{ht['depth_to_water_m']['max']:.1f}"
+                         " m).")  # fmt: skip
         for png, caption in (("t_air_max.png", "Maximum air temperature"),
                              ("utci_max.png", "Maximum UTCI at street level")):  # fmt: skip
             if (parts.folder / "heat" / png).is_file():

@@ -98,6 +98,8 @@ class HeatModel(CoreModel):
         self.time_step = float(cfg["scenario"]["time_step_s"])
         self.tz = ZoneInfo(cfg["scenario"]["timezone"])
         self.timings: dict[str, float] = {}
+        self.cpu_timings: dict[str, float] = {}
+        self._cpu_mark = time.process_time()
         t0 = time.perf_counter()
 
         self.fractions, self._roof_grass = _fractions(setup, cover_fractions)
@@ -132,6 +134,7 @@ class HeatModel(CoreModel):
         self._depth = np.asarray(setup.depth_to_water, dtype=float)
         self._traffic = np.asarray(setup.traffic_heat, dtype=float)
         self._traffic_from_input = False
+        self._depth_from_input = False
         v = setup.scenario.variant_config()
         ant = cfg["anthropogenic"]
         scale = v.get("traffic_scale")
@@ -194,7 +197,12 @@ class HeatModel(CoreModel):
         self.snapshots: dict[str, dict[str, np.ndarray]] = {}
 
     def _timing(self, key: str, t0: float) -> None:
+        """Add the wall seconds since ``t0`` to phase ``key`` (and the CPU seconds of all threads
+        since the last call to ``cpu_timings``, which the benchmark compares with SOLWEIG's)."""
         self.timings[key] = self.timings.get(key, 0.0) + time.perf_counter() - t0
+        c = time.process_time()
+        self.cpu_timings[key] = self.cpu_timings.get(key, 0.0) + c - self._cpu_mark
+        self._cpu_mark = c
 
     def _water_availability(self) -> np.ndarray:
         """Water for evaporation per cell: the ground's vegetation from the depth to water, the
@@ -219,6 +227,7 @@ class HeatModel(CoreModel):
             self._traffic_from_input = True
         elif name == "depth_to_water":
             self._depth = np.where(np.isfinite(values), values, self._depth)
+            self._depth_from_input = True
             self._water = self._water_availability()
         elif name == "observed_air_temperature":
             self._observed = np.asarray(values, dtype=float).ravel()
@@ -305,15 +314,14 @@ class HeatModel(CoreModel):
         t0 = time.perf_counter()
         self._assimilate(t_start + dt)
         self._timing("stations", t0)
+        t0 = time.perf_counter()
         self.t_surface = self._surface_temperature(ws, float(met["pressure_hpa"]))
-
         residual = q_star + qf - sum(self.fluxes.values())
         self.max_residual = max(self.max_residual, float(np.max(np.abs(residual))))
+        self._timing("surface", t0)
         if self._time + dt >= self._next_comfort - 1e-6:
-            t0 = time.perf_counter()
             self._comfort(dni, dif, l_sky, alt, sunlit, rh, ws)
             self._next_comfort += cfg["outputs"]["comfort_every_s"]
-            self._timing("comfort", t0)
         if self.record:
             t0 = time.perf_counter()
             self.energy_rows.append({
@@ -420,14 +428,18 @@ class HeatModel(CoreModel):
         """Mean radiant temperature and UTCI at street level (1.1 m) on the open cells."""
         from twin.heat.comfort import utci
 
+        t0 = time.perf_counter()
         tmrt = np.asarray(self.k.tmrt(dni, dif, l_sky, alt, sunlit, self.svf,
                                                    float(self.t_air.mean()), self.t_surface,
                                                    self.albedo, emissivity_ground=self.emissivity,
                                                    building=self.building), dtype=float)  # fmt: skip
         self.tmrt = np.where(self.building, np.nan, tmrt)
+        self._timing("tmrt", t0)
+        t0 = time.perf_counter()
         # UTCI is defined with the wind 10 m above ground, as the forcing gives it
         self.utci = np.asarray(utci(self.t_air, self.tmrt, ws, rh), dtype=float)
         self.utci = np.where(self.building, np.nan, self.utci)
+        self._timing("utci", t0)
         self._comfort_fresh = True
 
     def _snapshot(self, t: float) -> None:
