@@ -52,6 +52,12 @@ def demo_commands(
             ["run", str(SIMULATIONS / "krefeld-coupled.toml"), "--end", "3h", "--runs-dir", str(runs),
              *data],
         ),
+        (
+            "Heat, coupled, 1 h: noon of the synthetic heat wave on the old town, with the "
+            "traffic's waste heat and the water table",
+            ["run", str(SIMULATIONS / "krefeld-heat-coupled.toml"), "--end", "1h",
+             "--runs-dir", str(runs), *data],
+        ),
     ]  # fmt: skip
 
 
