@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from twin.errors import ConfigError
+from twin.errors import ConfigError, DataError
 from twin.heat import air
 
 
@@ -202,7 +202,8 @@ def test_substeps_follow_courant_and_divergence() -> None:
     assert air.substeps(0.0, 0.0, shape=shape, cell=10.0, dt=600.0) == 1
 
 
-def test_errors_are_config_errors() -> None:
+def test_bad_input_errors() -> None:
+    """Bad settings are ConfigErrors, non-finite fields DataErrors (they would spread in solves)."""
     t = np.zeros((5, 5))
     with pytest.raises(ConfigError, match="boundary"):
         air.step_air(t, 0, 0, 0, 0, cell=10, dt=1, diffusivity=1, tau_s=1, boundary="wall")
@@ -210,3 +211,7 @@ def test_errors_are_config_errors() -> None:
         air.step_air(t, 0, 0, 0, 0, cell=10, dt=1, diffusivity=-1, tau_s=1)
     with pytest.raises(ConfigError, match="source_k_per_s"):
         air.step_air(t, np.zeros((4, 5)), 0, 0, 0, cell=10, dt=1, diffusivity=1, tau_s=1)
+    bad = t.copy()
+    bad[2, 2] = np.nan
+    with pytest.raises(DataError, match="t_air"):
+        air.step_air(bad, 0, 0, 0, 0, cell=10, dt=1, diffusivity=1, tau_s=1)

@@ -55,7 +55,7 @@ import numpy as np
 from numba import njit, prange
 from numpy.typing import ArrayLike, NDArray
 
-from twin.errors import ConfigError
+from twin.errors import ConfigError, DataError
 
 BOUNDARIES = ("open", "closed", "periodic")
 _OPEN, _CLOSED, _PERIODIC = 0, 1, 2
@@ -108,6 +108,13 @@ def _courant(name: str, value: ArrayLike, shape: tuple[int, int], scale: float):
     if not np.isfinite(a).all():
         raise ConfigError(f"air {name}: expected finite wind speeds, got NaN or inf")
     return a * scale
+
+
+def _finite(t: NDArray, bg: NDArray, src: NDArray) -> None:
+    """NaN or inf would spread along whole rows and columns through the implicit solves."""
+    for name, a in (("t_air", t), ("t_background", bg), ("source_k_per_s", src)):
+        if not np.isfinite(a[(0, 0)] if a.strides == (0, 0) else a).all():
+            raise DataError(f"air {name}: expected finite values everywhere, got NaN or inf")
 
 
 def _divergence(c: float | NDArray[np.float64], axis: int, bc: int) -> float:
@@ -498,6 +505,7 @@ def step_air(
     shape = t.shape
     bg = _field("t_background", t_background, shape)
     src = _field("source_k_per_s", source_k_per_s, shape)
+    _finite(t, bg, src)
     st = _Stepper(shape, u, v, cell, dt, diffusivity, tau_s, boundary, max_courant, min_substeps)
     theta = t - bg
     tmp = np.empty(shape)
@@ -653,6 +661,7 @@ def step_air_reference(
     shape = t.shape
     bg = _field("t_background", t_background, shape)
     src = _field("source_k_per_s", source_k_per_s, shape)
+    _finite(t, bg, src)
     st = _Stepper(shape, u, v, cell, dt, diffusivity, tau_s, boundary, max_courant, min_substeps)
     theta = t - bg
     cu, cv = np.broadcast_to(st.cu, shape).copy(), np.broadcast_to(st.cv, shape).copy()
