@@ -66,6 +66,32 @@ def test_kernel_matches_numpy_reference() -> None:
         np.testing.assert_allclose(a[k], b[k], rtol=1e-11, atol=1e-9, err_msg=k)
 
 
+def test_kernel_matches_reference_on_sparse_covers_and_partial_fields() -> None:
+    """Cells of one or two covers (shares exactly 0 and 1, as the pack's classes give), fields per
+    row, per column or of one value: kernel and reference agree to 1e-9 W m-2 (relative 1e-11)."""
+    rng = np.random.default_rng(11)
+    case = _random_case(rng, shape=(19, 23))
+    f = case["fractions"]
+    f[rng.uniform(size=f.shape) < 0.6] = 0.0
+    f[2, f.sum(axis=0) == 0.0] = 1.0  # cells left without a cover: grass
+    f /= f.sum(axis=0)
+    case["t_air_c"] = rng.uniform(-5, 38, (19, 1))
+    case["wind_speed"] = rng.uniform(0.0, 12, (1, 23))
+    case["roughness_length"] = np.array([[0.4]])
+    case["water_availability"] = np.float64(0.7)
+    args, kw = _unpack(case)
+    kw["pressure_hpa"] = rng.uniform(950, 1030, (19, 23))
+    a = energy.energy_balance(*args, **kw)
+    b = energy.energy_balance_reference(*args, **kw)
+    for k in ("storage", "ground", "sensible", "latent"):
+        np.testing.assert_allclose(a[k], b[k], rtol=1e-11, atol=1e-9, err_msg=k)
+        assert a[k].shape == (19, 23)
+    total = a["sensible"] + a["latent"] + a["storage"] + a["ground"]
+    assert np.abs(total - (args[0] + args[2])).max() < 1e-9
+    with pytest.raises(DataError, match="wind_speed"):
+        energy.energy_balance(*args[:6], np.ones((2, 23)), *args[7:], **kw)
+
+
 def test_storage_and_ground_follow_the_ohm_formula() -> None:
     """storage = sum over paved, roof of f (a1 Q* + a2 dQ*/dt + a3); ground the same over the rest."""
     rng = np.random.default_rng(3)

@@ -23,7 +23,7 @@ import math
 from collections.abc import Mapping
 
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, set_parallel_chunksize
 
 from twin.errors import DataError
 from twin.heat.surface import CONDUCTANCE, COVERS, PARAMETERS, parameter_table
@@ -34,103 +34,125 @@ R_DRY = 287.04  # J kg-1 K-1
 NU_AIR = 1.46e-5  # kinematic viscosity of air, m2 s-1 (SUEWS' muu)
 RA_MIN, RA_MAX = 10.0, 120.0  # s m-1, SUEWS' bounds on the aerodynamic resistance
 
+# fast-math flags the kernel may use: reciprocals, contraction to FMA, reassociation (no
+# assumption of finite values, so NaN and infinity propagate as in the reference)
+_FAST = {"arcp", "contract", "reassoc", "nsz"}
+_CHUNK = 16384  # cells a thread takes at a time
+
 # cover indices, in surface.COVERS order
 _PAVED, _ROOF, _GRASS, _TREES, _WATER, _BARE = range(6)
 
 
 # ---------------------------------------------------------------------------------------- helpers
 @njit(cache=True, inline="always")
-def _saturation_hpa(t_c: float) -> float:
-    """Saturation vapour pressure over water (hPa), Magnus form (Alduchov & Eskridge 1996)."""
-    return 6.1094 * math.exp(17.625 * t_c / (t_c + 243.04))
+def _pow(x: float, y: float) -> float:
+    """x**y for x >= 0 as exp(y ln x): the libm pow costs about an exp and a log more."""
+    return math.exp(y * math.log(x)) if x > 0.0 else 0.0
 
 
-@njit(cache=True, inline="always")
-def _aero_resistance(u: float, z: float, zd: float, z0m: float, veg: float) -> float:
-    """Neutral aerodynamic resistance for heat (s m-1); z0 for heat after Kawai et al. (2009)."""
-    zzd = max(z - zd, 2.0 * z0m)
-    u = max(u, 0.1)
-    lm = math.log(zzd / z0m)
-    ustar = KARMAN * u / lm
-    re = ustar * z0m / NU_AIR
-    z0v = z0m * math.exp(2.0 - (1.2 - 0.9 * veg**0.29) * re**0.25)
-    ra = lm * math.log(zzd / z0v) / (KARMAN * KARMAN * u)
-    return min(max(ra, RA_MIN), RA_MAX)
-
-
-@njit(cache=True, inline="always")
-def _cell(q, dq, qf, f, ta, rh, u, kd, w, p_hpa, z, zd, z0m, a1, a2, a3, lai, lai_max, gmx, cond):
-    """One cell: (storage, ground, sensible, latent)."""
-    storage = 0.0
-    ground = 0.0
-    for c in range(6):
-        qs = f[c] * (a1[c] * q + a2[c] * dq + a3[c])
-        if c <= _ROOF:  # paved and roof: the built fabric
-            storage += qs
-        else:
-            ground += qs
-    avail = q + qf - storage - ground
-    es = _saturation_hpa(ta)
-    ea = es * min(max(rh, 0.0), 100.0) / 100.0
-    vpd = es - ea
-    s = es * 17.625 * 243.04 / ((ta + 243.04) * (ta + 243.04))  # hPa K-1
-    lv = (2.501 - 0.002361 * ta) * 1e6  # J kg-1 (linear fit, e.g. Stull 2017 / SUEWS)
-    gamma = CP_AIR * p_hpa / (0.622 * lv)  # hPa K-1
-    rho = p_hpa * 100.0 / (R_DRY * (ta + 273.15))
-    veg = f[_GRASS] + f[_TREES]
-    ra = _aero_resistance(u, z, zd, z0m, veg)
-    num = s * avail + rho * CP_AIR * vpd / ra
-    # environmental responses of the vegetation conductance (Ward et al. 2016, as SUEWS gsModel 2)
+@njit(cache=True, parallel=True, fastmath=_FAST)
+def _balance_kernel(q, dq, qf, frac, ta, rh, u, kd, w, p, z, zd, z0, st, a1, a2, a3, lai, lmax, gmx,
+                    cond, out_s, out_g, out_h, out_e):  # fmt: skip
+    """All cells in one pass (flat arrays); a field of one value has stride ``st[k]`` 0."""
+    n = out_s.size
+    s_q, s_dq, s_qf, s_ta, s_rh, s_u, s_kd, s_w, s_p, s_z, s_zd, s_z0 = (
+        st[0],
+        st[1],
+        st[2],
+        st[3],
+        st[4],
+        st[5],
+        st[6],
+        st[7],
+        st[8],
+        st[9],
+        st[10],
+        st[11],
+    )
+    # the constants of the conductance responses, once
     scale, gk, kmax = cond[0], cond[1], cond[2]
     q_base, q_shape = cond[3], cond[4]
     t_opt, t_high, t_low = cond[5], cond[6], cond[7]
     g_min, g_soil = cond[8], cond[9]
-    latent = 0.0
-    if f[_WATER] > 0.0:
-        latent += f[_WATER] * num / (s + gamma)
-    wa = min(max(w, 0.0), 1.0)
-    g_k = min((kd / (kd + gk)) / (kmax / (kmax + gk)), 1.0) if kd > 0.0 else 0.0
-    dq_gkg = 622.0 * vpd / (p_hpa - 0.378 * ea)  # specific humidity deficit, g kg-1
-    g_dq = q_base + (1.0 - q_base) * q_shape**dq_gkg
-    tt = min(max(ta, t_low + 0.1), t_high - 0.1)
+    k_norm = kmax / (kmax + gk)
+    ln_q_shape = math.log(q_shape) if q_shape > 0.0 else -math.inf
     tc = (t_high - t_opt) / (t_opt - t_low)
-    g_t = (tt - t_low) * (t_high - tt) ** tc / ((t_opt - t_low) * (t_high - t_opt) ** tc)
-    env = scale * g_k * g_dq * g_t * wa
-    for c in (_GRASS, _TREES):
-        if f[c] > 0.0:
-            gs = env * lai[c] / lai_max[c] * gmx[c]  # mm s-1 per unit area of the cover
-            gs = max(gs, g_min)
-            latent += f[c] * num / (s + gamma * (1.0 + 1000.0 / gs / ra))
-    if f[_BARE] > 0.0:
-        gs = max(g_soil * wa, g_min)
-        latent += f[_BARE] * num / (s + gamma * (1.0 + 1000.0 / gs / ra))
-    sensible = q + qf - storage - ground - latent
-    return storage, ground, sensible, latent
+    r_t_den = 1.0 / ((t_opt - t_low) * (t_high - t_opt) ** tc)
+    r_grass = lai[_GRASS] / lmax[_GRASS] * gmx[_GRASS]
+    r_trees = lai[_TREES] / lmax[_TREES] * gmx[_TREES]
+    kk = KARMAN * KARMAN
+    for i in prange(n):
+        ii = np.int64(i)
+        qi = q[ii * s_q]
+        dqi = dq[ii * s_dq]
+        qfi = qf[ii * s_qf]
+        f0, f1, f2 = frac[0, ii], frac[1, ii], frac[2, ii]
+        f3, f4, f5 = frac[3, ii], frac[4, ii], frac[5, ii]
+        # storage (OHM) in the order of the reference
+        storage = f0 * (a1[0] * qi + a2[0] * dqi + a3[0]) + f1 * (a1[1] * qi + a2[1] * dqi + a3[1])
+        ground = (f2 * (a1[2] * qi + a2[2] * dqi + a3[2]) + f3 * (a1[3] * qi + a2[3] * dqi + a3[3])
+                  + f4 * (a1[4] * qi + a2[4] * dqi + a3[4])
+                  + f5 * (a1[5] * qi + a2[5] * dqi + a3[5]))  # fmt: skip
+        avail = qi + qfi - storage - ground
+        t = ta[ii * s_ta]
+        pi = p[ii * s_p]
+        r243 = 1.0 / (t + 243.04)
+        es = 6.1094 * math.exp(17.625 * t * r243)
+        ea = es * min(max(rh[ii * s_rh], 0.0), 100.0) * 0.01
+        vpd = es - ea
+        s = es * (17.625 * 243.04) * r243 * r243
+        lv = (2.501 - 0.002361 * t) * 1e6
+        gamma = CP_AIR * pi / (0.622 * lv)
+        rho = pi * 100.0 / (R_DRY * (t + 273.15))
+        # aerodynamic resistance: ln(zzd / z0h) = ln(zzd / z0m) - 2 + (1.2 - 0.9 veg^0.29) Re*^0.25
+        veg = f2 + f3
+        z0m = z0[ii * s_z0]
+        zzd = max(z[ii * s_z] - zd[ii * s_zd], 2.0 * z0m)
+        ui = max(u[ii * s_u], 0.1)
+        lm = math.log(zzd / z0m)
+        re = (KARMAN / NU_AIR) * ui * z0m / lm
+        vp = 1.0 if veg == 1.0 else _pow(veg, 0.29)
+        ra = lm * (lm - 2.0 + (1.2 - 0.9 * vp) * math.sqrt(math.sqrt(re))) / (kk * ui)
+        ra = min(max(ra, RA_MIN), RA_MAX)
+        g1000 = gamma * 1000.0 / ra  # gamma r_s / r_a = g1000 / g_s, g_s in mm s-1
+        num = s * avail + rho * CP_AIR * vpd / ra
+        latent = 0.0
+        if f4 > 0.0:
+            latent += f4 * num / (s + gamma)
+        wa = min(max(w[ii * s_w], 0.0), 1.0)
+        if f2 > 0.0 or f3 > 0.0:  # the vegetation conductance (Ward et al. 2016, gsModel 2)
+            kdi = kd[ii * s_kd]
+            g_k = min(kdi / ((kdi + gk) * k_norm), 1.0) if kdi > 0.0 else 0.0
+            dq_gkg = 622.0 * vpd / (pi - 0.378 * ea)  # specific humidity deficit, g kg-1
+            pq = math.exp(dq_gkg * ln_q_shape) if q_shape > 0.0 else q_shape**dq_gkg
+            g_dq = q_base + (1.0 - q_base) * pq
+            tt = min(max(t, t_low + 0.1), t_high - 0.1)
+            g_t = (tt - t_low) * _pow(t_high - tt, tc) * r_t_den
+            env = scale * g_k * g_dq * g_t * wa
+            if f2 > 0.0:
+                gs = max(env * r_grass, g_min)  # mm s-1 per unit area of the cover
+                latent += f2 * num / (s + gamma + g1000 / gs)
+            if f3 > 0.0:
+                gs = max(env * r_trees, g_min)
+                latent += f3 * num / (s + gamma + g1000 / gs)
+        if f5 > 0.0:
+            gs = max(g_soil * wa, g_min)
+            latent += f5 * num / (s + gamma + g1000 / gs)
+        out_s[ii] = storage
+        out_g[ii] = ground
+        out_h[ii] = qi + qfi - storage - ground - latent
+        out_e[ii] = latent
 
 
-@njit(cache=True)
-def _at(a, j, i):
-    """a[j, i] of a field given per cell, per row (ny, 1), per column (1, nx) or once (1, 1)."""
-    # (a prange index may be unsigned: make it signed before mixing it with shape - 1)
-    return a[min(np.int64(j), a.shape[0] - 1), min(np.int64(i), a.shape[1] - 1)]
-
-
-@njit(cache=True, parallel=True)
-def _balance_kernel(q, dq, qf, frac, ta, rh, u, kd, w, p, z, zd, z0m, a1, a2, a3, lai, lmax, gmx,
-                    cond, out_s, out_g, out_h, out_e):  # fmt: skip
-    ny, nx = out_s.shape
-    for j in prange(ny):
-        for i in range(nx):
-            st, gr, h, e = _cell(_at(q, j, i), _at(dq, j, i), _at(qf, j, i),
-                                 (frac[0, j, i], frac[1, j, i], frac[2, j, i], frac[3, j, i],
-                                  frac[4, j, i], frac[5, j, i]),
-                                 _at(ta, j, i), _at(rh, j, i), _at(u, j, i), _at(kd, j, i),
-                                 _at(w, j, i), _at(p, j, i), _at(z, j, i), _at(zd, j, i),
-                                 _at(z0m, j, i), a1, a2, a3, lai, lmax, gmx, cond)  # fmt: skip
-            out_s[j, i] = st
-            out_g[j, i] = gr
-            out_h[j, i] = h
-            out_e[j, i] = e
+def _flat(x, shape: tuple[int, int], name: str) -> tuple[np.ndarray, int]:
+    """A field as a flat float64 array and its stride: 0 for one value (no copy to every cell)."""
+    a = np.asarray(x, dtype=np.float64)
+    if a.size == 1:
+        return a.reshape(1), 0
+    if a.shape != shape:  # per row or per column: to every cell
+        a = _field(a, shape, name)
+        a = np.ascontiguousarray(np.broadcast_to(a, shape))
+    return np.ascontiguousarray(a).reshape(-1), 1
 
 
 def _field(x, shape: tuple[int, int], name: str) -> np.ndarray:
@@ -205,15 +227,39 @@ def energy_balance(
     at ``measurement_height`` above ground; ``displacement_height`` and ``roughness_length`` of
     the cell (``surface.roughness``). Closure: q_star + qf = storage + ground + sensible + latent.
     """
-    shape, f, fl, t, cond = _inputs(q_star, dq_star_dt, qf, fractions, t_air_c, rh_percent,
-                                    wind_speed, water_availability, k_down, pressure_hpa,
-                                    measurement_height, displacement_height, roughness_length,
-                                    parameters, conductance)  # fmt: skip
-    q, dq, qfa, ta, rh, u, kd, w, p, z, zd, z0 = fl
+    q = np.asarray(q_star, dtype=np.float64)
+    if q.ndim != 2:
+        raise DataError(f"energy_balance: q_star has shape {q.shape}: expected (ny, nx)")
+    shape = q.shape
+    f = np.ascontiguousarray(fractions, dtype=np.float64)
+    if f.shape != (len(COVERS), *shape):
+        raise DataError(f"energy_balance: fractions have shape {f.shape}: expected "
+                        f"({len(COVERS)}, {shape[0]}, {shape[1]})")  # fmt: skip
+    if k_down is None:  # no shortwave given: Q* of a cell in sunshine is ~0.65 K_down (Oke 1987)
+        k_down = np.maximum(q, 0.0) / 0.65
+    t = parameter_table(parameters)
+    cond = np.array([float(conductance[k]) for k in
+                     ("scale", "k", "k_max", "q_base", "q_shape", "t_opt", "t_high", "t_low",
+                      "g_min", "g_soil")])  # fmt: skip
+    fl, st = zip(*(_flat(v, shape, n) for v, n in (
+        (q, "q_star"), (dq_star_dt, "dq_star_dt"), (qf, "qf"), (t_air_c, "t_air_c"),
+        (rh_percent, "rh_percent"), (wind_speed, "wind_speed"), (k_down, "k_down"),
+        (water_availability, "water_availability"), (pressure_hpa, "pressure_hpa"),
+        (measurement_height, "measurement_height"),
+        (displacement_height, "displacement_height"), (roughness_length, "roughness_length"),
+    )), strict=True)  # fmt: skip
+    qa, dq, qfa, ta, rh, u, kd, w, p, z, zd, z0 = fl
     out = {k: np.empty(shape) for k in ("storage", "ground", "sensible", "latent")}
-    _balance_kernel(q, dq, qfa, f, ta, rh, u, kd, w, p, z, zd, z0, t["a1"], t["a2"], t["a3"],
-                    t["lai"], t["lai_max"], t["g_max"], cond, out["storage"], out["ground"],
-                    out["sensible"], out["latent"])  # fmt: skip
+    # threads take blocks of cells as they become free (a busy core does not hold up the rest)
+    old = set_parallel_chunksize(_CHUNK)
+    try:
+        _balance_kernel(qa, dq, qfa, f.reshape(len(COVERS), -1), ta, rh, u, kd, w, p, z, zd,
+                        z0, np.array(st, dtype=np.int64), t["a1"], t["a2"], t["a3"], t["lai"],
+                        t["lai_max"], t["g_max"], cond, out["storage"].reshape(-1),
+                        out["ground"].reshape(-1), out["sensible"].reshape(-1),
+                        out["latent"].reshape(-1))  # fmt: skip
+    finally:
+        set_parallel_chunksize(old)
     return out
 
 
