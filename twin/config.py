@@ -186,3 +186,13 @@ def numbers(n: int | None = None, positive: bool = False) -> Callable[[Any], str
 def positive(value: Any) -> str | None:
     """A check for a number greater than zero."""
     return None if value > 0 else "greater than zero"
+
+
+def fraction(value: Any) -> str | None:
+    """A check for a number from 0 to 1."""
+    return None if 0.0 <= value <= 1.0 else "a fraction from 0 to 1"
+
+
+def non_negative(value: Any) -> str | None:
+    """A check for a number of zero or more."""
+    return None if value >= 0 else "zero or more"

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from twin.config import Field, load_toml, numbers, positive, validate
+from twin.config import Field, fraction, load_toml, non_negative, numbers, positive, validate
 from twin.core.clock import Clock, parse_end, parse_utc
 from twin.errors import ConfigError, DataError, TwinError
 from twin.groundwater.grid import Grid, GroundwaterError
@@ -47,14 +47,6 @@ def _iso(value: Any) -> str | None:
     except TwinError:
         return "an ISO 8601 UTC time such as '2024-03-01T00:00:00Z'"
     return None
-
-
-def _fraction(value: Any) -> str | None:
-    return None if 0.0 <= value <= 1.0 else "a fraction from 0 to 1"
-
-
-def _non_negative(value: Any) -> str | None:
-    return None if value >= 0 else "zero or more"
 
 
 def _polyline(value: Any) -> str | None:
@@ -114,13 +106,13 @@ SCHEMA: dict[str, Field] = {
         schema={
             "confined": Field(bool, required=False, default=False),
             "k": Field(float, check=positive, doc="hydraulic conductivity (geometric mean), m/s"),
-            "k_log10_sd": Field(float, required=False, default=0.0, check=_non_negative),
+            "k_log10_sd": Field(float, required=False, default=0.0, check=non_negative),
             "k_correlation_m": Field(float, required=False, default=800.0, check=positive),
             "seed": Field(int, required=False, default=1),
             "bottom": Field(float, doc="aquifer base, m a.s.l."),
             "top": Field((str, float), required=False, default="terrain", check=_bottom_or_terrain),
-            "sy": Field(float, check=_fraction),
-            "ss": Field(float, required=False, default=1e-5, check=_non_negative),
+            "sy": Field(float, check=fraction),
+            "ss": Field(float, required=False, default=1e-5, check=non_negative),
             "min_saturation": Field(float, required=False, default=1e-3, check=positive),
             "k_raster": Field(str, required=False, doc="GeoTIFF of K (m/s); replaces k"),
             "sy_raster": Field(str, required=False, doc="GeoTIFF of Sy; replaces sy"),
@@ -129,16 +121,14 @@ SCHEMA: dict[str, Field] = {
     ),
     "recharge": Field(
         schema={
-            "precipitation_mm_per_year": Field(float, check=_non_negative),
-            "open_fraction": Field(
-                float, check=_fraction, doc="share of rain recharging open soil"
-            ),
-            "sealed_fraction": Field(float, required=False, default=0.05, check=_fraction),
+            "precipitation_mm_per_year": Field(float, check=non_negative),
+            "open_fraction": Field(float, check=fraction, doc="share of rain recharging open soil"),
+            "sealed_fraction": Field(float, required=False, default=0.05, check=fraction),
             "monthly_factors": Field(
                 list, required=False, default=DEFAULT_MONTHLY, check=numbers(12)
             ),
-            "scale": Field(float, required=False, default=1.0, check=_non_negative),
-            "steady_scale": Field(float, required=False, default=1.0, check=_non_negative),
+            "scale": Field(float, required=False, default=1.0, check=non_negative),
+            "steady_scale": Field(float, required=False, default=1.0, check=non_negative),
         }
     ),
     "river": Field(
@@ -176,8 +166,8 @@ SCHEMA: dict[str, Field] = {
         schema={
             "table": Field(str, required=False, doc="CSV: name,x,y,rate_m3_per_day"),
             "wells": Field(items=_WELL, required=False, default=[]),
-            "scale": Field(float, required=False, default=1.0, check=_non_negative),
-            "steady_scale": Field(float, required=False, default=1.0, check=_non_negative),
+            "scale": Field(float, required=False, default=1.0, check=non_negative),
+            "steady_scale": Field(float, required=False, default=1.0, check=non_negative),
         },
     ),
     "readings": Field(
@@ -199,11 +189,11 @@ SCHEMA: dict[str, Field] = {
             ),
             "max_age_hours": Field(float, required=False, default=3.0, check=positive),
             "gap_hours": Field(float, required=False, default=1.0, check=positive),
-            "noise_m": Field(float, required=False, default=0.02, check=_non_negative),
-            "wells": Field(int, required=False, default=0, check=_non_negative),
-            "withhold_fraction": Field(float, required=False, default=0.1, check=_fraction),
-            "suspect_fraction": Field(float, required=False, default=0.05, check=_fraction),
-            "bad_fraction": Field(float, required=False, default=0.01, check=_fraction),
+            "noise_m": Field(float, required=False, default=0.02, check=non_negative),
+            "wells": Field(int, required=False, default=0, check=non_negative),
+            "withhold_fraction": Field(float, required=False, default=0.1, check=fraction),
+            "suspect_fraction": Field(float, required=False, default=0.05, check=fraction),
+            "bad_fraction": Field(float, required=False, default=0.01, check=fraction),
             "truth_recharge_factor": Field(float, required=False, default=1.3, check=positive),
             "truth_k_seed": Field(int, required=False, default=101),
             "truth_stage_offset_m": Field(float, required=False, default=0.0),
@@ -228,7 +218,7 @@ SCHEMA: dict[str, Field] = {
         default={},
         schema={
             "hydrograph_wells": Field(list, required=False, default=[]),
-            "hydrographs": Field(int, required=False, default=4, check=_non_negative),
+            "hydrographs": Field(int, required=False, default=4, check=non_negative),
         },
     ),
 }

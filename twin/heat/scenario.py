@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from twin.config import Field, load_toml, numbers, positive, validate
+from twin.config import Field, fraction, load_toml, non_negative, numbers, positive, validate
 from twin.core.clock import Clock, parse_end, parse_utc
 from twin.errors import ConfigError, DataError, TwinError
 from twin.progress import Progress, as_progress
@@ -38,10 +38,6 @@ def _iso(value: Any) -> str | None:
     return None
 
 
-def _fraction(value: Any) -> str | None:
-    return None if 0.0 <= value <= 1.0 else "a fraction from 0 to 1"
-
-
 def _hours(value: Any) -> str | None:
     ok = isinstance(value, list) and all(
         isinstance(h, int) and not isinstance(h, bool) and 0 <= h <= 23 for h in value
@@ -57,18 +53,18 @@ def _strings(value: Any) -> str | None:
 GREENING = {
     "streets": Field(list, check=_strings, doc="streets (OSM name) along which trees are planted"),
     "buffer_m": Field((int, float), required=False, default=20.0, check=positive),
-    "canopy_cover": Field((int, float), required=False, default=0.6, check=_fraction),
+    "canopy_cover": Field((int, float), required=False, default=0.6, check=fraction),
     "canopy_height_m": Field((int, float), required=False, default=12.0, check=positive),
-    "unseal": Field((int, float), required=False, default=0.3, check=_fraction,
+    "unseal": Field((int, float), required=False, default=0.3, check=fraction,
                     doc="share of the sealed ground in the buffer turned into grass"),
 }  # fmt: skip
 
 GREEN_ROOFS = {
-    "share": Field((int, float), required=False, default=0.6, check=_fraction,
+    "share": Field((int, float), required=False, default=0.6, check=fraction,
                    doc="share of the roof area of the chosen buildings that is greened"),
     "max_height_m": Field((int, float), required=False, default=25.0, check=positive,
                           doc="buildings up to this height (flat roofs of the pack's blocks)"),
-    "water_availability": Field((int, float), required=False, default=0.5, check=_fraction,
+    "water_availability": Field((int, float), required=False, default=0.5, check=fraction,
                                 doc="water the substrate holds for evaporation (1 = unlimited)"),
 }  # fmt: skip
 
@@ -77,7 +73,7 @@ VARIANT = {
     "greening": Field(dict, required=False, schema=GREENING),
     "green_roofs": Field(dict, required=False, schema=GREEN_ROOFS),
     "traffic_scale": Field((int, float), required=False, default=None,
-                           check=lambda v: None if v >= 0 else "zero or more"),
+                           check=non_negative),
 }  # fmt: skip
 
 SCHEMA = {
@@ -129,17 +125,17 @@ SCHEMA = {
         "mixing_height_m": Field((int, float), required=False, default=50.0, check=positive),
         "diffusivity_m2_s": Field((int, float), required=False, default=30.0, check=positive),
         "relaxation_s": Field((int, float), required=False, default=1800.0, check=positive),
-        "wind_factor": Field((int, float), required=False, default=0.4, check=_fraction,
+        "wind_factor": Field((int, float), required=False, default=0.4, check=fraction,
                              doc="canopy-layer wind / 10 m wind"),
         "boundary": Field(str, required=False, default="open",
                           choices=("open", "closed", "periodic")),
     }),
     "anthropogenic": Field(dict, required=False, default={}, schema={
         "buildings_scale": Field((int, float), required=False, default=1.0,
-                                 check=lambda v: None if v >= 0 else "zero or more"),
+                                 check=non_negative),
         "traffic": Field(str, required=False, default="streets", choices=("streets", "none")),
         "traffic_scale": Field((int, float), required=False, default=1.0,
-                               check=lambda v: None if v >= 0 else "zero or more"),
+                               check=non_negative),
     }),
     "groundwater": Field(dict, required=False, default={}, schema={
         "depth_to_water_m": Field((int, float), required=False, default=3.0, check=positive),
@@ -147,8 +143,8 @@ SCHEMA = {
                         doc="a depth-to-water GeoTIFF, e.g. a ground-water run's"),
     }),
     "vegetation": Field(dict, required=False, default={}, schema={
-        "transmissivity": Field((int, float), required=False, default=0.03, check=_fraction),
-        "trunk_ratio": Field((int, float), required=False, default=0.25, check=_fraction),
+        "transmissivity": Field((int, float), required=False, default=0.03, check=fraction),
+        "trunk_ratio": Field((int, float), required=False, default=0.25, check=fraction),
     }),
     "outputs": Field(dict, required=False, default={}, schema={
         "hours": Field(list, required=False, default=[15, 22], check=_hours,

@@ -149,6 +149,25 @@ def _well_fields(d: Device, times: np.ndarray, rng: np.random.Generator, port: i
     return out
 
 
+def _station_payloads(flags: int, temp, rh, rain, battery, rad, speed, direction) -> list[dict]:
+    """A climate station's payload fields per time; radiation and wind where its flags say so."""
+    out = []
+    for i in range(len(temp)):
+        f = {
+            "flags": float(flags),
+            "air_temperature": temp[i],
+            "relative_humidity": rh[i],
+            "precipitation": rain[i],
+            "battery": battery[i],
+        }
+        if flags & 1:
+            f["global_radiation"] = rad[i]
+        if flags & 2:
+            f["wind_speed"], f["wind_direction"] = speed[i], direction[i]
+        out.append(f)
+    return out
+
+
 def _station_fields(d: Device, times, rng, weather, index: int):
     grid, rate, cloud = weather
     doy = (times / 86400.0) % 365.25
@@ -171,21 +190,7 @@ def _station_fields(d: Device, times, rng, weather, index: int):
     direction = (240.0 + np.cumsum(rng.normal(0, 4.0, times.size))) % 360.0
     battery = rng.uniform(3.5, 3.7) + rng.normal(0, 0.004, times.size)
     flags = (1 if index % 3 == 0 else 0) | (2 if index % 2 == 0 else 0)
-    out = []
-    for i in range(times.size):
-        f = {
-            "flags": float(flags),
-            "air_temperature": temp[i],
-            "relative_humidity": rh[i],
-            "precipitation": rain[i],
-            "battery": battery[i],
-        }
-        if flags & 1:
-            f["global_radiation"] = rad[i]
-        if flags & 2:
-            f["wind_speed"], f["wind_direction"] = speed[i], direction[i]
-        out.append(f)
-    return out
+    return _station_payloads(flags, temp, rh, rain, battery, rad, speed, direction)
 
 
 WEATHER_KEYS = ("t_air_c", "rh_percent", "global_radiation", "wind_speed", "wind_from_deg")
@@ -282,21 +287,7 @@ def _station_fields_from(d: Device, times, rng, series, index: int):
     direction %= 360.0
     battery = rng.uniform(3.5, 3.7) + rng.normal(0, 0.004, times.size)
     flags = 3 if reference else (1 if index % 3 == 0 else 0) | (2 if index % 2 == 0 else 0)
-    out = []
-    for i in range(times.size):
-        f = {
-            "flags": float(flags),
-            "air_temperature": temp[i],
-            "relative_humidity": rh[i],
-            "precipitation": rain[i],
-            "battery": battery[i],
-        }
-        if flags & 1:
-            f["global_radiation"] = rad[i]
-        if flags & 2:
-            f["wind_speed"], f["wind_direction"] = speed[i], direction[i]
-        out.append(f)
-    return out
+    return _station_payloads(flags, temp, rh, rain, battery, rad, speed, direction)
 
 
 def _parking_fields(times, rng):
