@@ -36,7 +36,9 @@ def write_report(folder: Path, scenario: Any, setups: dict[str, Any], results: l
         f"steps of {cfg['scenario']['time_step_s']:g} s",
         f"Grid: {grid.shape[0]} x {grid.shape[1]} cells of {grid.cell:g} m over "
         f"{[round(v) for v in grid.extent]} (EPSG:25832)",
-        f"Forcing: {base_setup.forcing.source}",
+        f"Forcing: {base_setup.forcing.source}"
+        + (f"; it stands for the reference station {st['name']} ({st['id']})"
+           if (st := base_setup.forcing.station) else ""),
         f"Data pack: {base_setup.pack.title} ({base_setup.pack.file.name}); its buildings, land "
         "cover and trees are what the pack states (data/README.md says which are synthetic)",
     ])  # fmt: skip

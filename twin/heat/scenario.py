@@ -469,12 +469,10 @@ def build_setup(scenario: Scenario, *, pack: Path | None = None, build_dir: Path
     ant = cfg["anthropogenic"]
     traffic = _traffic_heat(products, grid) if ant["traffic"] == "streets" else np.zeros(grid.shape)
 
-    forcing = forcing if forcing is not None else _forcing(scenario, clock)
-    stations = read_stations(data_pack.layers["climate_stations"].path)
-    ref = cfg["forcing"]["station"]
-    if ref not in set(stations["id"]):
-        raise ConfigError(f"{scenario.path}: 'forcing.station': {ref!r} is not a climate station "
-                          f"of the pack ({data_pack.layers['climate_stations'].path})")  # fmt: skip
+    catalogue = data_pack.layers["climate_stations"].path
+    station = _reference_station(scenario, catalogue)
+    forcing = forcing if forcing is not None else _forcing(scenario, clock, station)
+    stations = read_stations(catalogue)
     cx, cy = (grid.extent[0] + grid.extent[2]) / 2.0, (grid.extent[1] + grid.extent[3]) / 2.0
     lon, lat = utm_to_wgs84(cx, cy)
     setup = Setup(scenario, clock, grid, data_pack, products, terrain, height, canopy_h, canopy_c,
@@ -509,8 +507,22 @@ def apply_variant(setup: Setup) -> Setup:
     return setup
 
 
-def _forcing(scenario: Scenario, clock: Clock) -> Any:
-    """The scenario's forcing: its file (CSV or EPW) or the synthetic heat wave over the run."""
+def _reference_station(scenario: Scenario, catalogue: Path) -> dict[str, Any]:
+    """The pack's climate-station row the forcing stands for (``forcing.station``)."""
+    from twin.heat.forcing import reference_station
+
+    ref = scenario.config["forcing"]["station"]
+    try:
+        return reference_station(catalogue, ref)
+    except DataError as exc:
+        raise ConfigError(f"{scenario.path}: 'forcing.station': {ref!r}: {exc}") from None
+
+
+def _forcing(scenario: Scenario, clock: Clock, station: dict[str, Any]) -> Any:
+    """The scenario's forcing at its reference station: its file (CSV or EPW) or the synthetic
+    heat wave over the run."""
+    from dataclasses import replace as with_fields
+
     from twin.heat.forcing import read_forcing, synthetic_heat_wave
 
     f = scenario.config["forcing"]
@@ -519,6 +531,8 @@ def _forcing(scenario: Scenario, clock: Clock) -> Any:
         if not path.is_file():
             raise ConfigError(f"{scenario.path}: 'forcing.file': no file at {path}")
         forcing = read_forcing(path)
+        if forcing.station is None:  # a file without its station stands for the scenario's
+            forcing = with_fields(forcing, station=station)
     else:
         syn = f["synthetic"]
         # from the run's start (a coupled run's clock), an hour before it for the readings' lead
@@ -527,7 +541,7 @@ def _forcing(scenario: Scenario, clock: Clock) -> Any:
                                       t_max_c=tuple(syn["t_max_c"]), t_min_c=tuple(syn["t_min_c"]),
                                       wind_speed=tuple(syn["wind_speed"]),
                                       wind_from_deg=syn["wind_from_deg"],
-                                      before_s=3600.0)  # fmt: skip
+                                      before_s=3600.0, station=station)  # fmt: skip
     t0, t1 = clock.start.timestamp(), clock.end.timestamp()
     try:
         forcing.window(t0, t1)
