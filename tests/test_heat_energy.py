@@ -255,3 +255,33 @@ def test_cell_properties_are_cover_weighted() -> None:
     z0, zd = surface.roughness(f, np.full((1, 2), 20.0), np.zeros((1, 2)))
     assert z0[0, 0] == pytest.approx(2.0) and zd[0, 0] == pytest.approx(14.0)
     assert z0[0, 1] == pytest.approx(0.01) and zd[0, 1] == 0.0
+
+
+def test_implicit_surface_temperature_kernel_and_its_resistance():
+    """The numba kernel equals its reference; the resistance rewritten from resistance_terms equals
+    aerodynamic_resistance; where the temperature does not change the result is the explicit
+    Ts = Ta + QH r_a / (rho cp) of surface_temperature."""
+    rng = np.random.default_rng(5)
+    shape = (30, 40)
+    z0 = rng.uniform(0.01, 3.0, shape)
+    zd = rng.uniform(0.0, 20.0, shape)
+    z = zd + 10.0
+    veg = rng.uniform(0.0, 1.0, shape)
+    terms = energy.resistance_terms(z, zd, z0, veg)
+    for u in (0.05, 1.3, 6.0):
+        lm, c = terms
+        uu = max(u, 0.1)
+        ra = np.clip(lm * (lm - 2 + c * uu**0.25) / (energy.KARMAN**2 * uu), 10, 120)
+        np.testing.assert_allclose(ra, energy.aerodynamic_resistance(u, z, zd, z0, veg), rtol=1e-12)
+        ta = rng.uniform(15, 35, shape)
+        qh = rng.uniform(-50, 400, shape)
+        ts0 = rng.uniform(15, 60, shape)
+        emis = rng.uniform(0.9, 0.98, shape)
+        got = energy.surface_temperature_implicit(ta, qh, ts0, emis, terms, u, 1005.0)
+        ref = energy.surface_temperature_implicit_reference(ta, qh, ts0, emis, terms, u, 1005.0)
+        np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-10)
+        explicit = energy.surface_temperature(ta, qh, u, measurement_height=z,
+                                              displacement_height=zd, roughness_length=z0,
+                                              vegetation_fraction=veg, pressure_hpa=1005.0)  # fmt: skip
+        fixed = energy.surface_temperature_implicit(ta, qh, explicit, emis, terms, u, 1005.0)
+        np.testing.assert_allclose(fixed, explicit, atol=1e-9)

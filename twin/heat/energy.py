@@ -26,6 +26,7 @@ import numpy as np
 from numba import njit, prange, set_parallel_chunksize
 
 from twin.errors import DataError
+from twin.heat.radiation import SIGMA
 from twin.heat.surface import CONDUCTANCE, COVERS, PARAMETERS, parameter_table
 
 KARMAN = 0.4
@@ -388,6 +389,82 @@ class RadiationTrend:
         self.rate = (self.mean - start) / 2.0
         self.elapsed += dt_s
         return self.rate.copy()
+
+
+def resistance_terms(
+    measurement_height: np.ndarray | float,
+    displacement_height: np.ndarray | float,
+    roughness_length: np.ndarray | float,
+    vegetation_fraction: np.ndarray | float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The parts of ``aerodynamic_resistance`` that do not change with the wind: L = ln((z -
+    zd)/z0m) and C = (1.2 - 0.9 veg^0.29) (k z0m / (L nu))^0.25, so that with the wind u
+    r_a = L (L - 2 + C u^0.25) / (k^2 u) (the same law, rewritten: ln(z/z0h) = L - 2 + C u^0.25)."""
+    z0m = np.asarray(roughness_length, dtype=np.float64)
+    zzd = np.maximum(np.asarray(measurement_height) - np.asarray(displacement_height), 2.0 * z0m)
+    lm = np.log(zzd / z0m)
+    veg = np.asarray(vegetation_fraction, dtype=np.float64)
+    c = (1.2 - 0.9 * veg**0.29) * (KARMAN * z0m / (lm * NU_AIR)) ** 0.25
+    return np.broadcast_to(lm, c.shape).copy(), c
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def _implicit_ts_kernel(ta, qh, ts, emis, lm, c, u, p_pa, out):
+    n = ta.size
+    u = max(u, 0.1)
+    u4 = u**0.25
+    for i in prange(n):
+        ra = lm[i] * (lm[i] - 2.0 + c[i] * u4) / (KARMAN * KARMAN * u)
+        ra = min(max(ra, RA_MIN), RA_MAX)
+        g = ra * R_DRY * (ta[i] + 273.15) / (p_pa * CP_AIR)
+        tk = ts[i] + 273.15
+        k = 4.0 * emis[i] * SIGMA * tk * tk * tk
+        out[i] = (ta[i] + g * qh[i] + g * k * ts[i]) / (1.0 + g * k)
+
+
+def surface_temperature_implicit(
+    t_air_c: np.ndarray,
+    sensible: np.ndarray,
+    t_surface_last_c: np.ndarray,
+    emissivity: np.ndarray,
+    terms: tuple[np.ndarray, np.ndarray],
+    wind_speed: float,
+    pressure_hpa: float = 1013.25,
+) -> np.ndarray:
+    """The surface temperature (degC) that drives ``sensible`` through the aerodynamic resistance,
+    with the surface's own emission implicit (linearised about the last temperature): Ts solves
+    Ts = Ta + g (QH - k (Ts - Ts_last)), g = r_a / (rho cp), k = 4 eps sigma Ts_last^3.
+
+    Where the temperature does not change this is ``surface_temperature``; taken explicitly, Ts and
+    the net radiation feed each other from step to step (a roof with r_a ~ 100 s m-1 oscillates).
+    ``terms`` from :func:`resistance_terms` (fixed for a run); numba, threaded."""
+    ta = np.ascontiguousarray(t_air_c, dtype=np.float64)
+    out = np.empty(ta.shape)
+    flat = [np.ascontiguousarray(np.broadcast_to(a, ta.shape), dtype=np.float64).ravel()
+            for a in (sensible, t_surface_last_c, emissivity, terms[0], terms[1])]  # fmt: skip
+    _implicit_ts_kernel(ta.ravel(), *flat, float(wind_speed), pressure_hpa * 100.0, out.ravel())
+    return out
+
+
+def surface_temperature_implicit_reference(
+    t_air_c: np.ndarray,
+    sensible: np.ndarray,
+    t_surface_last_c: np.ndarray,
+    emissivity: np.ndarray,
+    terms: tuple[np.ndarray, np.ndarray],
+    wind_speed: float,
+    pressure_hpa: float = 1013.25,
+) -> np.ndarray:
+    """NumPy reference of :func:`surface_temperature_implicit` (the resistance from ``terms``;
+    the tests check those against :func:`aerodynamic_resistance`)."""
+    lm, c = terms
+    ta = np.asarray(t_air_c, dtype=np.float64)
+    u = max(float(wind_speed), 0.1)
+    ra = np.clip(lm * (lm - 2.0 + c * u**0.25) / (KARMAN**2 * u), RA_MIN, RA_MAX)
+    rho = pressure_hpa * 100.0 / (R_DRY * (ta + 273.15))
+    g = ra / (rho * CP_AIR)
+    k = 4.0 * np.asarray(emissivity) * SIGMA * (np.asarray(t_surface_last_c) + 273.15) ** 3
+    return (ta + g * np.asarray(sensible) + g * k * np.asarray(t_surface_last_c)) / (1.0 + g * k)
 
 
 def water_availability(

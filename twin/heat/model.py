@@ -114,6 +114,9 @@ class HeatModel(CoreModel):
         self.vegetation = self.fractions[COVERS.index("grass")] + self.fractions[COVERS.index(
             "trees")]  # fmt: skip
         self.roof = self.fractions[COVERS.index("roof")] + self._roof_grass
+        from twin.heat.energy import resistance_terms
+
+        self._resistance = resistance_terms(self.z_wind, self.zd, self.z0, self.vegetation)
         self.trend = RadiationTrend()
         self.trend_ref = RadiationTrend()
         self.building = setup.building_height > 0.0
@@ -315,7 +318,10 @@ class HeatModel(CoreModel):
         self._assimilate(t_start + dt)
         self._timing("stations", t0)
         t0 = time.perf_counter()
-        self.t_surface = self._surface_temperature(ws, float(met["pressure_hpa"]))
+        # the surface's own emission implicit (the explicit form oscillated on roofs)
+        self.t_surface = self.k.surface(self.t_air, self.fluxes["sensible"], self.t_surface,
+                                        self.emissivity, self._resistance, ws,
+                                        float(met["pressure_hpa"]))  # fmt: skip
         residual = q_star + qf - sum(self.fluxes.values())
         self.max_residual = max(self.max_residual, float(np.max(np.abs(residual))))
         self._timing("surface", t0)
@@ -341,25 +347,6 @@ class HeatModel(CoreModel):
         self._comfort_fresh = False
 
     _comfort_fresh = False
-
-    def _surface_temperature(self, ws: float, pressure_hpa: float) -> np.ndarray:
-        """The surface temperature from the sensible heat, with the surface's own longwave
-        emission taken implicitly (linearised about the last temperature).
-
-        The bulk law gives Ts = Ta + g QH with g = r_a / (rho cp); QH came from a net radiation
-        with the last step's emission. Taken explicitly, Ts and Q* feed each other from step to
-        step (a roof with r_a ~ 100 s m-1 oscillates); with emission linearised, the new Ts solves
-        Ts = Ta + g (QH - k (Ts - Ts_last)), k = 4 eps sigma Ts_last^3 (K), which is stable for any
-        step and equal to the explicit value where the temperature does not change."""
-        from twin.heat.energy import CP_AIR, R_DRY, aerodynamic_resistance
-        from twin.heat.radiation import SIGMA
-
-        ra = aerodynamic_resistance(ws, self.z_wind, self.zd, self.z0, self.vegetation)
-        rho = pressure_hpa * 100.0 / (R_DRY * (self.t_air + 273.15))
-        g = ra / (rho * CP_AIR)
-        k = 4.0 * self.emissivity * SIGMA * (self.t_surface + 273.15) ** 3
-        explicit = self.t_air + g * self.fluxes["sensible"]
-        return (explicit + g * k * self.t_surface) / (1.0 + g * k)
 
     def _rural_sensible(self, dni: float, dif: float, l_sky: float, alt: float, t_bg: float,
                         rh: float, ws: float, dt: float) -> float:  # fmt: skip
@@ -495,11 +482,13 @@ def kernels(reference: bool = False) -> SimpleNamespace:
                                net_radiation=radiation.surface_net_radiation_reference,
                                energy=energy.energy_balance_reference,
                                air=air.step_air_reference,
-                               tmrt=radiation.mean_radiant_temperature_reference)  # fmt: skip
+                               tmrt=radiation.mean_radiant_temperature_reference,
+                               surface=energy.surface_temperature_implicit_reference)  # fmt: skip
     return SimpleNamespace(shadow=shadow.shadow_mask, svf=shadow.sky_view_factor,
                            net_radiation=radiation.surface_net_radiation,
                            energy=energy.energy_balance, air=air.step_air,
-                           tmrt=radiation.mean_radiant_temperature)  # fmt: skip
+                           tmrt=radiation.mean_radiant_temperature,
+                           surface=energy.surface_temperature_implicit)  # fmt: skip
 
 
 def _trend_state(key: str, trend: Any) -> dict[str, Any]:
