@@ -200,8 +200,15 @@ def write_variant(setup: Setup, heat: HeatModel, readings: dict[str, Any], folde
         if name not in stats:
             continue
         title, units, cmap = MAPS.get(name, (f"Hours with UTCI above {thr:g} °C", "h", "Reds"))
+        counts = {}
+        if units in ("nights", "h"):  # counts start at zero, whatever the run saw
+            top = float(np.nanmax(stats[name])) if np.isfinite(stats[name]).any() else 0.0
+            counts = {"vmin": 0.0, "vmax": max(1.0, top)}
+        if name == "tropical_nights":
+            title += f", {len(heat.stats.nights_counted)} night(s) covered"
         plot_heat_map(folder / f"{name}.png", stats[name].astype(float), grid.transform,
                       title=f"{title} — {setup.scenario.variant}", units=units, cmap=cmap,
+                      **counts,
                       streets=streets, buildings_mask=heat.building,
                       hotspots=utci_spots if name == "utci_max" else None)  # fmt: skip
         files.append(f"{name}.png")
