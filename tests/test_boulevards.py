@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import shapely
+from conftest import REPO
 from PIL import Image
 
-from tests.conftest import REPO
 from twin.app.steps import build_steps
 from twin.city.boulevards import (
     JUNCTION_BAND,
