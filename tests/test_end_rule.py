@@ -102,8 +102,8 @@ def test_traffic_run_cli_takes_an_iso_end(krefeld_build: Path, tmp_path: Path):
     sc = load_scenario(REPO / "simulations" / "bus-bike-priority.toml")
     end = format_utc(sc.start_utc + timedelta(seconds=60))
     r = subprocess.run(
-        [str(TWIN), "traffic", "run", "bus-bike-priority", "--seeds", "1", "--warmup", "00:00",
-         "--end", end, "--runs-dir", str(tmp_path / "runs")],
+        [str(TWIN), "traffic", "run", "bus-bike-priority", "--variant", "baseline", "--seeds", "1",
+         "--warmup", "00:00", "--end", end, "--runs-dir", str(tmp_path / "runs")],
         capture_output=True, text=True, cwd=REPO, env=_env(), timeout=600,
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
