@@ -883,7 +883,8 @@ class TrafficModel(Model):
     config: `plan` (a RunPlan), `variant`, `seed`, optional `label`, `progress` (called with the
     simulated seconds since the plan's begin), `stall_timeout_s`, and `grid` = {"shape": (rows, cols),
     "transform": (a, b, c, d, e, f)} for the heat output. Heat is the fuel burnt per second times
-    the lower heating value of petrol/diesel (~43 MJ/kg), spread over the cell each vehicle is in.
+    the lower heating value of petrol/diesel (~43 MJ/kg) on the cell each vehicle is in, taken at
+    every update time and averaged over the last `heat_window_s` (600 s).
     SUMO moves in whole steps: `update_until(t)` runs it to the last step at or before t, never
     past. Not resumable from a checkpoint (no save_state): SUMO's saved state leaves out the
     controllers' own state and the outputs SUMO has already written (trip info, FCD).
@@ -911,16 +912,32 @@ class TrafficModel(Model):
         g = config.get("grid")
         self._grid = Grid.raster(tuple(g["shape"]), tuple(g["transform"])) if g else None
         self.outputs = bind(self.declared_outputs(config), {"traffic_heat_flux": self._grid})
+        # the waste heat a coupled model reads is the mean of the snapshots taken at this
+        # model's update times over the last heat_window_s (a model stepping every 10 min would
+        # otherwise take one instant's vehicles, a lorry's burst on one cell, for ten minutes)
+        self._heat_window_s = float(config.get("heat_window_s", 600.0))
+        self._heat_samples: list[tuple[float, np.ndarray]] = []
 
     def _update_until(self, t: float) -> None:
         step = self.time_step
         steps = int(t / step + 1e-9)  # whole SUMO steps at or before t (t >= 0)
         self._run.run_to(steps * step + 0.5 * step * 1e-3, self._progress, self._stall_timeout_s)
+        if self._grid is not None:
+            self._heat_samples.append((t, self._heat_snapshot()))
+            self._heat_samples = [(ts, h) for ts, h in self._heat_samples
+                                  if ts > t - self._heat_window_s + 1e-9]  # fmt: skip
 
     def _get_value(self, name: str) -> Any:
         conn = self._sim.conn
         if name == "vehicles_running":
             return np.array(float(conn.vehicle.getIDCount()))
+        if self._heat_samples:
+            return np.mean([h for _, h in self._heat_samples], axis=0)
+        return self._heat_snapshot()
+
+    def _heat_snapshot(self) -> np.ndarray:
+        """The vehicles' waste heat now: fuel burnt x LHV on the cell each vehicle is in (W m-2)."""
+        conn = self._sim.conn
         a, b, c, d, e, f = self._grid.transform
         rows, cols = self._grid.shape
         heat = np.zeros((rows, cols))
