@@ -147,3 +147,12 @@ class Clock:
     def __repr__(self) -> str:
         end = "None" if self._end is None else repr(format_utc(self._end))
         return f"Clock(start={format_utc(self._start)!r}, end={end})"
+
+
+def utc_check(value: object) -> str | None:
+    """A config check (``twin.config.Field(check=...)``) for an ISO 8601 UTC time."""
+    try:
+        parse_utc(value)
+    except ClockError:
+        return "an ISO 8601 UTC time such as '2024-03-01T00:00:00Z'"
+    return None

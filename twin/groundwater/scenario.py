@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from twin.config import Field, fraction, load_toml, non_negative, numbers, positive, validate
-from twin.core.clock import Clock, parse_end, parse_utc
+from twin.core.clock import Clock, parse_end, parse_utc, utc_check
 from twin.errors import ConfigError, DataError, TwinError
 from twin.groundwater.grid import Grid, GroundwaterError
 from twin.groundwater.model import Model
@@ -39,14 +39,6 @@ BYTES_PER_CELL = 600
 BYTES_PER_CELL_STEP = 32
 # Lower Rhine: most recharge falls in winter, little in summer (long-term shape, mean 1).
 DEFAULT_MONTHLY = [1.7, 1.6, 1.3, 0.9, 0.6, 0.5, 0.5, 0.5, 0.6, 0.9, 1.4, 1.5]
-
-
-def _iso(value: Any) -> str | None:
-    try:
-        parse_utc(value)
-    except TwinError:
-        return "an ISO 8601 UTC time such as '2024-03-01T00:00:00Z'"
-    return None
 
 
 def _polyline(value: Any) -> str | None:
@@ -73,7 +65,7 @@ def _bottom_or_terrain(value: Any) -> str | None:
 
 
 _STAGE = {
-    "time": Field(str, check=_iso, doc="ISO 8601 UTC"),
+    "time": Field(str, check=utc_check, doc="ISO 8601 UTC"),
     "stage": Field(float, doc="water level in m a.s.l."),
 }
 _WELL = {
@@ -90,8 +82,8 @@ SCHEMA: dict[str, Field] = {
             "title": Field(str, required=False, default=""),
             "pack": Field(str, doc="the data pack's pack.toml, relative to this file"),
             "build_dir": Field(str, required=False, default="../build"),
-            "start": Field(str, check=_iso),
-            "end": Field(str, check=_iso),
+            "start": Field(str, check=utc_check),
+            "end": Field(str, check=utc_check),
             "time_step_hours": Field(float, required=False, default=24.0, check=positive),
             "steady_first": Field(bool, required=False, default=True),
         }

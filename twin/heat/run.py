@@ -14,7 +14,6 @@ variant - baseline as GeoTIFF and PNG; one ``report.html``.
 from __future__ import annotations
 
 import csv
-import math
 import shutil
 import time
 from collections.abc import Callable
@@ -113,8 +112,7 @@ def simulate(setup: Setup, folder: Path, *, progress: Progress | None = None,
     if feed is not None:
         gaps = feed.gaps(QUANTITY)
         readings["gaps"] = outages(gaps)
-        readings["stations_silent"] = [str(s) for s in feed.silent(QUANTITY)] if hasattr(
-            feed, "silent") else []  # fmt: skip
+        readings["stations_silent"] = [str(s) for s in feed.silent(QUANTITY)]
     readings["steps_with_readings"] = heat.steps_with_readings
     readings["steps_without_readings"] = heat.steps_without_readings
     return heat, readings
@@ -354,9 +352,3 @@ def run_scenario(path: str | Path, *, variant: str | None = None, end: str | Non
     for r in results:
         r.folder = final / r.name
     return RunResult(final, results, seconds, metrics)
-
-
-def _nan_to_none(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value

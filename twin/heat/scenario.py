@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from twin.config import Field, fraction, load_toml, non_negative, numbers, positive, validate
-from twin.core.clock import Clock, parse_end, parse_utc
+from twin.core.clock import Clock, parse_end, utc_check
 from twin.errors import ConfigError, DataError, TwinError
 from twin.progress import Progress, as_progress
 
@@ -28,14 +28,6 @@ from twin.progress import Progress, as_progress
 # whole pack extent at 4.5 m) is ~2 GB.
 MAX_CELLS = 5_000_000
 BYTES_PER_CELL = 400
-
-
-def _iso(value: Any) -> str | None:
-    try:
-        parse_utc(value)
-    except TwinError:
-        return "an ISO 8601 UTC time such as '2026-07-21T22:00:00Z'"
-    return None
 
 
 def _hours(value: Any) -> str | None:
@@ -83,7 +75,7 @@ SCHEMA = {
         "description": Field(str, required=False, default=""),
         "pack": Field(str, required=False, default="../data/krefeld/pack.toml"),
         "build_dir": Field(str, required=False, default="../build"),
-        "start": Field(str, check=_iso),
+        "start": Field(str, check=utc_check),
         "end": Field(str),
         "time_step_s": Field((int, float), required=False, default=600.0,
                              check=lambda v: None if 10 <= v <= 3600 else "10 to 3600 seconds"),
