@@ -286,3 +286,40 @@ def test_scene_reader_takes_finished_runs_and_refuses_unfinished(tmp_path: Path)
     runs.write_status(finished, state="interrupted")
     with pytest.raises(DataError, match="no finished traffic run"):
         run_folder_fcd(tmp_path / "demo-traffic")
+
+
+def _interrupted_loop(seconds: float) -> None:
+    """Busy for `seconds` (so Python runs signal handlers), in small sleeps."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def test_an_interrupt_a_library_swallows_is_raised_again(monkeypatch) -> None:
+    monkeypatch.setattr(runs.Interrupts, "REPEAT_S", 0.2)
+    swallowed = 0
+    with pytest.raises(runs.Terminated), runs.signals_interrupt() as interrupts:
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            _interrupted_loop(5.0)
+        except BaseException:  # noqa: BLE001 - what trimesh's optional imports do
+            swallowed += 1
+        _interrupted_loop(5.0)  # the repeated signal ends this within REPEAT_S
+        interrupts.settle()
+    assert swallowed == 1
+
+
+def test_the_clean_up_after_an_interrupt_is_not_interrupted_again(monkeypatch) -> None:
+    """While the first interrupt is being handled (finally blocks, __exit__, finalizers) the
+    repeat stays silent, so a slow clean-up runs to its end with no second exception."""
+    monkeypatch.setattr(runs.Interrupts, "REPEAT_S", 0.1)
+    cleaned = False
+    with pytest.raises(runs.Terminated), runs.signals_interrupt() as interrupts:
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            _interrupted_loop(5.0)
+        finally:
+            _interrupted_loop(1.0)  # ten repeats would fall here
+            cleaned = True
+        interrupts.settle()
+    assert cleaned

@@ -30,6 +30,7 @@ import os
 import shutil
 import signal
 import socket
+import sys
 import threading
 import time
 import traceback
@@ -247,7 +248,8 @@ class Interrupts:
 
     A library may swallow the exception (trimesh guards its optional imports with `except
     BaseException`), so after the first signal it is raised again every second until the run
-    ends. :meth:`settle` stops that (further signals are then ignored) while the run is being
+    ends, but never while the first one is still being handled: the clean-up in `finally` blocks,
+    `__exit__`s and finalizers it runs through is left to finish. :meth:`settle` stops that (further signals are then ignored) while the run is being
     marked; :meth:`restore` puts the previous handlers back. Outside the main thread, where Python
     runs no handlers, it does nothing. Use it through :func:`signals_interrupt` or :class:`Run`.
     """
@@ -280,6 +282,8 @@ class Interrupts:
                 target=self._repeat, name="run-interrupt", daemon=True
             )
             self._repeater.start()
+        elif isinstance(sys.exc_info()[1], KeyboardInterrupt):
+            return  # the interrupt is on its way out; a second one would cut its clean-up short
         raise Terminated() if self._asked == signal.SIGTERM else KeyboardInterrupt()
 
     def _repeat(self) -> None:
