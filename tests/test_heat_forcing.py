@@ -16,6 +16,7 @@ from twin.errors import DataError
 from twin.heat.forcing import (
     Forcing,
     clear_sky_ghi,
+    forcing_from_store,
     read_forcing,
     reference_station,
     synthetic_heat_wave,
@@ -335,3 +336,88 @@ def test_heat_wave_can_start_earlier_without_shifting_its_days():
     np.testing.assert_array_equal(early.t_air_c[6:], f.t_air_c)
     # the hour before: still falling towards the first sunrise, from a day-before peak of 30 degC
     assert np.all(np.diff(early.t_air_c[:7]) < 0) and early.t_air_c[0] < 30.0
+
+
+# -- the reference station's readings in a sensor store --------------------------------------------
+
+STATIONS_CSV = Path(__file__).resolve().parents[1] / "data/krefeld/sensors/climate_stations.csv"
+
+
+def _station_store(tmp_path: Path, weather: Forcing, hours: float, *, drop=None) -> Path:
+    """A sensor store of the climate stations' simulated readings following ``weather``, as the
+    ingest stores them from the uplinks; ``drop(event)`` leaves uplinks out."""
+    from twin.sensors.devices import load_catalogue
+    from twin.sensors.ingest import Ingestor
+    from twin.sensors.profiles import load_profiles
+    from twin.sensors.simulate import simulate, stream
+    from twin.sensors.store import SQLiteStore
+
+    catalogue = load_catalogue(None, STATIONS_CSV, None)
+    profiles = load_profiles()
+    events = simulate(catalogue, profiles, start=weather.start, minutes=hours * 60, seed=5,
+                      clean=True, weather=weather)  # fmt: skip
+    events = [e for e in events if drop is None or not drop(e)]
+    path = tmp_path / "stations.sqlite"
+    store = SQLiteStore(path)
+    try:
+        ing = Ingestor(store, catalogue, profiles, now=lambda: weather.end + 3600.0)
+        outcomes = ing.ingest([body for _, _, body in stream(events, "tts")], "tts")
+        assert {o.status for o in outcomes} == {"stored"}
+    finally:
+        store.close()
+    return path
+
+
+def _wave() -> Forcing:
+    return synthetic_heat_wave("2026-07-22T04:00:00Z", days=1)
+
+
+def test_forcing_from_the_stations_readings_follows_its_weather(tmp_path: Path):
+    """The DWD row's readings (the weather plus noise of 0.1 K, 1.5 %, 5 W/m2, 0.3 m/s, 8 degrees,
+    two readings per 10-minute bin) give back the weather within 4 standard errors of a bin."""
+    wave = _wave()
+    t0 = wave.start + 3600.0
+    store = _station_store(tmp_path, wave, 8.0)
+    station = reference_station(STATIONS_CSV)
+    got = forcing_from_store(store, station, t0, t0 + 6 * 3600.0)
+    assert got.station == station and "DWD-05064" in got.source and store.name in got.source
+    assert np.allclose(np.diff(got.times), 600.0) and got.times[0] == t0 and got.times.size == 37
+    want = wave.sample(got.times)
+    # 4 sigma / sqrt(2) with a sample's interpolation error in a bin
+    for name, sigma in (("t_air_c", 0.1), ("rh_percent", 1.5), ("global_radiation", 5.0),
+                        ("wind_speed", 0.3)):  # fmt: skip
+        err = np.abs(getattr(got, name) - want[name])
+        assert err.max() < 4 * sigma / np.sqrt(2) + 0.02 * np.ptp(want[name]), name
+    dirs = (got.wind_from_deg - want["wind_from_deg"] + 180.0) % 360.0 - 180.0
+    assert np.abs(dirs).max() < 4 * 8.0 / np.sqrt(2)
+    assert np.all(got.pressure_hpa == 1013.25)
+
+
+def test_a_short_silence_is_bridged_a_long_one_is_named(tmp_path: Path):
+    wave = _wave()
+    t0 = wave.start + 3600.0
+    station = reference_station(STATIONS_CSV)
+
+    def silent(a: float, b: float):
+        return lambda e: e.device.id == "DWD-05064" and t0 + a <= e.time < t0 + b
+
+    short = _station_store(tmp_path, wave, 8.0, drop=silent(3600.0, 3600.0 + 1800.0))
+    got = forcing_from_store(short, station, t0, t0 + 4 * 3600.0)
+    want = wave.sample(got.times)
+    assert np.abs(got.t_air_c - want["t_air_c"]).max() < 0.5  # a linear bridge over 30 minutes
+    (tmp_path / "stations.sqlite").unlink()
+    long = _station_store(tmp_path, wave, 8.0, drop=silent(3600.0, 3 * 3600.0))
+    with pytest.raises(DataError, match=r"stations\.sqlite: station DWD-05064: 'air_temperature': "
+                       r"no readings from 2026-07-22T06:\d\d:00Z to 2026-07-22T08:\d\d:00Z, longer "
+                       r"than the 3600 s"):  # fmt: skip
+        forcing_from_store(long, station, t0, t0 + 4 * 3600.0)
+
+
+def test_a_station_without_radiation_cannot_force_the_model(tmp_path: Path):
+    wave = _wave()
+    store = _station_store(tmp_path, wave, 2.0)
+    no_sensor = reference_station(STATIONS_CSV, "KLI-002")  # reports neither radiation nor wind
+    with pytest.raises(DataError, match=r"station KLI-002: 'global_radiation': no readings"):
+        forcing_from_store(store, no_sensor, wave.start, wave.start + 3600.0)
+    with pytest.raises(DataError, match=r"nowhere\.sqlite: no sensor store there"):
+        forcing_from_store(tmp_path / "nowhere.sqlite", no_sensor, wave.start, wave.start + 60.0)

@@ -162,3 +162,35 @@ def test_coupled_heat_takes_traffic_heat_and_the_water_table(krefeld_build, tmp_
     assert heat["max_closure_residual_w_m2"] < 1e-6
     assert (run / "heat" / "t_air_max.tif").is_file() and (run / "report.html").is_file()
     assert "Heat" in (run / "report.html").read_text()
+
+
+def test_a_run_forced_by_the_reference_stations_own_readings(krefeld_build, tmp_path):
+    """`[forcing] store`: the forcing is the DWD row's readings in a sensor store (here a simulated
+    stream following a made-up wave), the same store gives the stations' readings, and the run
+    folder's forcing and report say where the weather came from."""
+    from test_heat_forcing import _station_store
+
+    from twin.heat.forcing import read_forcing, synthetic_heat_wave
+
+    wave = synthetic_heat_wave("2026-07-22T10:00:00Z", days=1)
+    store = _station_store(tmp_path, wave, 4.0)
+    start = "2026-07-22T11:00:00Z"
+    extra = f'path = "{store}"\n[forcing]\nstore = "{store}"'
+    path = write_scenario(tmp_path, start=start, end="1h", readings="store", extra=extra)
+    assert main(["heat", "run", str(path), "--variant", "baseline",
+                 "--runs-dir", str(tmp_path / "runs")]) == 0  # fmt: skip
+    (run,) = [p for p in (tmp_path / "runs" / "heat-test").iterdir() if not p.name.startswith(".")]
+    status = json.loads((run / "status.json").read_text())
+    assert status["state"] == "finished"
+    words = "readings of station DWD-05064 in sensor store stations.sqlite"
+    assert status["forcing"] == words
+    assert words in (run / "report.html").read_text(encoding="utf-8")
+    used = read_forcing(run / "forcing.csv")
+    want = wave.sample(used.times)
+    assert np.abs(used.t_air_c - want["t_air_c"]).max() < 0.5
+    rd = status["metrics"]["variants"]["baseline"]["readings"]
+    assert rd["steps_with_readings"] >= 6
+    # a scenario naming both a file and a store is refused before anything runs
+    both = path.read_text().replace("[forcing]\n", '[forcing]\nfile = "weather.csv"\n')
+    path.write_text(both)
+    assert main(["heat", "check", str(path)]) == 1

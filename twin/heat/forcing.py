@@ -496,6 +496,79 @@ def reference_station(stations_csv: str | Path, station_id: str = "DWD-05064") -
     raise DataError(f"{path}: no station with id {station_id}")
 
 
+# -- the reference station's readings in a sensor store --------------------------------------------
+
+# forcing variable -> the quantity a climate station's readings carry in the sensor store
+STORE_QUANTITIES = {
+    "t_air_c": "air_temperature",
+    "rh_percent": "relative_humidity",
+    "global_radiation": "global_radiation",
+    "wind_speed": "wind_speed",
+    "wind_from_deg": "wind_direction",
+}
+
+
+def forcing_from_store(path: str | Path, station: dict[str, Any], start: float, end: float, *,
+                       step_s: float = 600.0, max_gap_s: float = 3600.0) -> Forcing:  # fmt: skip
+    """The reference station's own readings in a sensor store as the forcing from ``start`` to
+    ``end`` (UTC unix s): each quantity's readings averaged in bins of ``step_s`` centred on the
+    forcing's times (wind direction as the mean of unit vectors), pressure the standard
+    atmosphere. An empty stretch of up to ``max_gap_s`` is bridged linearly in time (held at the
+    window's ends); a longer one, or a quantity the station does not report, is an error naming
+    the store, the station, the quantity and the stretch."""
+    from twin.sensors.store import SQLiteStore
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no sensor store there")
+    times = start + step_s * np.arange(int(np.ceil((end - start) / step_s - 1e-9)) + 1)
+    sid = station["id"]
+    values: dict[str, np.ndarray] = {}
+    with SQLiteStore(path, readonly=True) as store:
+        for name, quantity in STORE_QUANTITIES.items():
+            rows = store.window(quantity, times[0] - step_s / 2, times[-1] + step_s / 2, [sid])
+            t = np.array([r.time for r in rows], dtype=np.float64)
+            v = np.array([r.value for r in rows], dtype=np.float64)
+            ok = np.isfinite(v)
+            t, v = t[ok], v[ok]
+            where = f"{path}: station {sid}: '{quantity}'"
+            if t.size == 0:
+                raise DataError(f"{where}: no readings from {_iso(times[0])} to {_iso(times[-1])}; "
+                                "forcing from a station needs its air temperature, humidity, "
+                                "global radiation, wind speed and wind direction")  # fmt: skip
+            k = np.clip(np.rint((t - times[0]) / step_s).astype(np.int64), 0, times.size - 1)
+            n = np.bincount(k, minlength=times.size).astype(np.float64)
+            filled = n > 0
+            if name == "wind_from_deg":  # angles averaged and bridged as unit vectors
+                rad = np.radians(v)
+                east, north = (_bridge(times, np.bincount(k, c, times.size) / np.maximum(n, 1.0),
+                                       filled, max_gap_s, where)
+                               for c in (np.sin(rad), np.cos(rad)))  # fmt: skip
+                values[name] = np.degrees(np.arctan2(east, north)) % 360.0
+            else:
+                binned = np.bincount(k, v, times.size) / np.maximum(n, 1.0)
+                values[name] = _bridge(times, binned, filled, max_gap_s, where)
+    source = f"readings of station {sid} in sensor store {path.name}"
+    return Forcing(times=times, **values,
+                   pressure_hpa=np.full(times.size, STANDARD_PRESSURE_HPA),
+                   source=source, station=station)  # fmt: skip
+
+
+def _bridge(times: np.ndarray, binned: np.ndarray, filled: np.ndarray, max_gap_s: float,
+            where: str) -> np.ndarray:  # fmt: skip
+    """``binned`` with its empty bins filled linearly in time between the filled ones (held at the
+    ends), or an error naming the first stretch longer than ``max_gap_s``."""
+    have = np.flatnonzero(filled)
+    edges = np.concatenate(([times[0]], times[have], [times[-1]]))
+    longest = np.diff(edges)
+    if np.any(longest > max_gap_s):
+        i = int(np.argmax(longest > max_gap_s))
+        raise DataError(f"{where}: no readings from {_iso(edges[i])} to {_iso(edges[i + 1])}, "
+                        f"longer than the {max_gap_s:g} s a gap may be bridged "
+                        "('forcing.max_gap_s')")  # fmt: skip
+    return np.interp(times, times[have], binned[have])
+
+
 # -- synthetic heat wave ---------------------------------------------------------------------------
 
 

@@ -90,6 +90,10 @@ SCHEMA = {
         "station": Field(str, required=False, default="DWD-05064",
                          doc="the climate-station row of the pack the forcing stands for"),
         "file": Field(str, required=False, default=None, doc="a CSV or EPW forcing file"),
+        "store": Field(str, required=False, default=None,
+                       doc="a sensor store holding the reference station's readings"),
+        "max_gap_s": Field((int, float), required=False, default=3600.0, check=positive,
+                           doc="the longest stretch without the station's readings bridged"),
         "synthetic": Field(dict, required=False, default={}, schema={
             "t_max_c": Field(list, required=False, default=[32.0, 35.0, 37.0]),
             "t_min_c": Field(list, required=False, default=[18.0, 20.0, 21.0]),
@@ -515,9 +519,20 @@ def _forcing(scenario: Scenario, clock: Clock, station: dict[str, Any]) -> Any:
     heat wave over the run."""
     from dataclasses import replace as with_fields
 
-    from twin.heat.forcing import read_forcing, synthetic_heat_wave
+    from twin.heat.forcing import forcing_from_store, read_forcing, synthetic_heat_wave
 
     f = scenario.config["forcing"]
+    t0, t1 = clock.start.timestamp(), clock.end.timestamp()
+    if f["file"] and f["store"]:
+        raise ConfigError(f"{scenario.path}: 'forcing': give 'file' or 'store', not both")
+    if f["store"]:
+        path = scenario.resolve(f["store"])
+        try:
+            return forcing_from_store(path, station, t0, t1,
+                                      step_s=scenario.config["scenario"]["time_step_s"],
+                                      max_gap_s=f["max_gap_s"])  # fmt: skip
+        except DataError as exc:
+            raise ConfigError(f"{scenario.path}: 'forcing.store': {exc}") from None
     if f["file"]:
         path = scenario.resolve(f["file"])
         if not path.is_file():
@@ -534,7 +549,6 @@ def _forcing(scenario: Scenario, clock: Clock, station: dict[str, Any]) -> Any:
                                       wind_speed=tuple(syn["wind_speed"]),
                                       wind_from_deg=syn["wind_from_deg"],
                                       before_s=3600.0, station=station)  # fmt: skip
-    t0, t1 = clock.start.timestamp(), clock.end.timestamp()
     try:
         forcing.window(t0, t1)
     except TwinError as exc:
