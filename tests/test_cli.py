@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from twin.app.steps import build_steps
-from twin.cli import DOMAINS
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -49,26 +48,6 @@ def test_top_level_help_lists_all_subcommands():
     assert r.returncode == 0
     for c in COMMANDS:
         assert c in r.stdout
-
-
-def _not_built_yet() -> list[str]:
-    """Domain sub-commands whose `twin/<package>/commands.py` does not exist in this version."""
-    return [
-        name
-        for name, (package, _) in DOMAINS.items()
-        if not (REPO / "twin" / package / "commands.py").exists()
-    ]
-
-
-@pytest.mark.parametrize("command", _not_built_yet() or ["<none>"])
-def test_planned_subcommands_say_so_in_one_line(command: str):
-    if command == "<none>":
-        pytest.skip("every domain sub-command is available in this version")
-    r = twin(command)
-    assert r.returncode != 0
-    assert r.stdout == ""
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and "not available in this version" in lines[0]
 
 
 def test_broken_pack_is_one_clear_line(tmp_path: Path):

@@ -12,6 +12,7 @@ import pandas as pd
 import pvlib
 import pytest
 
+from twin.app.readings import station_readings
 from twin.errors import DataError
 from twin.heat.forcing import (
     Forcing,
@@ -379,7 +380,7 @@ def test_forcing_from_the_stations_readings_follows_its_weather(tmp_path: Path):
     t0 = wave.start + 3600.0
     store = _station_store(tmp_path, wave, 8.0)
     station = reference_station(STATIONS_CSV)
-    got = forcing_from_store(store, station, t0, t0 + 6 * 3600.0)
+    got = forcing_from_store(station_readings, store, station, t0, t0 + 6 * 3600.0)
     assert got.station == station and "DWD-05064" in got.source and store.name in got.source
     assert np.allclose(np.diff(got.times), 600.0) and got.times[0] == t0 and got.times.size == 37
     want = wave.sample(got.times)
@@ -402,7 +403,7 @@ def test_a_short_silence_is_bridged_a_long_one_is_named(tmp_path: Path):
         return lambda e: e.device.id == "DWD-05064" and t0 + a <= e.time < t0 + b
 
     short = _station_store(tmp_path, wave, 8.0, drop=silent(3600.0, 3600.0 + 1800.0))
-    got = forcing_from_store(short, station, t0, t0 + 4 * 3600.0)
+    got = forcing_from_store(station_readings, short, station, t0, t0 + 4 * 3600.0)
     want = wave.sample(got.times)
     assert np.abs(got.t_air_c - want["t_air_c"]).max() < 0.5  # a linear bridge over 30 minutes
     (tmp_path / "stations.sqlite").unlink()
@@ -410,7 +411,7 @@ def test_a_short_silence_is_bridged_a_long_one_is_named(tmp_path: Path):
     with pytest.raises(DataError, match=r"stations\.sqlite: station DWD-05064: 'air_temperature': "
                        r"no readings from 2026-07-22T06:\d\d:00Z to 2026-07-22T08:\d\d:00Z, longer "
                        r"than the 3600 s"):  # fmt: skip
-        forcing_from_store(long, station, t0, t0 + 4 * 3600.0)
+        forcing_from_store(station_readings, long, station, t0, t0 + 4 * 3600.0)
 
 
 def test_a_station_without_radiation_cannot_force_the_model(tmp_path: Path):
@@ -418,6 +419,8 @@ def test_a_station_without_radiation_cannot_force_the_model(tmp_path: Path):
     store = _station_store(tmp_path, wave, 2.0)
     no_sensor = reference_station(STATIONS_CSV, "KLI-002")  # reports neither radiation nor wind
     with pytest.raises(DataError, match=r"station KLI-002: 'global_radiation': no readings"):
-        forcing_from_store(store, no_sensor, wave.start, wave.start + 3600.0)
+        forcing_from_store(station_readings, store, no_sensor, wave.start, wave.start + 3600.0)
     with pytest.raises(DataError, match=r"nowhere\.sqlite: no sensor store there"):
-        forcing_from_store(tmp_path / "nowhere.sqlite", no_sensor, wave.start, wave.start + 60.0)
+        forcing_from_store(
+            station_readings, tmp_path / "nowhere.sqlite", no_sensor, wave.start, wave.start + 60.0
+        )

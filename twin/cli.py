@@ -13,16 +13,13 @@ import importlib
 import os
 import sys
 import traceback
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 
-import twin
 from twin import runs
-from twin.errors import NotYetAvailable, TwinError
+from twin.errors import TwinError
 from twin.runs import Terminated
 
-# Domain sub-commands: name -> (package, what it does). Until a domain has its commands module, its
-# sub-command says in one line that it is not available and exits non-zero.
+# Domain sub-commands: name -> (package, what it does); each package has its commands module.
 DOMAINS = {
     "tiles": ("tiles", "read and describe OGC 3D Tiles tilesets"),
     "traffic": (
@@ -41,29 +38,8 @@ def _say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def _planned(name: str, what: str) -> Callable[[argparse.Namespace], int]:
-    def run(args: argparse.Namespace) -> int:
-        raise NotYetAvailable(f"twin {name}: {what} are not available in this version yet")
-
-    return run
-
-
-def _add_domain(sub: argparse._SubParsersAction, name: str, package: str, what: str) -> None:
-    module = f"twin.{package}.commands"
-    try:
-        commands = importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if not (module == exc.name or module.startswith(f"{exc.name}.")):
-            raise  # a real missing dependency inside the domain, not a missing domain
-        p = sub.add_parser(name, help=f"{what} (not in this version yet)", description=what)
-        p.set_defaults(func=_planned(name, what))
-    else:
-        commands.add_commands(sub)
-
-
-def _has_commands(package: str) -> bool:
-    """Whether `twin/<package>/commands.py` exists, found without importing the package."""
-    return any((Path(p) / package / "commands.py").is_file() for p in twin.__path__)
+def _add_domain(sub: argparse._SubParsersAction, package: str) -> None:
+    importlib.import_module(f"twin.{package}.commands").add_commands(sub)
 
 
 def run_command(argv: Sequence[str]) -> int:
@@ -87,10 +63,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     run_commands.add_commands(sub)  # `twin run`: coupled scenarios (twin/app/run.py)
     for name, (package, what) in DOMAINS.items():
         if command is None or command == name:
-            _add_domain(sub, name, package, what)
+            _add_domain(sub, package)
         else:  # named, not loaded: its commands are parsed only when it is the one chosen
-            later = "" if _has_commands(package) else " (not in this version yet)"
-            sub.add_parser(name, help=what + later, add_help=False)
+            sub.add_parser(name, help=what, add_help=False)
     runs.add_commands(sub)
     return parser
 

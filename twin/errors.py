@@ -13,7 +13,3 @@ class ConfigError(TwinError):
 
 class DataError(TwinError):
     """A data file (raster, vector, table, tileset, message) is malformed or inconsistent."""
-
-
-class NotYetAvailable(TwinError):
-    """A sub-command whose feature has not been built yet."""

@@ -164,7 +164,10 @@ class HeatPart:
             own["time_step_s"] = float(cfg["time_step_s"])
         if cfg.get("extent"):
             scenario.config["grid"]["extent"] = list(cfg["extent"])
-        setup = build_setup(scenario, pack=pack.file, build_dir=Path(options.build_dir))
+        from twin.app.readings import station_readings
+
+        setup = build_setup(scenario, pack=pack.file, build_dir=Path(options.build_dir),
+                            station_readings=station_readings)  # fmt: skip
         out = folder / "heat"
         out.mkdir(exist_ok=True)
         shutil.copyfile(path, out / "scenario.toml")

@@ -6,7 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from twin.core import Model
+from twin.errors import DataError
 
 
 def sensor_feed(setup: Any) -> tuple[Model, Any]:
@@ -64,6 +67,20 @@ def station_feed(setup: Any, folder: Path) -> tuple[Model, dict[str, Any], str] 
                  "readings)")  # fmt: skip
     config.update(replay=path, store=folder / "sensors.sqlite", catalogue=catalogue)
     return SensorFeed(), config, words
+
+
+def station_readings(path: Path, station_id: str, quantity: str, start: float,
+                     end: float) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """One station's readings of ``quantity`` with ``start <= time < end`` in the sensor store at
+    ``path``, opened read-only (a heat forcing from the reference station's own readings)."""
+    from twin.sensors.store import SQLiteStore
+
+    if not Path(path).is_file():
+        raise DataError(f"{path}: no sensor store there")
+    with SQLiteStore(path, readonly=True) as store:
+        rows = store.window(quantity, start, end, [station_id])
+    return (np.array([r.time for r in rows], dtype=np.float64),
+            np.array([r.value for r in rows], dtype=np.float64))  # fmt: skip
 
 
 def pack_stations(setup: Any) -> list[Any]:

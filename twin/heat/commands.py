@@ -26,7 +26,7 @@ def _scenario(args: argparse.Namespace):
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run a scenario's baseline and variants and print where the outputs went."""
-    from twin.app.readings import station_feed
+    from twin.app.readings import station_feed, station_readings
     from twin.heat.run import run_scenario
     from twin.progress import console_progress
 
@@ -34,7 +34,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     with console_progress("heat", unit="steps") as progress:
         result = run_scenario(args.scenario, variant=args.variant, end=args.end,
                               runs_dir=args.runs_dir, pack=pack, build_dir=args.build_dir,
-                              progress=progress, station_feed=station_feed)  # fmt: skip
+                              progress=progress, station_feed=station_feed,
+                              station_readings=station_readings)  # fmt: skip
     print(f"finished {len(result.variants)} variant(s) in {result.seconds:.1f} s -> "
           f"{result.folder}")  # fmt: skip
     for v in result.variants:
@@ -49,6 +50,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     """Validate a scenario as a run would (files, grid, forcing, streets) without stepping."""
+    from twin.app.readings import station_readings
     from twin.heat.scenario import build_setup
     from twin.progress import console_progress
 
@@ -57,7 +59,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     with console_progress("heat") as progress:
         for name in dict.fromkeys(names):
             setup = build_setup(scenario.with_variant(name), pack=pack, build_dir=args.build_dir,
-                                end=args.end, progress=progress)  # fmt: skip
+                                end=args.end, progress=progress,
+                                station_readings=station_readings)  # fmt: skip
     g = setup.grid
     print(f"{scenario.path}: scenario '{scenario.name}' is valid: "
           f"{setup.clock.isoformat(0)} to {setup.clock.isoformat(setup.clock.duration or 0.0)}, "

@@ -13,7 +13,7 @@ import csv
 import io
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -508,47 +508,46 @@ STORE_QUANTITIES = {
 }
 
 
-def forcing_from_store(path: str | Path, station: dict[str, Any], start: float, end: float, *,
-                       step_s: float = 600.0, max_gap_s: float = 3600.0) -> Forcing:  # fmt: skip
-    """The reference station's own readings in a sensor store as the forcing from ``start`` to
-    ``end`` (UTC unix s): each quantity's readings averaged in bins of ``step_s`` centred on the
-    forcing's times (wind direction as the mean of unit vectors), pressure the standard
-    atmosphere. An empty stretch of up to ``max_gap_s`` is bridged linearly in time (held at the
-    window's ends); a longer one, or a quantity the station does not report, is an error naming
-    the store, the station, the quantity and the stretch."""
-    from twin.sensors.store import SQLiteStore
+# (store path, station id, quantity, start, end) -> the station's reading times and values there
+StationReader = Callable[[Path, str, str, float, float], tuple[np.ndarray, np.ndarray]]
 
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no sensor store there")
+
+def forcing_from_store(read: StationReader, path: Path, station: dict[str, Any], start: float,
+                       end: float, *, step_s: float = 600.0,
+                       max_gap_s: float = 3600.0) -> Forcing:  # fmt: skip
+    """The reference station's own readings in the sensor store at ``path`` (read with ``read``,
+    which the caller that wires the domains gives: ``twin.app.readings.station_readings``) as the
+    forcing from ``start`` to ``end`` (UTC unix s): each quantity's readings averaged in bins of
+    ``step_s`` centred on the forcing's times (wind direction as the mean of unit vectors),
+    pressure the standard atmosphere. An empty stretch of up to ``max_gap_s`` is bridged linearly
+    in time (held at the window's ends); a longer one, or a quantity the station does not report,
+    is an error naming the store, the station, the quantity and the stretch."""
     times = start + step_s * np.arange(int(np.ceil((end - start) / step_s - 1e-9)) + 1)
     sid = station["id"]
     values: dict[str, np.ndarray] = {}
-    with SQLiteStore(path, readonly=True) as store:
-        for name, quantity in STORE_QUANTITIES.items():
-            rows = store.window(quantity, times[0] - step_s / 2, times[-1] + step_s / 2, [sid])
-            t = np.array([r.time for r in rows], dtype=np.float64)
-            v = np.array([r.value for r in rows], dtype=np.float64)
-            ok = np.isfinite(v)
-            t, v = t[ok], v[ok]
-            where = f"{path}: station {sid}: '{quantity}'"
-            if t.size == 0:
-                raise DataError(f"{where}: no readings from {_iso(times[0])} to {_iso(times[-1])}; "
-                                "forcing from a station needs its air temperature, humidity, "
-                                "global radiation, wind speed and wind direction")  # fmt: skip
-            k = np.clip(np.rint((t - times[0]) / step_s).astype(np.int64), 0, times.size - 1)
-            n = np.bincount(k, minlength=times.size).astype(np.float64)
-            filled = n > 0
-            if name == "wind_from_deg":  # angles averaged and bridged as unit vectors
-                rad = np.radians(v)
-                east, north = (_bridge(times, np.bincount(k, c, times.size) / np.maximum(n, 1.0),
-                                       filled, max_gap_s, where)
-                               for c in (np.sin(rad), np.cos(rad)))  # fmt: skip
-                values[name] = np.degrees(np.arctan2(east, north)) % 360.0
-            else:
-                binned = np.bincount(k, v, times.size) / np.maximum(n, 1.0)
-                values[name] = _bridge(times, binned, filled, max_gap_s, where)
-    source = f"readings of station {sid} in sensor store {path.name}"
+    for name, quantity in STORE_QUANTITIES.items():
+        t, v = read(path, sid, quantity, times[0] - step_s / 2, times[-1] + step_s / 2)
+        t, v = np.asarray(t, dtype=np.float64), np.asarray(v, dtype=np.float64)
+        ok = np.isfinite(v) & np.isfinite(t)
+        t, v = t[ok], v[ok]
+        where = f"{path}: station {sid}: '{quantity}'"
+        if t.size == 0:
+            raise DataError(f"{where}: no readings from {_iso(times[0])} to {_iso(times[-1])}; "
+                            "forcing from a station needs its air temperature, humidity, global "
+                            "radiation, wind speed and wind direction")  # fmt: skip
+        k = np.clip(np.rint((t - times[0]) / step_s).astype(np.int64), 0, times.size - 1)
+        n = np.maximum(np.bincount(k, minlength=times.size).astype(np.float64), 1.0)
+        filled = np.bincount(k, minlength=times.size) > 0
+        if name == "wind_from_deg":  # angles averaged and bridged as unit vectors
+            rad = np.radians(v)
+            east, north = (_bridge(times, np.bincount(k, c, times.size) / n, filled, max_gap_s,
+                                   where)
+                           for c in (np.sin(rad), np.cos(rad)))  # fmt: skip
+            values[name] = np.degrees(np.arctan2(east, north)) % 360.0
+        else:
+            values[name] = _bridge(times, np.bincount(k, v, times.size) / n, filled, max_gap_s,
+                                   where)  # fmt: skip
+    source = f"readings of station {sid} in sensor store {Path(path).name}"
     return Forcing(times=times, **values,
                    pressure_hpa=np.full(times.size, STANDARD_PRESSURE_HPA),
                    source=source, station=station)  # fmt: skip

@@ -27,6 +27,7 @@ import numpy as np
 from twin.core import Coupler
 from twin.core import Model as CoreModel
 from twin.core.transforms import by_id, outages
+from twin.heat.forcing import StationReader
 from twin.heat.model import HeatModel
 from twin.heat.scenario import Scenario, Setup, build_setup, load_scenario
 from twin.progress import Progress, as_progress
@@ -301,9 +302,12 @@ def write_differences(base: VariantResult, other: VariantResult, setup: Setup,
 def run_scenario(path: str | Path, *, variant: str | None = None, end: str | None = None,
                  runs_dir: Path | None = None, pack: Path | None = None,
                  build_dir: Path | None = None, progress: Progress | None = None,
-                 station_feed: StationFeedFactory | None = None) -> RunResult:  # fmt: skip
+                 station_feed: StationFeedFactory | None = None,
+                 station_readings: StationReader | None = None) -> RunResult:  # fmt: skip
     """Validate, build, simulate and write the run folder of a scenario: the baseline and one
-    variant (``variant``) or every variant; return where it went."""
+    variant (``variant``) or every variant; return where it went. ``station_feed`` and
+    ``station_readings`` come from the caller that wires the domains (the readings' feed, the
+    reader of a sensor store for ``[forcing] store``)."""
     progress = as_progress(progress)
     scenario = load_scenario(path)
     names = scenario.variants if variant is None else ["baseline"]
@@ -321,7 +325,8 @@ def run_scenario(path: str | Path, *, variant: str | None = None, end: str | Non
         for name in names:
             progress.stage(f"heat: variant {name}")
             sc: Scenario = scenario.with_variant(name)
-            setup = build_setup(sc, pack=pack, build_dir=build_dir, end=end, progress=progress)
+            setup = build_setup(sc, pack=pack, build_dir=build_dir, end=end, progress=progress,
+                                station_readings=station_readings)  # fmt: skip
             if name == "baseline":
                 from twin.heat.forcing import write_forcing_csv
 

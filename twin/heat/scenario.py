@@ -417,11 +417,13 @@ def _traffic_heat(products: Path, grid: HeatGrid) -> np.ndarray:
 
 
 def build_setup(scenario: Scenario, *, pack: Path | None = None, build_dir: Path | None = None,
-                end: str | None = None, forcing: Any = None,
+                end: str | None = None, forcing: Any = None, station_readings: Any = None,
                 progress: Progress | None = None) -> Setup:  # fmt: skip
     """Check what a run needs, build the data products, read the city onto the heat grid.
 
-    ``forcing`` (a :class:`twin.heat.forcing.Forcing`) replaces the scenario's own."""
+    ``forcing`` (a :class:`twin.heat.forcing.Forcing`) replaces the scenario's own;
+    ``station_readings`` (a :data:`twin.heat.forcing.StationReader`) reads a sensor store for
+    ``[forcing] store``."""
     from twin.city.build import run_build
     from twin.city.catalogue import read_stations
     from twin.city.pack import load_pack
@@ -467,7 +469,8 @@ def build_setup(scenario: Scenario, *, pack: Path | None = None, build_dir: Path
 
     catalogue = data_pack.layers["climate_stations"].path
     station = _reference_station(scenario, catalogue)
-    forcing = forcing if forcing is not None else _forcing(scenario, clock, station)
+    if forcing is None:
+        forcing = _forcing(scenario, clock, station, station_readings)
     stations = read_stations(catalogue)
     cx, cy = (grid.extent[0] + grid.extent[2]) / 2.0, (grid.extent[1] + grid.extent[3]) / 2.0
     lon, lat = utm_to_wgs84(cx, cy)
@@ -514,7 +517,8 @@ def _reference_station(scenario: Scenario, catalogue: Path) -> dict[str, Any]:
         raise ConfigError(f"{scenario.path}: 'forcing.station': {ref!r}: {exc}") from None
 
 
-def _forcing(scenario: Scenario, clock: Clock, station: dict[str, Any]) -> Any:
+def _forcing(scenario: Scenario, clock: Clock, station: dict[str, Any],
+             station_readings: Any = None) -> Any:  # fmt: skip
     """The scenario's forcing at its reference station: its file (CSV or EPW) or the synthetic
     heat wave over the run."""
     from dataclasses import replace as with_fields
@@ -527,8 +531,11 @@ def _forcing(scenario: Scenario, clock: Clock, station: dict[str, Any]) -> Any:
         raise ConfigError(f"{scenario.path}: 'forcing': give 'file' or 'store', not both")
     if f["store"]:
         path = scenario.resolve(f["store"])
+        if station_readings is None:
+            raise ConfigError(f"{scenario.path}: 'forcing.store': this caller cannot read a "
+                              "sensor store; run it with `twin heat run` or `twin run`")  # fmt: skip
         try:
-            return forcing_from_store(path, station, t0, t1,
+            return forcing_from_store(station_readings, path, station, t0, t1,
                                       step_s=scenario.config["scenario"]["time_step_s"],
                                       max_gap_s=f["max_gap_s"])  # fmt: skip
         except DataError as exc:

@@ -1,0 +1,220 @@
+"""A station scene as one binary glTF 2.0 file (GLB) for web viewers and Android AR (Scene Viewer).
+
+Built on the project's GLB encoder (twin.tiles.write_glb: its aligned buffer builder, accessor bounds
+and GLB container) rather than on trimesh's exporter, because the scene needs what trimesh does not
+write: node animations (translation/rotation samplers) and the geo-anchor in `asset.extras`; and the
+tiles writer already passes the Khronos validator. One node and mesh per scene node, PBR
+metallic-roughness materials, embedded PNG textures. KHR_texture_transform is not needed (uv are
+written as they are) and no compression extension is used: Draco or meshopt would cut the download
+but AR Quick Look's converter and some viewers do not read them, and the budget holds without.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from twin.errors import DataError
+from twin.scenes import budget as budgets
+from twin.scenes.scene import ExportInfo, Scene, enu_quat_to_yup, enu_to_yup, validate
+from twin.tiles.write_glb import (
+    ARRAY_BUFFER,
+    ELEMENT_ARRAY_BUFFER,
+    FLOAT,
+    LINEAR,
+    LINEAR_MIPMAP_LINEAR,
+    REPEAT,
+    UNSIGNED_INT,
+    UNSIGNED_SHORT,
+    _Builder,
+    _glb,
+)
+
+GENERATOR = "krefeld-twin scene exporter"
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    """PNG encoding of an (H, W, 3|4) uint8 image."""
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(image)).save(buf, format="PNG", optimize=False)
+    return buf.getvalue()
+
+
+def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Area-weighted unit vertex normals; a vertex of only degenerate faces gets +up."""
+    v, f = np.asarray(vertices, dtype=np.float64), np.asarray(faces)
+    fn = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])
+    n = np.zeros_like(v)
+    for k in range(3):
+        np.add.at(n, f[:, k], fn)
+    length = np.linalg.norm(n, axis=1)
+    bad = length < 1e-12
+    n[bad] = (0.0, 0.0, 1.0)
+    length[bad] = 1.0
+    return n / length[:, None]
+
+
+def _unit_float32(n: np.ndarray) -> np.ndarray:
+    """Unit vectors renormalised after the cast to float32 (the validator checks the length)."""
+    n32 = n.astype(np.float32)
+    return (n32 / np.linalg.norm(n32, axis=1, keepdims=True)).astype(np.float32)
+
+
+def _materials(scene: Scene, b: _Builder) -> tuple[dict[str, int], dict[str, Any], list[dict]]:
+    """glTF materials (index by name), the JSON of materials/textures/images/samplers, texture list."""
+    index: dict[str, int] = {}
+    mats, textures, images = [], [], []
+    textures_info: list[dict] = []
+    for m in scene.materials():
+        pbr: dict[str, Any] = {
+            "baseColorFactor": [float(c) for c in m.base_color],
+            "metallicFactor": float(m.metallic),
+            "roughnessFactor": float(m.roughness),
+        }
+        if m.texture is not None:
+            images.append({"bufferView": b.view(png_bytes(m.texture)), "mimeType": "image/png"})
+            textures.append({"sampler": 0, "source": len(images) - 1})
+            pbr["baseColorTexture"] = {"index": len(textures) - 1}
+            h, w = m.texture.shape[:2]
+            textures_info.append({"material": m.name, "width": int(w), "height": int(h)})
+        mat: dict[str, Any] = {"name": m.name, "pbrMetallicRoughness": pbr}
+        if m.base_color[3] < 1.0 or (m.texture is not None and m.texture.shape[2] == 4):
+            mat["alphaMode"] = "BLEND"
+        index[m.name] = len(mats)
+        mats.append(mat)
+    out: dict[str, Any] = {"materials": mats}
+    if textures:
+        out["textures"] = textures
+        out["images"] = images
+        out["samplers"] = [
+            {
+                "magFilter": LINEAR,
+                "minFilter": LINEAR_MIPMAP_LINEAR,
+                "wrapS": REPEAT,
+                "wrapT": REPEAT,
+            }
+        ]
+    return index, out, textures_info
+
+
+def encode_scene(scene: Scene) -> tuple[bytes, list[dict]]:
+    """The GLB bytes of a scene and its texture list."""
+    validate(scene)
+    b = _Builder()
+    mat_index, mat_json, textures_info = _materials(scene, b)
+    meshes, nodes = [], []
+    for n in scene.nodes:
+        pos = enu_to_yup(n.vertices)
+        attrs = {
+            "POSITION": b.accessor(pos, "VEC3", FLOAT, ARRAY_BUFFER, bounds=True),
+            "NORMAL": b.accessor(
+                _unit_float32(enu_to_yup(vertex_normals(n.vertices, n.faces))),
+                "VEC3",
+                FLOAT,
+                ARRAY_BUFFER,
+            ),
+        }
+        if n.uv is not None:
+            uv = np.asarray(n.uv, dtype=np.float64).copy()
+            uv[:, 1] = 1.0 - uv[:, 1]  # glTF's v runs down from the image's top row
+            attrs["TEXCOORD_0"] = b.accessor(uv, "VEC2", FLOAT, ARRAY_BUFFER)
+        idx = np.asarray(n.faces).reshape(-1)
+        comp = UNSIGNED_SHORT if len(pos) <= 65535 else UNSIGNED_INT
+        prim = {
+            "attributes": attrs,
+            "indices": b.accessor(idx, "SCALAR", comp, ELEMENT_ARRAY_BUFFER),
+            "material": mat_index[n.material.name],
+            "mode": 4,
+        }
+        meshes.append({"name": n.name, "primitives": [prim]})
+        nodes.append({"name": n.name, "mesh": len(meshes) - 1, "extras": {"kind": n.kind}})
+    node_of = {n.name: i for i, n in enumerate(scene.nodes)}
+    animations = []
+    for t in scene.animations:
+        i = node_of[t.node]
+        times = b.accessor(
+            np.asarray(t.times, dtype=np.float64), "SCALAR", FLOAT, None, bounds=True
+        )
+        trans = enu_to_yup(t.translations)
+        rot = enu_quat_to_yup(t.rotations)
+        rot /= np.linalg.norm(rot, axis=1, keepdims=True)
+        nodes[i]["translation"] = [float(v) for v in trans[0]]
+        nodes[i]["rotation"] = [float(v) for v in rot[0]]
+        samplers = [
+            {
+                "input": times,
+                "output": b.accessor(trans, "VEC3", FLOAT, None),
+                "interpolation": "LINEAR",
+            },
+            {
+                "input": times,
+                "output": b.accessor(rot, "VEC4", FLOAT, None),
+                "interpolation": "LINEAR",
+            },
+        ]
+        channels = [
+            {"sampler": 0, "target": {"node": i, "path": "translation"}},
+            {"sampler": 1, "target": {"node": i, "path": "rotation"}},
+        ]
+        animations.append({"name": t.node, "samplers": samplers, "channels": channels})
+    gltf: dict[str, Any] = {
+        "asset": {
+            "version": "2.0",
+            "generator": GENERATOR,
+            "extras": {
+                "geo_anchor": scene.anchor.as_dict(),
+                "sources": list(scene.sources),
+                "runs": list(scene.runs),
+            },
+        },
+        "scene": 0,
+        "scenes": [{"name": scene.name, "nodes": list(range(len(nodes)))}],
+        "nodes": nodes,
+        "meshes": meshes,
+        **mat_json,
+    }
+    if animations:
+        gltf["animations"] = animations
+    gltf["accessors"] = b.accessors
+    gltf["bufferViews"] = b.views
+    blob = b.blob()
+    gltf["buffers"] = [{"byteLength": len(blob)}]
+    json.dumps(gltf)  # fails here, not half-way through a file, on a value JSON cannot hold
+    return _glb(gltf, blob), textures_info
+
+
+def write_glb(scene: Scene, path: Path, budget: budgets.Budget = budgets.MOBILE_AR) -> ExportInfo:
+    """Write the scene as GLB (atomically: a temporary name, then rename) after checking it against
+    the budget (triangles, textures, then file size); raises DataError naming what is over."""
+    path = Path(path)
+    budgets.check(scene, budget)
+    data, textures = encode_scene(scene)
+    if len(data) > budget.max_file_bytes:
+        raise DataError(
+            f"{path.name}: file size (bytes) is {len(data):,}, {len(data) - budget.max_file_bytes:,}"
+            f" over the budget of {budget.max_file_bytes:,}"
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with tmp.open("wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return ExportInfo(
+        path=str(path),
+        format="glb",
+        bytes=path.stat().st_size,
+        triangles=scene.triangles,
+        vertices=sum(len(n.vertices) for n in scene.nodes),
+        textures=textures,
+    )
