@@ -186,7 +186,7 @@ def test_usdz_is_arkit_compliant(exported):
 
 
 def test_arkit_check_finds_what_quick_look_refuses(tmp_path):
-    """The check itself: a usda root layer, no default prim and a non-ARKit shader are reported."""
+    """The check itself: a non-ARKit shader, no default prim and no up axis are reported."""
     from pxr import Sdf, Usd, UsdGeom, UsdShade, UsdUtils
 
     stage = Usd.Stage.CreateNew(str(tmp_path / "bad.usda"))
@@ -197,9 +197,8 @@ def test_arkit_check_finds_what_quick_look_refuses(tmp_path):
         Sdf.AssetPath(str(tmp_path / "bad.usda")), str(tmp_path / "bad.usdz")
     )
     errors = "\n".join(arkit_errors(tmp_path / "bad.usdz"))
-    assert "ND_standard_surface" in errors
-    assert "defaultPrim" in errors or "default prim" in errors
-    assert "usdc" in errors
+    assert "</R/M/S> has invalid shader node" in errors
+    assert "defaultPrim" in errors and "upAxis" in errors
 
 
 def test_usdz_prims_animation_and_anchor(exported):

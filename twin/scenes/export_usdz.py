@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-import zipfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -25,14 +25,6 @@ from twin.scenes.export_glb import png_bytes, vertex_normals
 from twin.scenes.scene import ExportInfo, Material, Scene, enu_quat_to_yup, enu_to_yup, validate
 
 TIME_CODES_PER_SECOND = 30.0
-# What AR Quick Look reads (the ARKit profile of usd-core's compliance checker).
-ARKIT_PRIM_TYPES = {
-    "", "Scope", "Xform", "Camera", "Shader", "Material", "Mesh", "Sphere", "Cube", "Cylinder",
-    "Cone", "Capsule", "GeomSubset", "Points", "SkelRoot", "Skeleton", "SkelAnimation",
-    "BlendShape", "SpatialAudio",
-}  # fmt: skip
-ARKIT_SHADER_IDS = {"UsdPreviewSurface", "UsdUVTexture", "UsdTransform2d"}
-ARKIT_PACKAGE_EXTENSIONS = {"usdc", "usda", "usd", "png", "jpg", "jpeg", "m4a", "mp3", "wav"}
 
 
 def _identifier(name: str, taken: set[str]) -> str:
@@ -192,55 +184,11 @@ def write_usdz(scene: Scene, path: Path, budget: budgets.Budget = budgets.MOBILE
 
 
 def arkit_errors(path: Path) -> list[str]:
-    """Errors AR Quick Look would have with a USDZ: usd-core's ComplianceChecker(arKit=True) where this
-    usd-core has it; else usd-core's validation framework (its successor) plus the ARKit rules it has
-    not taken over yet (prim types, shader ids, one usdc root layer, package file types)."""
-    path = Path(path)
-    checker_cls = getattr(UsdUtils, "ComplianceChecker", None)
-    if checker_cls is not None:
-        checker = checker_cls(arkit=True, skipARKitRootLayerCheck=False, rootPackageOnly=False)
-        checker.CheckCompliance(str(path))
-        return [str(e) for e in checker.GetErrors()]
-    from pxr import UsdValidation
-
-    errors: list[str] = []
-    stage = Usd.Stage.Open(str(path))
-    if stage is None:
-        return [f"{path.name}: usd-core cannot open it"]
-    context = UsdValidation.ValidationContext(
-        UsdValidation.ValidationRegistry().GetOrLoadAllValidators()
-    )
-    for e in context.Validate(stage):
-        if e.GetType() == UsdValidation.ValidationErrorType.Error:
-            errors.append(e.GetErrorAsString())
-    with zipfile.ZipFile(path) as z:
-        names = z.namelist()
-        for info in z.infolist():
-            ext = info.filename.rsplit(".", 1)[-1].lower()
-            if ext not in ARKIT_PACKAGE_EXTENSIONS:
-                errors.append(
-                    f"{info.filename}: file type .{ext} is not allowed in an ARKit package"
-                )
-            if info.compress_type != zipfile.ZIP_STORED:
-                errors.append(f"{info.filename}: compressed (USDZ members must be stored)")
-    layers = [n for n in names if n.rsplit(".", 1)[-1].lower() in {"usd", "usda", "usdc"}]
-    if not names or not names[0].endswith(".usdc"):
-        errors.append(
-            "the root layer of an ARKit package must be a usdc file, first in the package"
-        )
-    if len(layers) != 1:
-        errors.append(f"an ARKit package must hold one layer, it holds {layers}")
-    if not stage.GetDefaultPrim():
-        errors.append("the stage has no default prim")
-    for prim in stage.Traverse():
-        if prim.GetTypeName() not in ARKIT_PRIM_TYPES:
-            errors.append(f"{prim.GetPath()}: prim type {prim.GetTypeName()!r} is not ARKit's")
-        if prim.IsA(UsdShade.Shader):
-            sid = UsdShade.Shader(prim).GetShaderId() or ""
-            if sid not in ARKIT_SHADER_IDS and not sid.startswith("UsdPrimvarReader_"):
-                errors.append(f"{prim.GetPath()}: shader id {sid!r} is not ARKit's")
-        if prim.IsA(UsdGeom.Mesh) and not prim.HasAPI(UsdShade.MaterialBindingAPI):
-            rel = prim.GetRelationship("material:binding")
-            if rel and rel.GetTargets():
-                errors.append(f"{prim.GetPath()}: material bound without MaterialBindingAPI")
-    return errors
+    """Errors AR Quick Look would have with a USDZ: usd-core's ``ComplianceChecker`` with its ARKit
+    rules (one usdc root layer, a default prim, ARKit's prim types and shaders, package files)."""
+    with warnings.catch_warnings():  # deprecated for the validation framework, still the ARKit one
+        warnings.simplefilter("ignore", DeprecationWarning)
+        checker = UsdUtils.ComplianceChecker(arkit=True, skipARKitRootLayerCheck=False,
+                                             rootPackageOnly=False)  # fmt: skip
+    checker.CheckCompliance(str(Path(path)))
+    return [str(e) for e in checker.GetErrors() + checker.GetFailedChecks()]
