@@ -19,6 +19,7 @@ import re
 import sys
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -850,60 +851,68 @@ def build_demand(
         "parts": {},
         "notes": [],
     }
-    if spec.get("background"):
-        b = spec["background"]
-        f = out_dir / "cars.trips.xml"
-        n = _random_trips(
-            net_file, f, vtypes, seed=s_cars, begin=begin, end=end,
-            rates=_slices(begin, end, hour_of, b["profile"], b["cars_per_hour"]),
-            vclass="passenger", vtype="car", prefix="car", fringe_factor=b["fringe_factor"],
-            min_distance=b["min_distance_m"], max_distance=None, type_weights=weights, work=work,
-        )  # fmt: skip
-        routes.append(f)
-        meta["parts"]["background"] = {"cars": n}
-    if spec.get("cyclists"):
-        c = spec["cyclists"]
-        f = out_dir / "bikes.trips.xml"
-        n = _random_trips(
-            net_file, f, vtypes, seed=s_bikes, begin=begin, end=end,
-            rates=_slices(begin, end, hour_of, c["profile"], c["per_hour"]),
-            vclass="bicycle", vtype="bike", prefix="bike", fringe_factor=1.0,
-            min_distance=c["min_distance_m"], max_distance=c["max_distance_m"], type_weights=weights, work=work,
-        )  # fmt: skip
-        routes.append(f)
-        meta["parts"]["cyclists"] = {"bikes": n}
-    if spec.get("transit") is not None:
-        f = out_dir / "transit.rou.xml"
-        meta["parts"]["transit"] = _transit(
-            net,
-            net_file,
-            stops_file,
-            lines_file,
-            spec["transit"],
-            seed=s_transit,
-            begin=begin,
-            end=end,
-            out=f,
-            work=work,
-        )
-        routes.append(f)
-        meta["notes"].append(
-            f"Bus and tram lines from {meta['parts']['transit']['source']}. Their timetables are "
-            "synthetic: a fixed headway per line, running times from a free-flow run of SUMO "
-            "(ptlines2flows.py), 20 s dwell plus 10 s slack per stop."
-        )
-        meta["notes"] += meta["parts"]["transit"].pop("notes")
-    if spec.get("trucks") and spec["trucks"]["per_day"] > 0:
-        f = out_dir / "trucks.rou.xml"
-        meta["parts"]["trucks"] = _trucks(
-            net, net_file, facts, spec["trucks"], seed=s_trucks, begin=begin, end=end,
-            hour_of=hour_of, vtypes=vtypes, out=f, work=work,
-        )  # fmt: skip
-        routes.append(f)
-    if spec.get("zone"):
-        f = out_dir / "zone.rou.xml"
-        meta["parts"]["zone"] = _zone(net, spec["zone"], seed=s_zone, begin=begin, end=end, out=f)
-        routes.append(f)
+    # cars and bikes come from randomTrips.py, a process each that reads the net itself: both run
+    # beside each other and beside the transit, truck and zone parts
+    pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="random-trips")
+    try:
+        random: dict[str, tuple[str, Path, Future[int]]] = {}
+        if spec.get("background"):
+            b = spec["background"]
+            f = out_dir / "cars.trips.xml"
+            random["background"] = ("cars", f, pool.submit(
+                _random_trips, net_file, f, vtypes, seed=s_cars, begin=begin, end=end,
+                rates=_slices(begin, end, hour_of, b["profile"], b["cars_per_hour"]),
+                vclass="passenger", vtype="car", prefix="car", fringe_factor=b["fringe_factor"],
+                min_distance=b["min_distance_m"], max_distance=None, type_weights=weights,
+                work=work))  # fmt: skip
+        if spec.get("cyclists"):
+            c = spec["cyclists"]
+            f = out_dir / "bikes.trips.xml"
+            random["cyclists"] = ("bikes", f, pool.submit(
+                _random_trips, net_file, f, vtypes, seed=s_bikes, begin=begin, end=end,
+                rates=_slices(begin, end, hour_of, c["profile"], c["per_hour"]),
+                vclass="bicycle", vtype="bike", prefix="bike", fringe_factor=1.0,
+                min_distance=c["min_distance_m"], max_distance=c["max_distance_m"],
+                type_weights=weights, work=work))  # fmt: skip
+        if spec.get("transit") is not None:
+            f = out_dir / "transit.rou.xml"
+            meta["parts"]["transit"] = _transit(
+                net,
+                net_file,
+                stops_file,
+                lines_file,
+                spec["transit"],
+                seed=s_transit,
+                begin=begin,
+                end=end,
+                out=f,
+                work=work,
+            )
+            routes.append(f)
+            meta["notes"].append(
+                f"Bus and tram lines from {meta['parts']['transit']['source']}. Their timetables are "
+                "synthetic: a fixed headway per line, running times from a free-flow run of SUMO "
+                "(ptlines2flows.py), 20 s dwell plus 10 s slack per stop."
+            )
+            meta["notes"] += meta["parts"]["transit"].pop("notes")
+        if spec.get("trucks") and spec["trucks"]["per_day"] > 0:
+            f = out_dir / "trucks.rou.xml"
+            meta["parts"]["trucks"] = _trucks(
+                net, net_file, facts, spec["trucks"], seed=s_trucks, begin=begin, end=end,
+                hour_of=hour_of, vtypes=vtypes, out=f, work=work,
+            )  # fmt: skip
+            routes.append(f)
+        if spec.get("zone"):
+            f = out_dir / "zone.rou.xml"
+            meta["parts"]["zone"] = _zone(
+                net, spec["zone"], seed=s_zone, begin=begin, end=end, out=f
+            )
+            routes.append(f)
+        for part, (what, _, future) in random.items():
+            meta["parts"][part] = {what: future.result()}
+        routes[:0] = [f for _, f, _ in random.values()]  # in the order they always had
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     _clean(work)
     for f in routes:
         strip_comments(f)

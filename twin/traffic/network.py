@@ -9,6 +9,7 @@ connections, and checks that demand can rely on.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 import os
@@ -207,13 +208,28 @@ class NetworkFacts:
 
 
 def read_net(path: Path, **options: Any) -> Any:
-    """Load a SUMO net with sumolib; a broken file gives a DataError naming it."""
-    import sumolib
+    """Load a SUMO net with sumolib; a broken file gives a DataError naming it.
 
+    The last few nets read are kept (keyed by the file's size and modification time and the
+    options): sumolib takes about a second for the city's net, and one run reads it for its
+    demand, its controllers and its KPIs. Callers only read the net."""
+    p = Path(path)
     try:
-        return sumolib.net.readNet(str(path), **options)
+        st = p.stat()
+    except OSError as exc:
+        raise DataError(f"{path}: not a readable SUMO network: {exc.strerror}") from None
+    try:
+        return _read_net(str(p.resolve()), st.st_size, st.st_mtime_ns,
+                         tuple(sorted(options.items())))  # fmt: skip
     except Exception as exc:  # sumolib raises plain exceptions for broken XML
         raise DataError(f"{path}: not a readable SUMO network: {exc}") from None
+
+
+@functools.lru_cache(maxsize=4)
+def _read_net(path: str, size: int, mtime_ns: int, options: tuple[tuple[str, Any], ...]) -> Any:
+    import sumolib
+
+    return sumolib.net.readNet(path, **dict(options))
 
 
 def _allows(edge: Any, vclass: str) -> bool:
