@@ -5,6 +5,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # The Khronos glTF validator (npm) that the tileset tests run; without npm those tests say so and skip.
 GLTF_VALIDATOR := $(VENV)/npm/node_modules/gltf-validator/package.json
+# The viewer page's ES modules (three.js, 3d-tiles-renderer) from npm, copied into the package folder
+# twin/viewer/static/vendor (git-ignored, shipped as package data); without npm the viewer tests skip.
+THREE_VERSION := 0.187.0
+TILES_RENDERER_VERSION := 0.5.3
+VIEWER_NPM := $(VENV)/npm-viewer/node_modules
+VIEWER_VENDOR := twin/viewer/static/vendor/VERSIONS
 # The heat model's reference implementations (SOLWEIG: GPL-3.0; supy/SUEWS: pins old libraries) live in
 # an environment of their own, never in the package's; without it the tests against them say so and skip.
 REF := .venv-ref
@@ -18,7 +24,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
 	@touch $(STAMP)
 
-demo: $(STAMP)
+demo: $(STAMP) $(VIEWER_VENDOR)
 	$(BIN)/twin demo
 
 build: $(STAMP)
@@ -30,6 +36,25 @@ $(GLTF_VALIDATOR):
 	    || echo "could not install gltf-validator from npm; the glTF validation tests will skip"; \
 	else echo "npm not found; the glTF validation tests will skip"; fi
 
+$(VIEWER_VENDOR): Makefile
+	@if command -v npm >/dev/null 2>&1; then \
+	  npm install --silent --no-audit --no-fund --legacy-peer-deps --prefix $(VENV)/npm-viewer \
+	    three@$(THREE_VERSION) 3d-tiles-renderer@$(TILES_RENDERER_VERSION) \
+	  && v=twin/viewer/static/vendor && rm -rf $$v && mkdir -p $$v/three/addons/loaders \
+	    $$v/three/addons/utils $$v/three/addons/controls $$v/3d-tiles-renderer \
+	  && cp $(VIEWER_NPM)/three/build/three.module.js $(VIEWER_NPM)/three/build/three.core.js \
+	    $(VIEWER_NPM)/three/LICENSE $$v/three/ \
+	  && cp $(VIEWER_NPM)/three/examples/jsm/loaders/GLTFLoader.js $$v/three/addons/loaders/ \
+	  && cp $(VIEWER_NPM)/three/examples/jsm/utils/BufferGeometryUtils.js \
+	    $(VIEWER_NPM)/three/examples/jsm/utils/SkeletonUtils.js $$v/three/addons/utils/ \
+	  && cp $(VIEWER_NPM)/three/examples/jsm/controls/OrbitControls.js $$v/three/addons/controls/ \
+	  && cp $(VIEWER_NPM)/3d-tiles-renderer/build/index.three.js \
+	    $(VIEWER_NPM)/3d-tiles-renderer/build/renderer-*.js $(VIEWER_NPM)/3d-tiles-renderer/LICENSE \
+	    $$v/3d-tiles-renderer/ \
+	  && printf 'three %s\n3d-tiles-renderer %s\n' $(THREE_VERSION) $(TILES_RENDERER_VERSION) > $@ \
+	  || echo "could not install the viewer's npm packages; the viewer page tests will skip"; \
+	else echo "npm not found; the viewer page will not load and its tests will skip"; fi
+
 $(REF_STAMP): tests/reference/requirements.txt
 	@test -x $(REF)/bin/python || $(PYTHON) -m venv $(REF)
 	@$(REF)/bin/python -m pip install --quiet --disable-pip-version-check -r tests/reference/requirements.txt \
@@ -40,10 +65,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: lint $(GLTF_VALIDATOR) $(REF_STAMP)
+test: lint $(GLTF_VALIDATOR) $(REF_STAMP) $(VIEWER_VENDOR)
 	$(BIN)/python -m pytest
 
-test-all: lint $(GLTF_VALIDATOR) $(REF_STAMP)
+test-all: lint $(GLTF_VALIDATOR) $(REF_STAMP) $(VIEWER_VENDOR)
 	$(BIN)/python -m pytest -m "slow or not slow"
 
 format: $(STAMP)
@@ -53,7 +78,7 @@ format: $(STAMP)
 # Every benchmark in its short mode, one table of ratios against their anchors, checked against
 # benchmarks/floors.toml (fails below a floor); the Krefeld products it reads are built first
 # (incremental). The table also goes to build/bench/results.json.
-bench: $(STAMP) $(REF_STAMP)
+bench: $(STAMP) $(REF_STAMP) $(VIEWER_VENDOR)
 	$(BIN)/twin data build
 	$(BIN)/python benchmarks/run.py
 

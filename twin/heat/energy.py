@@ -136,6 +136,11 @@ def _balance_kernel(q, dq, qf, frac, ta, rh, u, kd, w, p, z, zd, z0, st, a1, a2,
         out_e[ii] = latent
 
 
+# the same kernel on one thread, for inputs of fewer than _CHUNK cells (a single cell-day, the
+# rural reference cell): a thread team costs more to start and join than such a call takes
+_balance_serial = njit(cache=True, fastmath=_FAST, error_model="numpy")(_balance_kernel.py_func)
+
+
 def _flat(x, shape: tuple[int, int], name: str) -> tuple[np.ndarray, int]:
     """A field as a flat float64 array and its stride: 0 for one value (no copy to every cell)."""
     a = np.asarray(x, dtype=np.float64)
@@ -243,9 +248,10 @@ def energy_balance(
     qa, dq, qfa, ta, rh, u, kd, w, p, z, zd, z0 = fl
     out = {k: np.empty(shape) for k in ("storage", "ground", "sensible", "latent")}
     # threads take blocks of cells as they become free (a busy core does not hold up the rest)
+    kernel = _balance_kernel if q.size >= _CHUNK else _balance_serial
     old = set_parallel_chunksize(_CHUNK)
     try:
-        _balance_kernel(qa, dq, qfa, f.reshape(len(COVERS), -1), ta, rh, u, kd, w, p, z, zd,
+        kernel(qa, dq, qfa, f.reshape(len(COVERS), -1), ta, rh, u, kd, w, p, z, zd,
                         z0, np.array(st, dtype=np.int64), t["a1"], t["a2"], t["a3"], t["lai"],
                         t["lai_max"], t["g_max"], cond, out["storage"].reshape(-1),
                         out["ground"].reshape(-1), out["sensible"].reshape(-1),

@@ -1,4 +1,5 @@
-"""`twin scene ...`: render the textured city offscreen from named or ad-hoc views, list the views."""
+"""`twin scene ...`: export AR station scenes (GLB, USDZ, previews, manifest), render the textured city
+offscreen from named or ad-hoc views (a station before or after its redesign), list the views."""
 
 from __future__ import annotations
 
@@ -85,6 +86,11 @@ def cmd_render(args: argparse.Namespace) -> int:
     layers = tuple(args.layers) if args.layers else view.layers
     t0 = time.perf_counter()
     overlays, caption = _vehicle_overlays(args, view) if args.traffic else ([], "")
+    if view.station is not None:
+        overlays += _redesign_overlays(args, view)
+        caption += ", before the redesign" if args.before else ", after the redesign"
+    elif args.before or args.after:
+        raise ConfigError(f"--before/--after: view {view.name!r} is not an AR station")
     img = render_tileset(
         tileset,
         view.camera,
@@ -98,6 +104,46 @@ def cmd_render(args: argparse.Namespace) -> int:
     print(
         f"{args.output}: {img.shape[1]}x{img.shape[0]} view {view.name!r}{caption} in {took:.1f} s"
     )
+    return 0
+
+
+def _redesign_overlays(args: argparse.Namespace, view: Any) -> list:
+    """The station's redesign meshes in the view's camera frame (none --before)."""
+    from twin.scenes.compose import compose, scene_overlays
+
+    if args.before:
+        return []
+    scene = compose(view.station, _pack_build(args))
+    return scene_overlays(scene, view.camera.frame())
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Compose and export AR station scenes: GLB, USDZ, before/after previews and manifest.json."""
+    from twin.scenes.compose import export
+    from twin.scenes.station import load_station, resolve_station, station_files
+    from twin.scenes.views import SCENES_DIR
+
+    if args.all_stations == (args.scene is not None):
+        raise ConfigError("twin scene export: give one SCENE or --all-stations")
+    if args.all_stations:
+        stations = [load_station(p) for p in station_files(SCENES_DIR)]
+        if not stations:
+            raise ConfigError(f"{SCENES_DIR}: no station files (station-*.toml)")
+    else:
+        stations = [resolve_station(args.scene, SCENES_DIR)]
+    build = _pack_build(args)
+    for st in stations:
+        t0 = time.perf_counter()
+        folder = export(
+            st,
+            build,
+            args.output,
+            traffic=args.traffic,
+            overlay=args.overlay,
+            redesign=not args.no_redesign,
+            preview=None if args.no_preview else args.size,
+        )
+        print(f"{folder}: station {st.name!r} in {time.perf_counter() - t0:.1f} s")
     return 0
 
 
@@ -119,14 +165,16 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     scene = subparsers.add_parser(
         "scene",
         help="scene composition, export and offscreen rendering",
-        description="Render the textured 3D Tiles city offscreen from named or ad-hoc views.",
+        description="Export AR station scenes and render the textured 3D Tiles city offscreen "
+        "from named or ad-hoc views.",
     )
     sub = scene.add_subparsers(dest="action", metavar="ACTION", required=True)
     p = sub.add_parser("render", help="render a view of the textured city to a PNG")
     p.add_argument(
         "--view",
         required=True,
-        help="a view name in scenes/ (e.g. ostwall), a view .toml file, or "
+        help="a view name in scenes/ (e.g. ostwall, or a station: nordwall), a view or station "
+        ".toml file, or "
         "'lat,lon,height,heading,pitch' (degrees; height m above sea level)",
     )
     p.add_argument("-o", "--output", type=Path, required=True, help="PNG file to write")
@@ -146,6 +194,35 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--at", type=_sim_time, default=None, help="with --traffic: simulation time (s or HH:MM:SS)"
     )
+    when = p.add_mutually_exclusive_group()
+    when.add_argument("--before", action="store_true", help="a station view: the city as it is")
+    when.add_argument(
+        "--after", action="store_true", help="a station view: with its redesign (the default)"
+    )
     p.set_defaults(func=cmd_render)
+    p = sub.add_parser(
+        "export",
+        help="export AR station scenes (GLB, USDZ, previews, manifest.json)",
+        description="Compose a station's scene (the city clipped around its anchor, the redesign "
+        "along the real street axis, optional traffic and overlay) and write <DIR>/<name>/: "
+        "<name>.glb, <name>.usdz, <name>-before.png, <name>-after.png and manifest.json.",
+    )
+    p.add_argument("scene", nargs="?", default=None, help="station name (e.g. nordwall) or file")
+    p.add_argument("--all-stations", action="store_true", help="every station-*.toml in scenes/")
+    p.add_argument("-o", "--output", type=Path, required=True, help="folder to write into")
+    add_pack_args(p)
+    p.add_argument(
+        "--traffic",
+        type=Path,
+        default=None,
+        help="animate the vehicles of a finished traffic run (as for `scene render`), 60 s at 1 s",
+    )
+    p.add_argument(
+        "--overlay", type=Path, default=None, help="a GeoTIFF (EPSG:25832) to drape on the ground"
+    )
+    p.add_argument("--no-redesign", action="store_true", help="the city as it is, no redesign")
+    p.add_argument("--no-preview", action="store_true", help="skip the before/after PNGs")
+    p.add_argument("--size", type=_size, default=(960, 540), help="preview WIDTHxHEIGHT (960x540)")
+    p.set_defaults(func=cmd_export)
     p = sub.add_parser("views", help="list the named views in scenes/")
     p.set_defaults(func=cmd_views)

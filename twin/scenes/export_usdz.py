@@ -5,7 +5,7 @@ A y-up stage in metres with one default prim `/<scene>`; `Geom/<node>` meshes (p
 normals, st) bound to `Materials/<material>` UsdPreviewSurface networks (UsdUVTexture fed by a
 UsdPrimvarReader_float2 of st); vehicles animated by time samples of xformOp:translate/orient at
 TIME_CODES_PER_SECOND; the geo-anchor, sources and runs in the root layer's customLayerData. The
-package is made by UsdUtils.CreateNewARKitUsdzPackage from one usdc layer and PNG textures, so
+package is made by UsdUtils.CreateNewUsdzPackage from one usdc layer and PNG textures, so
 nothing refers outside it. `arkit_errors` checks a package against AR Quick Look's rules.
 """
 
@@ -166,7 +166,8 @@ def write_usdz(scene: Scene, path: Path, budget: budgets.Budget = budgets.MOBILE
             folder = Path(work)
             layer = folder / "scene.usdc"
             textures = _stage(scene, layer, folder)
-            ok = UsdUtils.CreateNewARKitUsdzPackage(Sdf.AssetPath(str(layer)), str(tmp))
+            # one usdc layer and its PNGs as they are: the ARKit variant would flatten the layer again
+            ok = UsdUtils.CreateNewUsdzPackage(Sdf.AssetPath(str(layer)), str(tmp))
             if not ok or not tmp.exists():
                 raise DataError(f"{path.name}: usd-core could not package the scene as USDZ")
         budgets.check_file(tmp, budget)

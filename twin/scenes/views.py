@@ -16,6 +16,9 @@ A view file says where the camera is and what to show:
     layers = ["ground", "buildings"]
     max_screen_space_error = 16.0
     size = [1280, 720]
+
+An AR station file (a [station] table, see twin.scenes.station) is a view too: its camera is derived
+from the station's anchor and heading, and `View.station` holds the station.
 """
 
 from __future__ import annotations
@@ -27,6 +30,13 @@ from typing import Any
 from twin.config import Field, load_toml, validate
 from twin.errors import ConfigError
 from twin.scenes.render import LAYERS, Camera
+from twin.scenes.station import (
+    STATION_PREFIX,
+    Station,
+    is_station_file,
+    station_camera,
+    station_from_dict,
+)
 
 SCENES_DIR = Path("scenes")  # named views, in the working directory like simulations/ and build/
 
@@ -87,12 +97,25 @@ class View:
     layers: tuple[str, ...] = LAYERS
     max_sse: float = 16.0
     size: tuple[int, int] = (1280, 720)
+    station: Station | None = None
+
+
+def _station_view(data: dict[str, Any], path: Path) -> View:
+    """The view of a station file: the camera derived from its anchor and heading."""
+    st = station_from_dict(data, path)
+    layers = tuple(x for x in st.layers if x in LAYERS) or LAYERS
+    return View(
+        name=path.stem, camera=station_camera(st), title=st.title, layers=layers, station=st
+    )
 
 
 def load_view(path: str | Path) -> View:
-    """Read and validate a view file."""
+    """Read and validate a view file (or a station file, whose camera is derived)."""
     path = Path(path)
-    cfg = validate(load_toml(path), _SCHEMA, file=path)
+    data = load_toml(path)
+    if is_station_file(data):
+        return _station_view(data, path)
+    cfg = validate(data, _SCHEMA, file=path)
     v = cfg["view"]
     show = cfg["show"] or validate({}, _SCHEMA["show"].schema, file=path, where="show.")
     return View(
@@ -126,9 +149,9 @@ def parse_view(spec: str, scenes_dir: Path = SCENES_DIR) -> View:
     path = Path(spec)
     if path.suffix == ".toml" or path.exists():
         return load_view(path)
-    named = scenes_dir / f"{spec}.toml"
-    if named.exists():
-        return load_view(named)
+    for named in (scenes_dir / f"{spec}.toml", scenes_dir / f"{STATION_PREFIX}{spec}.toml"):
+        if named.exists():
+            return load_view(named)
     known = ", ".join(sorted(p.stem for p in scenes_dir.glob("*.toml"))) or "none"
     raise ConfigError(
         f"view {spec!r}: not a view in {scenes_dir} (known: {known}), not a .toml file, and not "
