@@ -87,6 +87,13 @@ def _num(v: float | None) -> str:
     return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3g}"
 
 
+def _ratio(ratio: float | None) -> str:
+    """A ratio with two decimals, or three significant digits below 0.1 (a floor no code reaches)."""
+    if ratio is None:
+        return "-"
+    return f"{ratio:.2f}" if abs(ratio) >= 0.1 else f"{ratio:.3g}"
+
+
 def table(rows: list[Row], floors: dict[tuple[str, str], float], source: Path = FLOORS) -> str:
     """The rows as one text table: ours, anchor, ratio, floor, ok and which anchor."""
     head = ("benchmark", "measure", "ours", "anchor", "unit", "ratio", "floor", "ok", "anchor is")
@@ -96,7 +103,7 @@ def table(rows: list[Row], floors: dict[tuple[str, str], float], source: Path = 
         ratio = r.ratio
         lines.append((
             r.bench, r.measure, _num(r.ours), _num(r.anchor), r.unit,
-            "-" if ratio is None else f"{ratio:.2f}", "-" if floor is None else f"{floor:g}",
+            _ratio(ratio), "-" if floor is None else f"{floor:g}",
             status(r, floors)[0], r.anchor_name,
         ))  # fmt: skip
     widths = [max(len(line[i]) for line in lines) for i in range(len(head) - 1)]
@@ -121,7 +128,7 @@ def problems(rows: list[Row], floors: dict[tuple[str, str], float]) -> list[str]
         text, bad = status(r, floors)
         if bad:
             floor = floors.get((r.bench, r.measure))
-            ratio = "-" if r.ratio is None else f"{r.ratio:.2f}"
+            ratio = _ratio(r.ratio)
             limit = "" if floor is None or r.failed else f" < floor {floor:g}"
             out.append(f"{r.bench}/{r.measure}: {text} (ratio {ratio}{limit} vs {r.anchor_name})")
     return out
