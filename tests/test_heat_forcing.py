@@ -344,16 +344,25 @@ def test_heat_wave_can_start_earlier_without_shifting_its_days():
 STATIONS_CSV = Path(__file__).resolve().parents[1] / "data/krefeld/sensors/climate_stations.csv"
 
 
-def _station_store(tmp_path: Path, weather: Forcing, hours: float, *, drop=None) -> Path:
+def _station_store(tmp_path: Path, weather: Forcing, hours: float, *, drop=None,
+                   first: int | None = None) -> Path:  # fmt: skip
     """A sensor store of the climate stations' simulated readings following ``weather``, as the
-    ingest stores them from the uplinks; ``drop(event)`` leaves uplinks out."""
+    ingest stores them from the uplinks; ``drop(event)`` leaves uplinks out; ``first``: only the
+    catalogue's first stations and the DWD row (the simulator gives a station radiation and wind
+    by its place in the catalogue, which this keeps)."""
     from twin.sensors.devices import load_catalogue
     from twin.sensors.ingest import Ingestor
     from twin.sensors.profiles import load_profiles
     from twin.sensors.simulate import simulate, stream
     from twin.sensors.store import SQLiteStore
 
-    catalogue = load_catalogue(None, STATIONS_CSV, None)
+    stations = STATIONS_CSV
+    if first is not None:
+        lines = STATIONS_CSV.read_text(encoding="utf-8").splitlines(keepends=True)
+        stations = tmp_path / "stations.csv"
+        stations.write_text("".join(lines[: 1 + first] + [ln for ln in lines if "DWD-" in ln]),
+                            encoding="utf-8")  # fmt: skip
+    catalogue = load_catalogue(None, stations, None)
     profiles = load_profiles()
     events = simulate(catalogue, profiles, start=weather.start, minutes=hours * 60, seed=5,
                       clean=True, weather=weather)  # fmt: skip
@@ -378,7 +387,7 @@ def test_forcing_from_the_stations_readings_follows_its_weather(tmp_path: Path):
     two readings per 10-minute bin) give back the weather within 4 standard errors of a bin."""
     wave = _wave()
     t0 = wave.start + 3600.0
-    store = _station_store(tmp_path, wave, 8.0)
+    store = _station_store(tmp_path, wave, 8.0, first=0)
     station = reference_station(STATIONS_CSV)
     got = forcing_from_store(station_readings, store, station, t0, t0 + 6 * 3600.0)
     assert got.station == station and "DWD-05064" in got.source and store.name in got.source
@@ -402,12 +411,12 @@ def test_a_short_silence_is_bridged_a_long_one_is_named(tmp_path: Path):
     def silent(a: float, b: float):
         return lambda e: e.device.id == "DWD-05064" and t0 + a <= e.time < t0 + b
 
-    short = _station_store(tmp_path, wave, 8.0, drop=silent(3600.0, 3600.0 + 1800.0))
+    short = _station_store(tmp_path, wave, 8.0, drop=silent(3600.0, 3600.0 + 1800.0), first=0)
     got = forcing_from_store(station_readings, short, station, t0, t0 + 4 * 3600.0)
     want = wave.sample(got.times)
     assert np.abs(got.t_air_c - want["t_air_c"]).max() < 0.5  # a linear bridge over 30 minutes
     (tmp_path / "stations.sqlite").unlink()
-    long = _station_store(tmp_path, wave, 8.0, drop=silent(3600.0, 3 * 3600.0))
+    long = _station_store(tmp_path, wave, 8.0, drop=silent(3600.0, 3 * 3600.0), first=0)
     with pytest.raises(DataError, match=r"stations\.sqlite: station DWD-05064: 'air_temperature': "
                        r"no readings from 2026-07-22T06:\d\d:00Z to 2026-07-22T08:\d\d:00Z, longer "
                        r"than the 3600 s"):  # fmt: skip
@@ -416,7 +425,7 @@ def test_a_short_silence_is_bridged_a_long_one_is_named(tmp_path: Path):
 
 def test_a_station_without_radiation_cannot_force_the_model(tmp_path: Path):
     wave = _wave()
-    store = _station_store(tmp_path, wave, 2.0)
+    store = _station_store(tmp_path, wave, 2.0, first=3)
     no_sensor = reference_station(STATIONS_CSV, "KLI-002")  # reports neither radiation nor wind
     with pytest.raises(DataError, match=r"station KLI-002: 'global_radiation': no readings"):
         forcing_from_store(station_readings, store, no_sensor, wave.start, wave.start + 3600.0)

@@ -119,6 +119,14 @@ def test_root_redirects_to_the_viewer_and_folders_are_not_listed(server, site):
     assert request(server, "/nothing/x")[0] == 404
 
 
+def test_root_redirect_keeps_the_query_string(server):
+    query = "scene=/scenes/nordwall/nordwall.glb&scene=%2Fscenes%2Fb.glb&vehicles=/scenes/v.json"
+    status, headers, _ = request(server, "/?" + query)
+    assert status == 302 and headers["location"] == "/viewer/index.html?" + query
+    status, headers, _ = request(server, "/?")  # an empty query adds no '?'
+    assert status == 302 and headers["location"] == "/viewer/index.html"
+
+
 def test_etag_revalidates_with_304(server):
     _, headers, _ = request(server, "/tiles/content/0.glb")
     status, again, body = request(

@@ -1,6 +1,9 @@
 """manifest.json of a station's exported scene: anchor, each file's size, triangles and textures, the
 budget and what was done to meet it, the sources and the runs used. Written last and atomically, so a
 folder without it (or with a stale one) never looks like a finished export.
+
+A file is named by its path relative to the scene folder (`tiles/tileset.json`); a 3D Tiles entry's
+bytes are its whole tileset folder's (tileset.json and contents).
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from typing import Any
 from twin.errors import DataError
 from twin.runs import now_utc
 from twin.scenes import budget as budgets
+from twin.scenes.export_tiles import FORMAT as TILES_FORMAT
+from twin.scenes.export_tiles import folder_bytes
 from twin.scenes.scene import ExportInfo, Scene
 
 MANIFEST = "manifest.json"
@@ -31,16 +36,17 @@ def manifest_dict(
     files = []
     for info in infos:
         p = Path(info.path)
-        if p.parent.resolve() != folder.resolve():
+        if not p.resolve().is_relative_to(folder.resolve()):
             raise DataError(f"{MANIFEST}: {p.name} is not in the scene folder {folder.name}")
+        name = p.resolve().relative_to(folder.resolve()).as_posix()
         if not p.is_file():
-            raise DataError(f"{MANIFEST}: {p.name} was not written")
-        size = p.stat().st_size
+            raise DataError(f"{MANIFEST}: {name} was not written")
+        size = folder_bytes(p.parent) if info.format == TILES_FORMAT else p.stat().st_size
         if size != info.bytes:
-            raise DataError(f"{MANIFEST}: {p.name} is {size} bytes, its export said {info.bytes}")
+            raise DataError(f"{MANIFEST}: {name} is {size} bytes, its export said {info.bytes}")
         files.append(
             {
-                "file": p.name,
+                "file": name,
                 "format": info.format,
                 "bytes": size,
                 "triangles": info.triangles,

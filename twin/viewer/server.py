@@ -2,7 +2,8 @@
 
 It is the stdlib `http.server` (a `ThreadingHTTPServer`): a read-only server of a few folders needs
 GET and HEAD, a handful of headers (ETag, Range, gzip) and strict path checks, all of which fit in
-one module, so no web framework and no extra dependency. `/` redirects to `/viewer/index.html`.
+one module, so no web framework and no extra dependency. `/` redirects to `/viewer/index.html`
+(keeping the query string).
 
 What it guarantees:
 - no path leaves its root: a request path is split into segments before it is decoded; a segment
@@ -374,9 +375,11 @@ class FileServer(ThreadingHTTPServer):
         """The file a request target names, or the answer instead: (status, text[, location])."""
         if "\x00" in target or "\\" in target:
             return 400, "bad path"
-        path = urlsplit(target).path
-        if path == "/":
-            return 302, "see /viewer/index.html", "/viewer/index.html"
+        split = urlsplit(target)
+        path = split.path
+        if path == "/":  # the viewer, with the query (e.g. ?scene=...) kept
+            index = "/viewer/index.html" + (f"?{split.query}" if split.query else "")
+            return 302, f"see {index}", index
         if not path.startswith("/") or path.startswith("//"):
             return 404, "not found"
         name, slash, rest = path[1:].partition("/")

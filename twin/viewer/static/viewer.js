@@ -8,7 +8,6 @@
 import {
   AmbientLight,
   AnimationMixer,
-  Box3,
   BoxGeometry,
   Color,
   DirectionalLight,
@@ -82,6 +81,7 @@ const ecefRoot = new Group();
 ecefRoot.matrixAutoUpdate = false;
 scene.add(ecefRoot);
 const localFromEcef = new Matrix4();
+let geoidHeight = 0; // m, ellipsoidal minus sea-level heights (the tileset's extras.geoid_height_m)
 
 const tiles = new TilesRenderer(params.get("tiles") || "../tiles/tileset.json");
 tiles.setCamera(camera);
@@ -107,6 +107,8 @@ const tilesetReady = new Promise((resolve) => {
 tiles.addEventListener("load-root-tileset", () => {
   const root = tiles.rootTileset;
   const anchor = root && root.extras && root.extras.anchor;
+  const geoid = root && root.extras && root.extras.geoid_height_m;
+  geoidHeight = Number.isFinite(geoid) ? geoid : 0;
   const enu = new Matrix4();
   if (anchor && Number.isFinite(anchor.lat) && Number.isFinite(anchor.lon)) {
     WGS84_ELLIPSOID.getEastNorthUpFrame(anchor.lat * DEG, anchor.lon * DEG, anchor.h || 0, enu);
@@ -123,7 +125,7 @@ tiles.addEventListener("load-root-tileset", () => {
   const sphere = new Sphere();
   tiles.getBoundingSphere(sphere);
   sphere.applyMatrix4(localFromEcef);
-  homeCamera(sphere);
+  if (!cameraParam) homeCamera(sphere);
   tilesetLoaded(sphere);
 });
 
@@ -133,6 +135,18 @@ function homeCamera(sphere) {
   target.y = Math.min(target.y, 0) + 0; // the ground near the anchor
   setCameraNow([target.x, target.y + 0.75 * r, target.z + 0.75 * r], [target.x, target.y, target.z]);
 }
+
+/** `?camera=px,py,pz,tx,ty,tz` (the local frame, m): the camera's position and target, or null. */
+function parseCamera(text) {
+  if (!text) return null;
+  const v = text.split(",").map(Number);
+  if (v.length !== 6 || !v.every(Number.isFinite)) {
+    fail(`camera=${text}: expected six numbers px,py,pz,tx,ty,tz (local frame, m)`);
+    return null;
+  }
+  return { position: v.slice(0, 3), target: v.slice(3) };
+}
+const cameraParam = parseCamera(params.get("camera"));
 
 function setCameraNow(position, target) {
   camera.position.set(...position);
@@ -263,32 +277,74 @@ function placeVehicles(t) {
 const loader = new GLTFLoader();
 let current = null; // {root, mixer}
 
-function sceneMatrix(anchor, url) {
-  const need = ["lat", "lon", "height"];
-  for (const k of need) {
+const VIEW_BACK = 150; // m: how far the camera stands behind a scene's anchor, looking at it
+const VIEW_UP = 60; // m above the anchor
+
+function checkAnchor(anchor, url) {
+  for (const k of ["lat", "lon", "height"]) {
     if (!anchor || !Number.isFinite(anchor[k])) {
       throw new Error(`${url}: asset.extras.geo_anchor.${k}: expected a number`);
     }
   }
+  if (anchor.heading_deg !== undefined && !Number.isFinite(anchor.heading_deg)) {
+    throw new Error(`${url}: asset.extras.geo_anchor.heading_deg: expected a number (degrees)`);
+  }
+}
+
+/** The ENU frame at a scene's anchor (its height above sea level, made ellipsoidal), in ECEF. */
+function anchorFrame(anchor) {
   const m = new Matrix4();
-  WGS84_ELLIPSOID.getEastNorthUpFrame(anchor.lat * DEG, anchor.lon * DEG, anchor.height, m);
+  const h = anchor.height + geoidHeight;
+  WGS84_ELLIPSOID.getEastNorthUpFrame(anchor.lat * DEG, anchor.lon * DEG, h, m);
+  return m;
+}
+
+function sceneMatrix(anchor) {
+  const m = anchorFrame(anchor);
   // glTF (x east, y up, z south) -> ENU: +90 degrees about x; the heading turns clockwise about up
   m.multiply(new Matrix4().makeRotationZ(-(anchor.heading_deg || 0) * DEG));
   return m.multiply(new Matrix4().makeRotationX(Math.PI / 2));
 }
 
-async function loadScene(url) {
+/** The camera for a scene: VIEW_BACK m behind its anchor and VIEW_UP m up, facing along its heading
+ * (north without one), looking at the anchor. */
+function sceneCamera(local, headingDeg) {
+  const h = (headingDeg || 0) * DEG;
+  const ahead = [Math.sin(h), 0, -Math.cos(h)]; // local frame: x east, z south
+  return {
+    position: [local[0] - VIEW_BACK * ahead[0], local[1] + VIEW_UP, local[2] - VIEW_BACK * ahead[2]],
+    target: local,
+  };
+}
+
+/** Draw a scene over the city where the two coincide (its ground and street bands lie on the same
+ * terrain as the tiles): its surfaces win the depth test by a small offset. */
+function drawOverCity(object) {
+  object.traverse((o) => {
+    if (!o.material) return;
+    for (const m of Array.isArray(o.material) ? o.material : [o.material]) {
+      m.polygonOffset = true;
+      m.polygonOffsetFactor = -1;
+      m.polygonOffsetUnits = -4;
+    }
+  });
+}
+
+async function loadScene(url, { moveCamera = true } = {}) {
   if (current) {
     ecefRoot.remove(current.root);
     mixers.splice(mixers.indexOf(current.mixer), 1);
     current = null;
+    dirty = true;
   }
   if (!url) return;
   const gltf = await loader.loadAsync(url);
   const anchor = gltf.asset && gltf.asset.extras && gltf.asset.extras.geo_anchor;
+  checkAnchor(anchor, url);
   const root = new Group();
   root.matrixAutoUpdate = false;
-  root.matrix.copy(sceneMatrix(anchor, url));
+  root.matrix.copy(sceneMatrix(anchor));
+  drawOverCity(gltf.scene);
   root.add(gltf.scene);
   ecefRoot.add(root);
   const mixer = new AnimationMixer(gltf.scene);
@@ -297,13 +353,24 @@ async function loadScene(url) {
     extendRange(0, clip.duration);
   }
   mixers.push(mixer);
-  current = { root, mixer };
-  // look at the station from its south-east, above it
-  scene.updateMatrixWorld(true);
-  const box = new Box3().setFromObject(root);
-  const s = box.getBoundingSphere(new Sphere());
-  const r = Math.max(s.radius, 30);
-  setCameraNow([s.center.x + 0.8 * r, s.center.y + 0.9 * r, s.center.z + 1.2 * r], s.center.toArray());
+  const ecef = new Vector3().setFromMatrixPosition(anchorFrame(anchor));
+  const local = ecef.clone().applyMatrix4(localFromEcef).toArray();
+  const name = (gltf.scene.name || url.split("/").pop().replace(/\.glb$/i, "")).trim();
+  current = {
+    root,
+    mixer,
+    info: {
+      url,
+      name,
+      anchor: { lat: anchor.lat, lon: anchor.lon, height: anchor.height, heading_deg: anchor.heading_deg || 0 },
+      ecef: ecef.toArray(),
+      local,
+    },
+  };
+  if (moveCamera) {
+    const view = sceneCamera(local, anchor.heading_deg);
+    setCameraNow(view.position, view.target);
+  }
   setTime(time);
 }
 
@@ -425,6 +492,10 @@ const api = {
   get timeRange() {
     return range();
   },
+  /** The scene shown: {url, name, anchor: geo_anchor, ecef, local: the anchor in the local frame}. */
+  get scene() {
+    return current ? structuredClone(current.info) : null;
+  },
   setTime(t) {
     setTime(t);
     return idle();
@@ -461,8 +532,9 @@ api.ready = (async () => {
   if (vehicles) await loadVehicles(vehicles);
   if (scenes.length) {
     $("scene").value = scenes[0];
-    await loadScene(scenes[0]);
+    await loadScene(scenes[0], { moveCamera: !cameraParam });
   }
+  if (cameraParam) setCameraNow(cameraParam.position, cameraParam.target);
   refreshControls();
   setTime(range()[0]);
   await idle();
