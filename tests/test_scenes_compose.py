@@ -1,7 +1,7 @@
 """AR station scenes composed from the Krefeld build: the station files, the geo-anchor (clipped tiles
 against buildings.gpkg), the redesign on the real street axis, traffic tracks from an FCD file, a
 draped raster, and `twin scene export` / `render` on stations (GLB validator, ARKit check, budget,
-manifest)."""
+3D Tiles, the viewer's vehicles JSON, manifest)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pygltflib
 import pyogrio
 import pytest
 import shapely
@@ -20,6 +21,7 @@ from test_tiles_writer import validate_glbs
 
 from twin.cli import main
 from twin.errors import ConfigError
+from twin.geo import LocalFrame
 from twin.scenes.budget import MOBILE_AR
 from twin.scenes.compose import (
     OVERLAY_LIFT_M,
@@ -34,6 +36,7 @@ from twin.scenes.compose import (
 from twin.scenes.export_usdz import arkit_errors
 from twin.scenes.station import load_station, resolve_station, station_files
 from twin.scenes.views import list_views, parse_view
+from twin.tiles import open_tileset
 
 REPO = Path(__file__).resolve().parent.parent
 SCENES = REPO / "scenes"
@@ -304,21 +307,64 @@ def test_overlay_is_draped_with_a_legend(nordwall, krefeld_build: Path):
 # -- export and commands ----------------------------------------------------------------------------
 
 
-def _check_package(folder: Path, name: str, *, previews: bool) -> dict:
+def _check_package(folder: Path, name: str, *, previews: bool, traffic: bool = False) -> dict:
     m = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
     assert m["scene"] == name
     files = {f["file"]: f for f in m["files"]}
-    want = {f"{name}.glb", f"{name}.usdz"}
+    want = {f"{name}.glb", f"{name}.usdz", "tiles/tileset.json"}
     if previews:
         want |= {f"{name}-before.png", f"{name}-after.png"}
+    if traffic:
+        want.add("vehicles.json")
     assert set(files) == want
+    assert (folder / "vehicles.json").exists() == traffic
     for f in m["files"]:
-        assert (folder / f["file"]).stat().st_size == f["bytes"] <= MOBILE_AR.max_file_bytes
+        p = folder / f["file"]
+        size = p.stat().st_size
+        if f["format"] == "3dtiles":  # the tileset folder's files together
+            size = sum(q.stat().st_size for q in p.parent.rglob("*") if q.is_file())
+        assert size == f["bytes"] <= MOBILE_AR.max_file_bytes
     assert files[f"{name}.glb"]["triangles"] == m["triangles"] <= MOBILE_AR.max_triangles
     st = resolve_station(name, SCENES)
     assert m["anchor"]["lat"] == st.lat and m["anchor"]["height"] == st.height
     assert arkit_errors(folder / f"{name}.usdz") == []
+    # the tileset's one content is the scene's GLB (the one the validator checks)
+    ts = open_tileset(folder / "tiles" / "tileset.json")
+    assert ts.version == "1.1"
+    (ref,) = ts.root.contents
+    assert (folder / "tiles" / ref.uri).read_bytes() == (folder / f"{name}.glb").read_bytes()
     return m
+
+
+def _glb_track_ecef(glb: Path, node_name: str, frame: LocalFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Times and EPSG:4978 positions of the middle of a vehicle's footprint, from the GLB alone:
+    its animation's translation and rotation samples applied to its mesh's bottom centre."""
+    g = pygltflib.GLTF2().load(str(glb))
+    blob = g.binary_blob()
+
+    def read(i: int) -> np.ndarray:
+        acc = g.accessors[i]
+        view = g.bufferViews[acc.bufferView]
+        n = {"SCALAR": 1, "VEC3": 3, "VEC4": 4}[acc.type]
+        a = np.frombuffer(blob, "<f4", acc.count * n, view.byteOffset + (acc.byteOffset or 0))
+        return a.reshape(acc.count, n).astype(np.float64)
+
+    (i,) = [k for k, n in enumerate(g.nodes) if n.name == node_name]
+    pos_acc = g.accessors[g.meshes[g.nodes[i].mesh].primitives[0].attributes.POSITION]
+    lo, hi = np.asarray(pos_acc.min), np.asarray(pos_acc.max)
+    foot = np.array([(lo[0] + hi[0]) / 2, lo[1], (lo[2] + hi[2]) / 2])  # y up: bottom centre
+    anim = next(a for a in g.animations if a.channels[0].target.node == i)
+    out = {}
+    for ch in anim.channels:
+        s = anim.samplers[ch.sampler]
+        out[ch.target.path] = (read(s.input)[:, 0], read(s.output))
+    times, t = out["translation"]
+    q = out["rotation"][1]
+    u, w = q[:, :3], q[:, 3:4]
+    c = 2.0 * np.cross(u, np.broadcast_to(foot, u.shape))
+    p = t + foot + w * c + np.cross(u, c)  # translation + rotated footprint centre, glTF axes
+    enu = np.column_stack([p[:, 0], -p[:, 2], p[:, 1]])
+    return times, frame.enu_to_ecef(enu)
 
 
 def test_export_command_writes_a_station_package(
@@ -333,8 +379,17 @@ def test_export_command_writes_a_station_package(
                *_pack_args(krefeld_build)])  # fmt: skip
     assert rc == 0
     folder = out / "nordwall"
-    m = _check_package(folder, "nordwall", previews=True)
+    m = _check_package(folder, "nordwall", previews=True, traffic=True)
     assert m["runs"] and any(n["kind"] == "vehicle" for n in m["nodes"])
+    # the viewer's vehicles JSON carries the GLB's own tracks, on the globe
+    data = json.loads((folder / "vehicles.json").read_text(encoding="utf-8"))
+    assert data["frame"] == "EPSG:4978"
+    first = data["vehicles"][0]
+    assert first["id"] == "car 1" and first["class"] == "passenger"
+    times, want = _glb_track_ecef(folder / "nordwall.glb", "vehicle_car 1", place.frame)
+    assert np.allclose(first["t"], times, atol=1e-3) and len(times) > 10
+    assert np.linalg.norm(np.asarray(first["p"]) - want, axis=1).max() < 0.01
+    assert main(["tiles", "info", str(folder / "tiles" / "tileset.json")]) == 0
     glb = str(folder / "nordwall.glb")
     report = validate_glbs([glb])
     assert report[glb]["errors"] == 0, report[glb]["messages"]

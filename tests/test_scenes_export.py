@@ -1,5 +1,6 @@
 """Scene exporters: GLB (Khronos validator, read back with pygltflib), USDZ (ARKit compliance, prims,
-time samples), the mobile AR budget (decimation, texture down-sizing, refusal) and manifest.json.
+time samples), 3D Tiles (read back with twin.tiles, placed at the anchor), the viewer's vehicles JSON,
+the mobile AR budget (decimation, texture down-sizing, refusal) and manifest.json.
 
 The scene is built here: textured boxes as buildings, a textured street strip, a tree, and a vehicle
 driving 50 m north in 10 s.
@@ -20,10 +21,14 @@ import trimesh
 from PIL import Image
 from test_tiles_writer import validate_glbs
 
+from twin.cli import main
 from twin.errors import DataError
+from twin.geo import GEOID_HEIGHT_M, LocalFrame
+from twin.scenes import export_tiles as export_tiles_module
 from twin.scenes import manifest as manifest_module
 from twin.scenes.budget import Budget, fit
 from twin.scenes.export_glb import write_glb
+from twin.scenes.export_tiles import write_tileset, write_vehicles
 from twin.scenes.export_usdz import TIME_CODES_PER_SECOND, arkit_errors, write_usdz
 from twin.scenes.manifest import MANIFEST, write_manifest
 from twin.scenes.scene import (
@@ -35,6 +40,7 @@ from twin.scenes.scene import (
     enu_quat_to_yup,
     enu_to_yup,
 )
+from twin.tiles import open_tileset
 
 ANCHOR = Anchor(lat=51.3327, lon=6.5623, height=38.5, heading_deg=12.0)
 
@@ -344,3 +350,143 @@ def test_manifest_write_is_atomic(exported, tmp_path, monkeypatch):
     monkeypatch.undo()
     with pytest.raises(DataError, match="scene.glb"):
         write_manifest(folder, scene, [bad, usdz], [])
+
+
+# -- 3D Tiles and the viewer's vehicles JSON --------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiled(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiled")
+    scene = make_scene()
+    return folder, scene, write_tileset(scene, folder / "tiles")
+
+
+def _scene_to_true_enu(p: np.ndarray, heading_deg: float) -> np.ndarray:
+    """Scene-frame points (+y at heading_deg clockwise from north) in true east-north-up."""
+    a = np.radians(heading_deg)
+    e = p[:, 0] * np.cos(a) + p[:, 1] * np.sin(a)
+    n = -p[:, 0] * np.sin(a) + p[:, 1] * np.cos(a)
+    return np.column_stack([e, n, p[:, 2]])
+
+
+def _anchor_frame(anchor: Anchor) -> LocalFrame:
+    return LocalFrame(anchor.lon, anchor.lat, anchor.height + GEOID_HEIGHT_M)
+
+
+def test_tileset_reads_back_and_info_finds_no_problems(tiled, capsys):
+    folder, scene, info = tiled
+    assert info.path == str(folder / "tiles" / "tileset.json") and info.format == "3dtiles"
+    assert info.bytes == sum(p.stat().st_size for p in (folder / "tiles").rglob("*") if p.is_file())
+    ts = open_tileset(info.path)
+    assert ts.version == "1.1" and len(ts) == 1
+    root = ts.root
+    assert root.geometric_error == 0.0 and ts.geometric_error > 40.0  # the scene spans ~80 m
+    (ref,) = root.contents
+    assert ts.read_content(ref).counts.triangles == scene.triangles
+    doc = json.loads((folder / "tiles" / "tileset.json").read_text(encoding="utf-8"))
+    assert doc["extras"]["anchor"]["lat"] == ANCHOR.lat
+    assert doc["extras"]["anchor"]["heading_deg"] == ANCHOR.heading_deg
+    assert main(["tiles", "info", info.path]) == 0
+    out = capsys.readouterr().out
+    assert "3D Tiles 1.1" in out and "Problems       none" in out, out
+    assert f"Triangles      {scene.triangles:,}" in out
+
+
+def test_tileset_content_passes_the_khronos_validator(tiled):
+    folder, _, _ = tiled
+    (glb,) = (folder / "tiles").rglob("*.glb")
+    res = validate_glbs([str(glb)])[str(glb)]
+    assert res["errors"] == 0, res["messages"]
+
+
+def test_tileset_places_the_scene_at_its_anchor(tiled):
+    """Every vertex of building_1 (and the first one in particular), read back through the root
+    transform, lies within 1 cm of the anchor's ECEF position plus its ENU offset; all content lies
+    inside the root's bounding box."""
+    folder, scene, info = tiled
+    ts = open_tileset(info.path)
+    root = ts.root
+    (ref,) = root.contents
+    geometry = ts.read_content(ref).geometry(root.transform)
+    assert len(geometry) == len(scene.nodes)
+    frame = _anchor_frame(scene.anchor)
+    building = scene.nodes[0]
+    want = frame.enu_to_ecef(_scene_to_true_enu(building.vertices, ANCHOR.heading_deg))
+    got = geometry[0].positions
+    assert np.linalg.norm(got[0] - want[0]) < 0.01
+    assert np.linalg.norm(got - want, axis=1).max() < 0.01
+    # the origin is the anchor itself, about 6.4e6 m from the earth's centre
+    origin = root.transform @ np.array([0.0, 0.0, 0.0, 1.0])
+    assert np.linalg.norm(origin[:3] - frame.origin_ecef) < 0.01
+    centre, axes = root.obb
+    for g in geometry:
+        local = np.linalg.solve(axes, (g.positions - centre).T).T  # box coordinates, -1..1 inside
+        assert np.abs(local).max() <= 1.0, g.source
+
+
+def test_tileset_write_is_atomic(tmp_path, monkeypatch):
+    scene = make_scene()
+    first = write_tileset(scene, tmp_path / "tiles")
+    before = (tmp_path / "tiles" / "tileset.json").read_bytes()
+
+    def boom(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(export_tiles_module.os, "replace", boom)
+    with pytest.raises(OSError):
+        write_tileset(dataclasses.replace(scene, name="other"), tmp_path / "tiles")
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiles"]  # no temporary folder is left
+    assert (tmp_path / "tiles" / "tileset.json").read_bytes() == before
+    with pytest.raises(OSError):
+        monkeypatch.setattr(export_tiles_module.os, "replace", boom)
+        write_tileset(scene, tmp_path / "fresh")
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiles"]  # nothing that looks finished
+    # a rewrite replaces the old tileset whole
+    again = write_tileset(dataclasses.replace(scene, name="other"), tmp_path / "tiles")
+    assert sorted(p.name for p in (tmp_path / "tiles" / "content").iterdir()) == ["other.glb"]
+    assert again.path == first.path
+
+
+def test_vehicles_json_follows_the_tracks(tmp_path):
+    """The viewer's vehicles JSON: EPSG:4978 positions of the car's footprint middle (its box is
+    centred on its origin) along its track, headings clockwise from north with the anchor's turn."""
+    scene = make_scene()
+    info = write_vehicles(scene, tmp_path / "vehicles.json")
+    data = json.loads((tmp_path / "vehicles.json").read_text(encoding="utf-8"))
+    assert (
+        data["frame"] == "EPSG:4978" and info.bytes == (tmp_path / "vehicles.json").stat().st_size
+    )
+    (car,) = data["vehicles"]
+    assert car["id"] == "car_1" and car["class"] == "passenger"
+    (track,) = scene.animations
+    assert car["t"] == track.times.tolist()
+    want = _anchor_frame(scene.anchor).enu_to_ecef(
+        _scene_to_true_enu(track.translations, ANCHOR.heading_deg)
+    )
+    assert np.linalg.norm(np.asarray(car["p"]) - want, axis=1).max() < 0.01
+    # driving scene +y is 12 degrees east of north; the last key turned 90 degrees left
+    assert car["heading_deg"] == pytest.approx([12.0, 12.0, 282.0], abs=1e-3)
+    # 25 m a key apart on the ground, as the track says
+    assert np.linalg.norm(np.diff(car["p"], axis=0), axis=1) == pytest.approx(
+        [25.0, 25.0], abs=0.01
+    )
+
+
+def test_manifest_lists_tileset_and_vehicles(tmp_path):
+    scene = make_scene()
+    infos = [
+        write_glb(scene, tmp_path / "s.glb"),
+        write_tileset(scene, tmp_path / "tiles"),
+        write_vehicles(scene, tmp_path / "vehicles.json"),
+    ]
+    m = json.loads(write_manifest(tmp_path, scene, infos, []).read_text(encoding="utf-8"))
+    files = {f["file"]: f for f in m["files"]}
+    assert set(files) == {"s.glb", "tiles/tileset.json", "vehicles.json"}
+    assert files["tiles/tileset.json"]["format"] == "3dtiles"
+    assert files["tiles/tileset.json"]["bytes"] == infos[1].bytes > files["s.glb"]["bytes"]
+    (tmp_path / "tiles" / "content" / "wall_east.glb").write_bytes(b"x")  # a broken tileset
+    with pytest.raises(DataError, match="tiles/tileset.json"):
+        write_manifest(tmp_path, scene, infos, [])

@@ -3,7 +3,8 @@ redesigned street cross-section laid along the real street axis, optional vehicl
 moving along their FCD trajectories, and an optional raster draped on the ground with a legend.
 
 Everything is in the station's east-north-up frame: origin at the anchor on the ground (DHHN2016
-height of the station file), +y true north. `export` writes <name>.glb, <name>.usdz, before/after PNG
+height of the station file), +y true north. `export` writes <name>.glb, <name>.usdz, a 3D Tiles 1.1
+tileset (tiles/tileset.json), the web viewer's vehicles.json (with traffic), before/after PNG
 previews and manifest.json into <out>/<name>/.
 """
 
@@ -29,6 +30,7 @@ from twin.errors import DataError
 from twin.geo import GEOID_HEIGHT_M, LocalFrame, wgs84_to_utm
 from twin.scenes.budget import MOBILE_AR, Budget, fit
 from twin.scenes.export_glb import write_glb
+from twin.scenes.export_tiles import write_tileset, write_vehicles
 from twin.scenes.export_usdz import write_usdz
 from twin.scenes.manifest import write_manifest
 from twin.scenes.render import layer_of
@@ -36,6 +38,8 @@ from twin.scenes.scene import Anchor, ExportInfo, Material, MeshNode, Scene, Tra
 from twin.scenes.station import Station
 
 TILESET = "tiles/tileset.json"
+SCENE_TILES = "tiles"  # the exported scene's tileset folder
+VEHICLES_JSON = "vehicles.json"
 REDESIGN_LIFT_M = 0.05  # strips this far above the terrain, so they win the depth test
 OVERLAY_LIFT_M = 0.15  # the draped raster above the strips
 SAMPLE_STEP_M = 2.0  # along-axis step of the strips' edges
@@ -632,16 +636,24 @@ def export(
     budget: Budget = MOBILE_AR,
 ) -> Path:
     """Compose and write the station's package into <out_dir>/<name>/: <name>.glb, <name>.usdz,
-    before/after PNG previews (when `preview` gives a size) and manifest.json (last); returns the
-    folder."""
+    the 3D Tiles 1.1 tileset tiles/tileset.json, vehicles.json for the web viewer (when the scene
+    has vehicle tracks), before/after PNG previews (when `preview` gives a size) and manifest.json
+    (last); returns the folder."""
     scene = compose(station, products_dir, traffic=traffic, overlay=overlay, redesign=redesign)
     scene, actions = fit(scene, budget)
     folder = Path(out_dir) / station.name
     folder.mkdir(parents=True, exist_ok=True)
+    glb = write_glb(scene, folder / f"{station.name}.glb", budget)
     infos = [
-        write_glb(scene, folder / f"{station.name}.glb", budget),
+        glb,
         write_usdz(scene, folder / f"{station.name}.usdz", budget),
+        write_tileset(scene, folder / SCENE_TILES, glb),
     ]
+    vehicles = folder / VEHICLES_JSON
+    if any(n.kind == "vehicle" for n in scene.nodes) and scene.animations:
+        infos.append(write_vehicles(scene, vehicles))
+    else:
+        vehicles.unlink(missing_ok=True)  # not one of an earlier export with traffic
     if preview is not None:
         tileset = Path(products_dir) / TILESET
         before = Scene(scene.name, scene.anchor, [], [])
