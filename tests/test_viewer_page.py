@@ -1,24 +1,34 @@
 """The viewer page in headless Chromium (software WebGL) against `twin serve`'s server: it loads the
 Krefeld tileset with no console error and no request to any host but 127.0.0.1, shows the city (a
-screenshot of many colours that changes when the camera moves), and its time slider moves the
-vehicles of a vehicles JSON (two screenshots at two times differ where the vehicles are)."""
+screenshot of many colours that changes when the camera moves), its time slider moves the vehicles
+of a vehicles JSON (two screenshots at two times differ where the vehicles are), and a real station
+scene (`nordwall`, exported from the city build) brings the camera to its anchor and shows its
+redesign there (the view differs from the same camera without the scene around the anchor)."""
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
 import rasterio
+from PIL import Image
 from viewer_browser import HEIGHT, WIDTH, Browser, chromium_path, viewer_static
 
-from twin.geo import LocalFrame
+from twin.geo import GEOID_HEIGHT_M, LocalFrame, wgs84_to_ecef
+from twin.scenes.compose import export
+from twin.scenes.station import resolve_station
+from twin.scenes.views import SCENES_DIR
 from twin.viewer.server import serve
 
 VENDOR = viewer_static() / "vendor" / "three" / "three.module.js"
 TOOLBAR_PX = 40  # the toolbar's strip at the top (its clock changes with the time)
+STATION = "nordwall"
+SCENE_URL = f"/scenes/{STATION}/{STATION}.glb"
+VEHICLES_URL = "/scenes/test/vehicles.json"
 
 pytestmark = [
     pytest.mark.skipif(chromium_path() is None, reason="needs Debian's chromium"),
@@ -91,23 +101,45 @@ def site(krefeld_build: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     doc = {"frame": "EPSG:4978", "vehicles": [{k: v[k] for k in ("id", "class", "t", "p")}
                                               for v in vehicles]}  # fmt: skip
     (scenes / "test" / "vehicles.json").write_text(json.dumps(doc), "utf-8")
-    return {"tiles": tiles, "scenes": scenes, "frame": frame, "vehicles": vehicles}
+    station = resolve_station(STATION, SCENES_DIR)
+    export(station, krefeld_build, scenes, preview=None)  # -> scenes/nordwall/nordwall.glb
+    return {"tiles": tiles, "scenes": scenes, "frame": frame, "vehicles": vehicles,
+            "station": station}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
-def page(site: dict):
-    """A Chromium showing the viewer with the vehicles JSON, at its first full frame."""
+def viewer(site: dict):
+    """One Chromium for the module and the server of the viewer, the tiles and the scenes; `open`
+    shows a page (unless it is shown already) and gives its state at its first full frame."""
     srv = serve({"viewer": viewer_static(), "tiles": site["tiles"], "scenes": site["scenes"]})
     browser = None
     try:
         browser = Browser()
-        browser.navigate(srv.url + "viewer/index.html?vehicles=/scenes/test/vehicles.json")
-        state = browser.wait_viewer(timeout=120)
-        yield browser, state, srv
+        yield Viewer(browser, srv.url)
     finally:
         if browser is not None:
             browser.close()
         srv.close()
+
+
+class Viewer:
+    """The module's browser and the page it shows."""
+
+    def __init__(self, browser: Browser, base: str) -> None:
+        self.browser, self.base = browser, base
+        self.shown: tuple[str, dict] | None = None
+
+    def open(self, query: str) -> tuple[Browser, dict]:
+        if self.shown is None or self.shown[0] != query:
+            self.browser.navigate(self.base + "viewer/index.html?" + query)
+            self.shown = (query, self.browser.wait_viewer(timeout=120))
+        return self.browser, self.shown[1]
+
+
+@pytest.fixture
+def page(viewer: Viewer):
+    """The viewer with the vehicles JSON, at its first full frame."""
+    return viewer.open(f"vehicles={VEHICLES_URL}")
 
 
 def distinct_colours(img: np.ndarray) -> int:
@@ -120,15 +152,19 @@ def changed(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def test_loads_without_errors_from_loopback_only(page) -> None:
-    browser, state, srv = page
+    browser, state = page
     assert state["tilesLoaded"] is True
     assert state["errors"] == [] and browser.console_errors == []
     assert state["firstFrameMs"] > 0
     paths = [urlsplit(u).path for u in browser.requests]
     assert "/tiles/tileset.json" in paths
     assert any(p.startswith("/tiles/content/") and p.endswith(".glb") for p in paths)
-    assert "/scenes/test/vehicles.json" in paths
-    for url in browser.requests:
+    assert VEHICLES_URL in paths
+    assert_loopback_only(browser.requests)
+
+
+def assert_loopback_only(requests: list[str]) -> None:
+    for url in requests:
         parts = urlsplit(url)
         if parts.scheme in ("http", "https", "ws", "wss"):
             assert parts.hostname == "127.0.0.1", url
@@ -137,7 +173,7 @@ def test_loads_without_errors_from_loopback_only(page) -> None:
 
 
 def test_shows_the_city_and_follows_the_camera(page) -> None:
-    browser, state, _ = page
+    browser, state = page
     home = browser.screenshot()
     assert home.shape == (HEIGHT, WIDTH, 3)
     view = home[TOOLBAR_PX:]
@@ -155,7 +191,7 @@ def test_shows_the_city_and_follows_the_camera(page) -> None:
 
 
 def test_time_slider_moves_the_vehicles(page, site: dict) -> None:
-    browser, state, _ = page
+    browser, state = page
     assert state["timeRange"] == [0, 60]
     # above the vehicles, looking down from the south (local frame: x east, y up, z south)
     mid = np.mean([v["enu"][0] for v in site["vehicles"]] + [v["enu"][-1] for v in site["vehicles"]],
@@ -189,3 +225,63 @@ def position(vehicle: dict, t: float) -> list[float]:
     """A synthetic vehicle's EPSG:4978 position at time t (linear between its samples)."""
     ts, ps = np.array(vehicle["t"]), np.array(vehicle["p"])
     return [float(np.interp(t, ts, ps[:, k])) for k in range(3)]
+
+
+def anchor_local(site: dict) -> np.ndarray:
+    """The station's anchor (m above sea level) in the page's frame: x east, y up, z south (m)."""
+    st = site["station"]
+    ecef = np.array(wgs84_to_ecef(st.lon, st.lat, st.height + GEOID_HEIGHT_M), dtype=float)
+    e, n, u = site["frame"].ecef_to_enu(ecef.reshape(1, 3))[0]
+    return np.array([e, u, -n])
+
+
+def test_a_scene_brings_the_camera_to_its_anchor_and_shows_its_redesign(viewer, site) -> None:
+    browser, state = viewer.open(f"scene={SCENE_URL}")
+    assert state["errors"] == [] and browser.console_errors == []
+    assert state["tilesLoaded"] is True
+    paths = [urlsplit(u).path for u in browser.requests]
+    assert SCENE_URL in paths
+    assert any(p.startswith("/tiles/content/") for p in paths)  # the tiles followed the camera
+    assert_loopback_only(browser.requests)
+    shown = browser.evaluate("twinViewer.scene")
+    assert shown["name"] == STATION and shown["url"] == SCENE_URL
+    anchor = anchor_local(site)
+    assert np.linalg.norm(np.array(shown["local"]) - anchor) < 0.5
+    camera = state["camera"]
+    target, eye = np.array(camera["target"]), np.array(camera["position"])
+    assert np.linalg.norm(target - anchor) < 50
+    assert 50 < np.linalg.norm(eye - target) < 400 and eye[1] > target[1] + 20  # above, not in it
+    with_scene = browser.screenshot()
+    p = browser.evaluate(f"twinViewer.project({json.dumps(shown['ecef'])})")
+    assert p["visible"] and 0 <= p["x"] < WIDTH and TOOLBAR_PX <= p["y"] < HEIGHT, p
+    if os.environ.get("TWIN_VIEWER_SHOTS"):  # a folder to keep the screenshots in, to look at
+        Image.fromarray(with_scene).save(Path(os.environ["TWIN_VIEWER_SHOTS"]) / "scene.png")
+    # the picker: none, the camera elsewhere, the scene again -> the camera is back at its anchor
+    pick = "(v) => {const s = document.getElementById('scene'); s.value = v;" \
+           " s.dispatchEvent(new Event('change')); return twinViewer.loading;}"  # fmt: skip
+    browser.evaluate(f"({pick})('')", timeout=60)
+    assert browser.evaluate("twinViewer.scene") is None
+    away = {"position": [-2500, 600, 300], "target": [500, 0, 0]}
+    browser.evaluate(f"twinViewer.setCamera({json.dumps(away)})", timeout=120)
+    browser.evaluate(f"({pick})({json.dumps(SCENE_URL)})", timeout=120)
+    assert browser.evaluate("twinViewer.scene")["name"] == STATION
+    back = browser.evaluate("twinViewer.getCamera()")
+    assert np.allclose(back["target"], target, atol=0.01)
+    assert np.allclose(back["position"], eye, atol=0.01)
+    assert browser.evaluate("twinViewer.errors") == [] and browser.console_errors == []
+    # the same camera (?camera=, which a scene does not override), no scene
+    view = ",".join(f"{v:.3f}" for v in [*eye, *target])
+    browser, state = viewer.open(f"camera={view}")
+    assert state["errors"] == [] and browser.console_errors == []
+    assert np.allclose(state["camera"]["target"], target, atol=0.01)
+    assert browser.evaluate("twinViewer.scene") is None
+    city = browser.screenshot()
+    if os.environ.get("TWIN_VIEWER_SHOTS"):
+        Image.fromarray(city).save(Path(os.environ["TWIN_VIEWER_SHOTS"]) / "city.png")
+    x, y = int(p["x"]), int(p["y"])
+    window = changed(with_scene, city)[max(y - 80, TOOLBAR_PX) : y + 80, max(x - 120, 0) : x + 120]
+    assert window.mean() > 0.2, window.mean()  # the redesigned street replaces the city's
+    # the city itself is the tiles' in both (the scene's own clip of it is hidden): the foreground,
+    # well south of the street, is the same
+    assert changed(with_scene, city)[y + 200 :].mean() < 0.01
+    assert distinct_colours(with_scene[TOOLBAR_PX:]) > 2000

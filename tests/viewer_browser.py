@@ -175,6 +175,9 @@ class Browser:
         return r.get("result", {}).get("value")
 
     def navigate(self, url: str) -> None:
+        """Open `url`; `console_errors` and `requests` start afresh for it."""
+        self.console_errors.clear()
+        self.requests.clear()
         self.send("Page.navigate", {"url": url}, session=True)
 
     def wait_viewer(self, timeout: float = 120.0) -> dict:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from twin.errors import DataError
+from twin.geo import GEOID_HEIGHT_M
 from twin.tiles.write_glb import ENU_TO_GLTF, enu_to_gltf
 
 ANCHOR_FRAME = "ENU metres, glTF Y-up"
@@ -19,8 +20,9 @@ ANCHOR_FRAME = "ENU metres, glTF Y-up"
 
 @dataclass(frozen=True)
 class Anchor:
-    """Where the scene's origin is on Earth (WGS84 degrees, metres above the ellipsoid or sea level as
-    the composer states in sources) and the heading (degrees clockwise from north) of its +north axis."""
+    """Where the scene's origin is on Earth: WGS84 degrees, ``height`` in metres above sea level
+    (DHHN2016, as the city's heights), and the heading (degrees clockwise from north) of its +north
+    axis. Its dict also gives the height above the WGS84 ellipsoid, which a globe viewer needs."""
 
     lat: float
     lon: float
@@ -32,6 +34,8 @@ class Anchor:
             "lat": float(self.lat),
             "lon": float(self.lon),
             "height": float(self.height),
+            "height_datum": "DHHN2016 (above sea level)",
+            "height_ellipsoid": float(self.height) + GEOID_HEIGHT_M,
             "heading_deg": float(self.heading_deg),
             "frame": ANCHOR_FRAME,
         }

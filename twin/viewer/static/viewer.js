@@ -275,10 +275,13 @@ function placeVehicles(t) {
 // -- station scenes: GLBs placed at asset.extras.geo_anchor -----------------------------------------
 
 const loader = new GLTFLoader();
-let current = null; // {root, mixer}
+let current = null; // {root, mixer, info}
+let sceneRequests = 0; // loadScene calls so far: only the latest one shows its scene
 
-const VIEW_BACK = 150; // m: how far the camera stands behind a scene's anchor, looking at it
-const VIEW_UP = 60; // m above the anchor
+// The camera for a scene stands VIEW_BACK m behind its anchor and VIEW_UP m above it (a 50 degree
+// look down: over the 5-storey blocks that line a street, into the street at the anchor).
+const VIEW_BACK = 100;
+const VIEW_UP = 120;
 
 function checkAnchor(anchor, url) {
   for (const k of ["lat", "lon", "height"]) {
@@ -291,10 +294,13 @@ function checkAnchor(anchor, url) {
   }
 }
 
-/** The ENU frame at a scene's anchor (its height above sea level, made ellipsoidal), in ECEF. */
+/** The ENU frame at a scene's anchor in ECEF: its height above the ellipsoid as the GLB states it
+ * (height_ellipsoid), else its height above sea level made ellipsoidal with the tileset's geoid. */
 function anchorFrame(anchor) {
   const m = new Matrix4();
-  const h = anchor.height + geoidHeight;
+  const h = Number.isFinite(anchor.height_ellipsoid)
+    ? anchor.height_ellipsoid
+    : anchor.height + geoidHeight;
   WGS84_ELLIPSOID.getEastNorthUpFrame(anchor.lat * DEG, anchor.lon * DEG, h, m);
   return m;
 }
@@ -317,6 +323,14 @@ function sceneCamera(local, headingDeg) {
   };
 }
 
+/** A scene's own clip of the city (nodes named `city_*`, for stand-alone AR use) is hidden: the
+ * tiles draw the city already; the redesign, overlays and vehicles show over them. */
+function hideCityClip(object) {
+  for (const child of object.children) {
+    if (child.name.startsWith("city_")) child.visible = false;
+  }
+}
+
 /** Draw a scene over the city where the two coincide (its ground and street bands lie on the same
  * terrain as the tiles): its surfaces win the depth test by a small offset. */
 function drawOverCity(object) {
@@ -337,13 +351,17 @@ async function loadScene(url, { moveCamera = true } = {}) {
     current = null;
     dirty = true;
   }
+  const request = ++sceneRequests;
   if (!url) return;
+  await tilesetReady; // the local frame is known
   const gltf = await loader.loadAsync(url);
+  if (request !== sceneRequests) return; // another scene was chosen meanwhile
   const anchor = gltf.asset && gltf.asset.extras && gltf.asset.extras.geo_anchor;
   checkAnchor(anchor, url);
   const root = new Group();
   root.matrixAutoUpdate = false;
   root.matrix.copy(sceneMatrix(anchor));
+  hideCityClip(gltf.scene);
   drawOverCity(gltf.scene);
   root.add(gltf.scene);
   ecefRoot.add(root);
@@ -362,7 +380,12 @@ async function loadScene(url, { moveCamera = true } = {}) {
     info: {
       url,
       name,
-      anchor: { lat: anchor.lat, lon: anchor.lon, height: anchor.height, heading_deg: anchor.heading_deg || 0 },
+      anchor: {
+        lat: anchor.lat,
+        lon: anchor.lon,
+        height: anchor.height,
+        heading_deg: anchor.heading_deg || 0,
+      },
       ecef: ecef.toArray(),
       local,
     },
@@ -414,18 +437,26 @@ $("play").addEventListener("click", () => {
   $("play").textContent = playing ? "pause" : "play";
 });
 
-const scenes = params.getAll("scene");
-for (const url of scenes) {
+function addSceneOption(url) {
+  if ([...$("scene").options].some((o) => o.value === url)) return;
   const opt = document.createElement("option");
   opt.value = url;
   opt.textContent = decodeURIComponent(url.split("/").filter(Boolean).slice(-2).join("/"));
   $("scene").append(opt);
 }
-$("scene").addEventListener("change", (e) => {
-  loadScene(e.target.value)
+const scenes = params.getAll("scene");
+scenes.forEach(addSceneOption);
+/** Show the scene at `url` ('' or null: none), the camera at it; a promise of the next full frame. */
+function showScene(url) {
+  if (url) addSceneOption(url);
+  $("scene").value = url || "";
+  api.loading = loadScene(url || "")
     .then(refreshControls)
+    .then(idle)
     .catch((err) => fail(err.message));
-});
+  return api.loading;
+}
+$("scene").addEventListener("change", (e) => showScene(e.target.value));
 
 // -- the frame loop ---------------------------------------------------------------------------------
 
@@ -500,6 +531,8 @@ const api = {
     setTime(t);
     return idle();
   },
+  loading: Promise.resolve(), // the scene the picker (or setScene) asked for: its next full frame
+  setScene: (url) => showScene(url),
   /** The camera in the local frame (x east, y up, z south, m), looking at `target`. */
   setCamera({ position, target }) {
     setCameraNow(position, target);
