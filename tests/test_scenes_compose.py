@@ -20,7 +20,7 @@ from scipy.spatial import cKDTree
 from test_tiles_writer import validate_glbs
 
 from twin.cli import main
-from twin.errors import ConfigError
+from twin.errors import ConfigError, DataError
 from twin.geo import LocalFrame
 from twin.scenes.budget import MOBILE_AR
 from twin.scenes.compose import (
@@ -302,6 +302,26 @@ def test_overlay_is_draped_with_a_legend(nordwall, krefeld_build: Path):
     assert tex.shape[2] == 4 and len(np.unique(tex[..., :3].reshape(-1, 3), axis=0)) > 3
     assert legend.material.texture.shape == (128, 256, 3)
     assert any(s.startswith("overlay: ") and "canopy_cover" in s for s in scene.sources)
+
+
+def test_an_overlay_from_a_run_needs_the_run_finished(
+    nordwall, krefeld_build: Path, tmp_path: Path
+):
+    """A raster inside a run folder is taken only from a finished run, which the scene names."""
+    import shutil
+
+    from twin import runs
+
+    st, _, _ = nordwall
+    run = runs.create(tmp_path / "runs", "heat-wave", "heat")
+    raster = run / "baseline" / "t_air_max.tif"
+    raster.parent.mkdir()
+    shutil.copyfile(krefeld_build / "canopy_cover.tif", raster)
+    with pytest.raises(DataError, match=r"the run is running, not finished"):
+        compose(st, krefeld_build, overlay=raster)
+    done = runs.finish(run)
+    scene = compose(st, krefeld_build, overlay=done / "baseline" / "t_air_max.tif")
+    assert scene.runs == [str(done.resolve())]
 
 
 # -- export and commands ----------------------------------------------------------------------------

@@ -473,6 +473,15 @@ def finished_run(folder: Path) -> dict[str, Any]:
     return status
 
 
+def run_folder_of(path: Path) -> Path | None:
+    """The run folder holding ``path`` (the nearest folder above it with a status.json), or None
+    for a file that is not a run's output."""
+    for folder in Path(path).resolve().parents:
+        if (folder / STATUS).is_file():
+            return folder
+    return None
+
+
 def finished_runs(scenario_dir: Path, kind: str | None = None) -> list[Path]:
     """The finished runs in `runs/<scenario>/` (of `kind` if given), newest first by their start."""
     folder = Path(scenario_dir)

@@ -28,6 +28,7 @@ from shapely.geometry import LineString, Point
 from twin.city.boulevards import Band, Section, _offset, band_offsets, oriented, street_centre_lines
 from twin.errors import DataError
 from twin.geo import GEOID_HEIGHT_M, LocalFrame, wgs84_to_utm
+from twin.runs import finished_run, run_folder_of
 from twin.scenes.budget import MOBILE_AR, Budget, fit
 from twin.scenes.export_glb import write_glb
 from twin.scenes.export_tiles import write_tileset, write_vehicles
@@ -586,6 +587,10 @@ def compose(
         nodes += vnodes
         runs.append(run)
     if overlay is not None:
+        run = run_folder_of(Path(overlay))
+        if run is not None:  # a run's raster: only a finished run's, as for the traffic
+            finished_run(run)
+            runs.append(str(run))
         onodes, line = overlay_nodes(Path(overlay), place, station.radius, terrain)
         nodes += onodes
         sources.append(line)
