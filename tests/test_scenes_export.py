@@ -340,7 +340,7 @@ def test_manifest_write_is_atomic(exported, tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(manifest_module.os, "replace", boom)
+    monkeypatch.setattr(os, "replace", boom)
     with pytest.raises(OSError):
         write_manifest(folder, scene, [glb, usdz], [{"action": "x"}])
     assert path.read_bytes() == before  # the old manifest stands, no temporary file is left

@@ -128,13 +128,22 @@ def write_status(folder: Path, **fields: Any) -> dict[str, Any]:
         status = read_status(folder)
     status.update(fields)
     status["updated_utc"] = now_utc()
-    tmp = path.with_name(f".{STATUS}.{os.getpid()}.{threading.get_ident()}.tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        f.write(json.dumps(status, indent=2, default=str) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_atomic(path, (json.dumps(status, indent=2, default=str) + "\n").encode("utf-8"))
     return status
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that a reader finds the old file or the whole new one: under a
+    temporary name beside it, flushed to disk, then renamed (the temporary file goes on failure)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        with tmp.open("wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 # -- creating and ending a run ----------------------------------------------------------------------------

@@ -73,11 +73,15 @@ def check(scene: Scene, budget: Budget = MOBILE_AR) -> None:
         raise _over(f"scene {scene.name!r}: texture pixels", total, budget.max_texture_pixels)
 
 
+def check_size(name: str, size: int, budget: Budget = MOBILE_AR) -> None:
+    """Raise DataError if a file of ``size`` bytes named ``name`` is larger than the budget allows."""
+    if size > budget.max_file_bytes:
+        raise _over(f"{name}: file size (bytes)", size, budget.max_file_bytes)
+
+
 def check_file(path: Path, budget: Budget = MOBILE_AR) -> None:
     """Raise DataError if the written file is larger than the budget allows."""
-    size = Path(path).stat().st_size
-    if size > budget.max_file_bytes:
-        raise _over(f"{Path(path).name}: file size (bytes)", size, budget.max_file_bytes)
+    check_size(Path(path).name, Path(path).stat().st_size, budget)
 
 
 def _resize(image: np.ndarray, w: int, h: int) -> np.ndarray:

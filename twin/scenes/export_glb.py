@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import io
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from twin.errors import DataError
+from twin.runs import write_atomic
 from twin.scenes import budget as budgets
 from twin.scenes.scene import ExportInfo, Scene, enu_quat_to_yup, enu_to_yup, validate
 from twin.tiles.write_glb import (
@@ -195,21 +194,9 @@ def write_glb(scene: Scene, path: Path, budget: budgets.Budget = budgets.MOBILE_
     path = Path(path)
     budgets.check(scene, budget)
     data, textures = encode_scene(scene)
-    if len(data) > budget.max_file_bytes:
-        raise DataError(
-            f"{path.name}: file size (bytes) is {len(data):,}, {len(data) - budget.max_file_bytes:,}"
-            f" over the budget of {budget.max_file_bytes:,}"
-        )
+    budgets.check_size(path.name, len(data), budget)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with tmp.open("wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_atomic(path, data)
     return ExportInfo(
         path=str(path),
         format="glb",

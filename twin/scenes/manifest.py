@@ -9,13 +9,11 @@ bytes are its whole tileset folder's (tileset.json and contents).
 from __future__ import annotations
 
 import json
-import os
-import threading
 from pathlib import Path
 from typing import Any
 
 from twin.errors import DataError
-from twin.runs import now_utc
+from twin.runs import now_utc, write_atomic
 from twin.scenes import budget as budgets
 from twin.scenes.export_tiles import FORMAT as TILES_FORMAT
 from twin.scenes.export_tiles import folder_bytes
@@ -80,13 +78,5 @@ def write_manifest(
     data = manifest_dict(folder, scene, infos, actions, budget)
     text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
     path = folder / MANIFEST
-    tmp = folder / f".{MANIFEST}.{os.getpid()}.{threading.get_ident()}.tmp"
-    try:
-        with tmp.open("w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_atomic(path, text.encode("utf-8"))
     return path
