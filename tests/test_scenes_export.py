@@ -25,7 +25,6 @@ from twin.cli import main
 from twin.errors import DataError
 from twin.geo import GEOID_HEIGHT_M, LocalFrame
 from twin.scenes import export_tiles as export_tiles_module
-from twin.scenes import manifest as manifest_module
 from twin.scenes.budget import Budget, fit
 from twin.scenes.export_glb import write_glb
 from twin.scenes.export_tiles import write_tileset, write_vehicles
