@@ -189,7 +189,10 @@ def test_conflicting_buses_first_come_first_served(cross: SimpleNamespace) -> No
         '  <vehicle id="busB" type="bus" route="NS" depart="21"/>\n'
         '  <vehicle id="busA" type="bus" route="WE" depart="22"/>'
     )
-    spec = [{"type": "transit_priority", "detection_distance_m": 150}, {"type": "safety_monitor"}]
+    # unconditional: both buses are on time, a conditional controller would give neither an early green
+    prio = {"type": "transit_priority", "detection_distance_m": 150}
+    prio |= {"condition": "always", "one_per_cycle": False}
+    spec = [prio, {"type": "safety_monitor"}]
     ctl, waits = _cross_run(cross, "conflict", vehicles, spec)
     _, base = _cross_run(cross, "conflict_base", vehicles, [])
     acts = _actions(ctl)
@@ -228,7 +231,12 @@ def test_detection_shorter_than_min_green_plus_clearance(
     # 20 m at 13.89 m/s is 1.4 s of warning; the worst-case time to green is 5 + 3 + 2 = 10 s
     vehicles = '  <vehicle id="busA" type="bus" route="WE" depart="22"/>'
     spec = [
-        {"type": "transit_priority", "detection_distance_m": 20, "short_detection": mode},
+        {
+            "type": "transit_priority",
+            "detection_distance_m": 20,
+            "short_detection": mode,
+            "condition": "always",  # the bus is on time: only unconditional priority asks
+        },
         {"type": "safety_monitor"},
     ]
     with caplog.at_level(logging.WARNING, logger="twin.traffic.controllers.priority"):

@@ -257,6 +257,7 @@ def run_kpis(folder: Path, ctx: KpiContext) -> list[tuple[str, float, str]]:
         if logged is not None:
             actual = {e.id for e in non}
             rows.append(("violations_logged", float(len(logged)), "veh"))
+            rows.append(("violations_detected", float(len(actual & logged)), "veh"))
             rows.append(("violations_per_hour", len(logged) / hours, "veh/h"))
             complete = 100.0 * len(actual & logged) / len(actual) if actual else 100.0
             rows.append(("detection_completeness", complete, "%"))
@@ -265,7 +266,10 @@ def run_kpis(folder: Path, ctx: KpiContext) -> list[tuple[str, float, str]]:
 
 
 def violation_log(folder: Path, from_s: float = -math.inf) -> set[str] | None:
-    """Vehicles in the virtual barrier's violation logs of a run from `from_s` on (None: no barrier)."""
+    """Vehicles in the virtual barrier's violation logs of a run after `from_s` (None: no barrier).
+
+    A log time is the end of the step the entry was made in; SUMO's routes stamp it with the step's
+    start, so a row at `from_s` itself belongs to the step before."""
     files = sorted((folder / "controllers").glob("violations*.csv"))
     if not files:
         return None
@@ -273,7 +277,7 @@ def violation_log(folder: Path, from_s: float = -math.inf) -> set[str] | None:
     for f in files:
         with f.open(encoding="utf-8") as fh:
             for row in csv.DictReader(fh):
-                if float(row["time_s"]) >= from_s:
+                if float(row["time_s"]) > from_s:
                     found.add(row["vehicle_id"])
     return found
 
@@ -369,6 +373,9 @@ def _freight(
     if means:
         rows.append(("gate_queue_mean", _mean(means), "veh"))
         rows.append(("gate_queue_max", peak, "veh"))
+    from twin.traffic.gates import gate_rows
+
+    rows.extend(gate_rows(folder, ctx.gates, queues, ctx.from_s))
     return rows
 
 
@@ -498,8 +505,13 @@ def instruments(
     detectors.
 
     Each gate gets lane-area detectors over its approach: the gate edge up to the check-in position,
-    and the last 150 m of every lane feeding it (so a queue spilling back onto the road is counted).
+    and the last 150 m of every lane feeding it (so a queue spilling back onto the road is counted),
+    and an instant induction loop where each approach lane begins (for the wait per lorry, see
+    :mod:`twin.traffic.gates`).
     """
+    from twin.traffic.gates import approach_loops, write_approach_info
+
+    approach: dict[str, dict[str, Any]] = {}
     lines = ["<additional>"]
     lines.append(f'    <edgeData id="all" file="{EDGEDATA}" excludeEmpty="true"/>')
     if transit_vtypes:
@@ -529,6 +541,11 @@ def instruments(
                 f'    <laneAreaDetector id="gate_{g["id"]}_{k}" lane="{lane_id}" pos="{start:.2f}" '
                 f'endPos="{end:.2f}" period="60" file="{GATES_E2}" friendlyPos="true"/>'
             )
+        loops, info = approach_loops(net, str(g["id"]), parts)
+        lines.extend(loops)
+        approach.update(info)
+    if approach:
+        write_approach_info(path.parent, approach)
     lines.append("</additional>")
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path

@@ -30,6 +30,7 @@ KEY_KPIS = (
     "truck_travel_time_mean",
     "gate_queue_mean",
     "gate_queue_max",
+    "gate_wait_mean",
     "gate_throughput",
     "delay_mean_other_traffic",
     "violations_per_hour",

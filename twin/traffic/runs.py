@@ -567,6 +567,7 @@ class SeedRun:
             self.begin: float = self.info["begin"]
             self.controllers = build_controllers(_controller_specs(plan, variant, seed),
                                                  net_file=plan.net_file)  # fmt: skip
+            args = _with_controller_detectors(args, self.controllers, self.folder, plan.net_file)
             self.sim = Simulation(args, backend=plan.backend, label=label)
         except BaseException:
             self._detach_log()
@@ -632,6 +633,24 @@ class SeedRun:
             datetime.now(UTC).isoformat(timespec="seconds") + "\n", "utf-8"
         )
         return out
+
+
+def _with_controller_detectors(
+    args: list[str], controllers: list[Any], folder: Path, net_file: Path
+) -> list[str]:
+    """The command line with the detectors of controllers that bring their own (the barrier's
+    camera loops, ``detector_file``) added to its additional files."""
+    extra = [
+        str(ctl.detector_file(folder / f"{ctl.name.replace('#', '_')}.cameras.add.xml", net_file))
+        for ctl in controllers
+        if hasattr(ctl, "detector_file")
+    ]
+    if not extra:
+        return args
+    args = list(args)
+    i = args.index("-a")
+    args[i + 1] = ",".join([args[i + 1], *extra])
+    return args
 
 
 def _controller_specs(plan: RunPlan, variant: str, seed: int) -> list[dict[str, Any]]:

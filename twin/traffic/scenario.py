@@ -442,17 +442,20 @@ def load_scenario(path: str | Path) -> Scenario:
 def sumocfg_scenario(
     cfg: Path, *, junctions: list[str] | None, duration_s: float | None, seeds: list[int]
 ) -> Scenario:
-    """A scenario around an existing SUMO config: its own demand, baseline vs. transit priority."""
+    """A scenario around an existing SUMO config: its own demand, baseline vs. conditional transit
+    priority (the controller's defaults: late buses and every tram, one intervention per cycle,
+    compensation), checked by the safety monitor."""
     cfg = Path(cfg)
     if not cfg.is_file():
         raise ConfigError(f"{cfg}: SUMO configuration not found")
     spec: dict[str, Any] = {"type": "transit_priority", "junctions": junctions or "auto"}
+    monitor: dict[str, Any] = {"type": "safety_monitor"}
     return Scenario(
         file=cfg,
         name=cfg.parent.name or cfg.stem,
         title=f"Transit signal priority on {cfg.parent.name}/{cfg.name}",
-        description="An existing SUMO scenario run as it is (baseline) and with the bus/tram "
-        "priority controller on the signals its buses and trams pass.",
+        description="An existing SUMO scenario run as it is (baseline) and with conditional "
+        "bus/tram priority on the signals its buses and trams pass.",
         start_utc=datetime(2026, 1, 1, tzinfo=UTC),
         duration_s=duration_s or 3600.0,
         warmup_s=0.0,
@@ -465,7 +468,9 @@ def sumocfg_scenario(
         punctual_window_s=(60.0, 180.0),
         variants={
             BASELINE: Variant(BASELINE, "As given (no priority)", "", {}, []),
-            "priority": Variant("priority", "Transit signal priority", "", {}, [spec]),
+            "priority": Variant(
+                "priority", "Conditional transit priority", "", {}, [spec, monitor]
+            ),
         },
         sumocfg=cfg,
     )

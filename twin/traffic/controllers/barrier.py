@@ -13,19 +13,26 @@ network and this controller enforces and records it:
   behaviour stay untouched, which changing permissions or vClasses would not guarantee. Drivers
   whose destination lies in the zone, or who have no other way, cannot comply; they are counted.
   The draw per vehicle is a hash of (seed, vehicle id): independent of order and backend.
-* Detection, 100 % of entries by drivers without permit. A vehicle is seen at step boundaries only;
-  a short gate edge (or a small zone) can be crossed within one step, so membership of the gate
-  edge, or even of the zone, is not enough. The watched region is the zone plus every edge within
-  ``watch_distance_m`` upstream of a gate (more than a vehicle can drive in one step), including the
-  junction-internal edges between them; their last-step vehicle lists are read every step
-  (``Simulation.watch``). Every driver without permit seen in the region is tracked, reading its
-  route index, route id and road every step until it leaves the region: an entry is every
-  route step from a non-zone edge onto a zone edge, so crossings within one step are caught, as are
-  teleports over the zone and route changes made by others. The violation records the gate (zone
-  entry edge), vehicle, type and whether a per-step camera snapshot would have seen it.
+* Cameras. Each camera gate is a SUMO induction loop (E1) written to an additional file by
+  :meth:`VirtualBarrier.detector_file` before SUMO starts: one on the junction-internal lane of every
+  connection from outside onto a gate edge (the zone edge entered; on the gate lane itself where the
+  net has no internal lanes), and with ``exit_cameras`` one on every connection from the zone to the
+  outside. ``field_of_view`` is the number of vehicle lanes of a gate a camera covers, counted from
+  the right ("all": every lane); ``gates`` names the gate edges (or single lanes) that get cameras.
+  A vehicle passing a loop is read with probability ``read_rate`` (a hash of seed, camera, vehicle
+  and time: independent of order and backend). The violation log holds what the cameras read: an
+  entry camera's read of a vehicle without permit is a violation; an exit camera's read is one only
+  when no entry camera read that vehicle since its last exit read.
+* Actual entries, for comparison. The zone plus every edge within ``watch_distance_m`` upstream of a
+  gate (more than a vehicle can drive in one step) is watched every step (``Simulation.watch``);
+  every driver without permit seen there is tracked, reading its route index, route id and road
+  every step until it leaves the region: an entry is every route step from a non-zone edge onto a
+  zone edge, so crossings within one step are caught, as are teleports over the zone and route
+  changes made by others. Without camera detectors loaded these entries are the log (a warning says
+  so).
 * Audit. When the run writes SUMO's ``--vehroute-output``, :meth:`VirtualBarrier.audit` (also run by
-  :meth:`write_outputs`) compares the log with the entries in SUMO's own final routes: detection
-  completeness against that ground truth, and false detections.
+  :meth:`write_outputs`) compares the camera log with the entries in SUMO's own final routes:
+  detection completeness against that ground truth, and false detections.
 """
 
 from __future__ import annotations
@@ -38,11 +45,20 @@ from collections import Counter, deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from xml.sax.saxutils import quoteattr
 
 from traci import constants as tc
 
 from twin.errors import ConfigError
-from twin.traffic.controllers.base import Controller, boolean, id_list, integer, number, text
+from twin.traffic.controllers.base import (
+    Controller,
+    Param,
+    boolean,
+    id_list,
+    integer,
+    number,
+    text,
+)
 
 if TYPE_CHECKING:
     from twin.traffic.sim import Simulation
@@ -53,6 +69,18 @@ log = logging.getLogger(__name__)
 
 _TRACK_VARS = (tc.VAR_ROAD_ID, tc.VAR_ROUTE_INDEX, tc.VAR_ROUTE_ID)
 _PROHIBITIVE_S = 1.0e7  # travel time given to zone edges in a complying driver's own router
+_CAMERA_POS_M = 0.1  # where a camera's loop lies on its lane
+_VEHICLE_CLASSES = ("passenger", "delivery", "taxi", "truck", "bus", "emergency")
+_FIELD_OF_VIEW = Param(
+    lambda v: v == "all" or (isinstance(v, int) and not isinstance(v, bool) and v >= 1),
+    "'all' or an integer >= 1 (lanes covered, from the right)",
+    "all",
+)
+
+
+def _drivable(lane: Any) -> bool:
+    """Whether a sumolib lane carries motor vehicles (not a sidewalk or a bike lane)."""
+    return any(lane.allows(c) for c in _VEHICLE_CLASSES)
 
 
 def _option_path(args: list[str], option: str) -> Path | None:
@@ -75,9 +103,11 @@ class Violation:
     vehicle_type: str
     vclass: str
     permit: str
-    detected_by: (
-        str  # "camera": on a zone edge at the step boundary; "route": crossed within a step
-    )
+    # "camera": inside the zone at the end of the step it was logged in (a per-step snapshot of the
+    # zone would have seen it too); "route": crossed within that step (only the loop saw it)
+    detected_by: str
+    camera: str = ""  # the induction loop that read it ("": an actual entry from the route)
+    camera_role: str = ""  # "entry" or "exit"
 
 
 @dataclass
@@ -109,6 +139,9 @@ class VirtualBarrier(Controller):
         "seed": integer(default=0),
         "watch_distance_m": number(1.0, default=None),
         "reroute": boolean(default=True),
+        "read_rate": number(0.0, 1.0, default=1.0),
+        "field_of_view": _FIELD_OF_VIEW,
+        "exit_cameras": boolean(default=False),
     }
 
     def __init__(
@@ -123,6 +156,9 @@ class VirtualBarrier(Controller):
         seed: int = 0,
         watch_distance_m: float | None = None,
         reroute: bool = True,
+        read_rate: float = 1.0,
+        field_of_view: str | int = "all",
+        exit_cameras: bool = False,
     ) -> None:
         if not zone_edges:
             raise ConfigError(f"{name}: zone_edges must name at least one edge")
@@ -135,7 +171,14 @@ class VirtualBarrier(Controller):
         self.seed = int(seed)
         self.watch_distance_m = watch_distance_m
         self.reroute = reroute
-        self.violations: list[Violation] = []
+        self.read_rate = float(read_rate)
+        self.field_of_view = field_of_view
+        self.exit_cameras = exit_cameras
+        self.violations: list[Violation] = []  # what the cameras read (the actual ones without)
+        self.entries: list[Violation] = []  # actual entries, from the vehicles' routes
+        self.cameras: dict[str, tuple[str, str]] = {}  # loop id -> (role, zone edge)
+        self._on_loop: dict[str, tuple[str, ...]] = {}
+        self._open: set[str] = set()  # read at an entry, not yet read leaving
         self.reroutes: list[tuple[float, str, float, float]] = []  # time, vehicle, old m, new m
         self.gates: frozenset[str] = frozenset()
         self._zone_all: frozenset[str] = frozenset()  # zone edges plus internal edges inside it
@@ -149,8 +192,18 @@ class VirtualBarrier(Controller):
         self._in_zone: set[str] = set()
         self._permitted_ids: set[str] = set()
         self._vehroute_file: Path | None = None
+        self._detectors = False
         self._counts = dict.fromkeys(
-            ("candidates", "through", "complying", "rerouted", "no_alternative", "departed_inside"),
+            (
+                "candidates",
+                "through",
+                "complying",
+                "rerouted",
+                "no_alternative",
+                "departed_inside",
+                "passages",
+                "reads",
+            ),
             0,
         )
         self._conn: Any = None
@@ -208,8 +261,102 @@ class VirtualBarrier(Controller):
                         hops += 1
         return out
 
+    # -- cameras ----------------------------------------------------------------------------------
+    def _seen_lanes(self, edge: Any, named: dict[str, set[str] | None] | None) -> set[str]:
+        """Lanes of a zone edge its cameras see: vehicle lanes within the field of view (from the
+        right), and of those the lanes named in ``gates`` (all when the edge itself is named)."""
+        lanes = [ln for ln in edge.getLanes() if any(ln.allows(c) for c in _VEHICLE_CLASSES)]
+        if self.field_of_view != "all":
+            lanes = lanes[: int(self.field_of_view)]
+        ids = {ln.getID() for ln in lanes}
+        if named is not None:
+            if edge.getID() not in named:
+                return set()
+            chosen = named[edge.getID()]
+            if chosen is not None:
+                ids &= chosen
+        return ids
+
+    def camera_sites(self, net: Any) -> list[tuple[str, str, str, float]]:
+        """(role, zone edge, lane, position) of every camera's loop, from a sumolib net.
+
+        Entry cameras lie on the internal lane of each connection from outside onto a seen lane of
+        a gate edge (on that lane's start without internal lanes); exit cameras, with
+        ``exit_cameras``, on each connection from a seen zone lane to the outside (else its end).
+        """
+        edges = {e.getID(): e for e in net.getEdges()}
+        missing = sorted(self.zone - set(edges))
+        if missing:
+            raise ConfigError(f"{self.name}: zone_edges: edge {missing[0]!r} is not in the network")
+        named: dict[str, set[str] | None] | None = None
+        if self.gates_spec != "auto":
+            named = {}
+            for g in self.gates_spec:
+                edge = g if g in edges else g.rsplit("_", 1)[0]
+                lanes = {ln.getID() for ln in edges[edge].getLanes()} if edge in edges else set()
+                if edge not in self.zone or (edge != g and g not in lanes):
+                    raise ConfigError(
+                        f"{self.name}: gates: {g!r} is not a zone edge or a lane of a zone edge"
+                    )
+                if edge == g or named.get(edge, set()) is None:
+                    named[edge] = None
+                else:
+                    named.setdefault(edge, set()).add(g)  # type: ignore[union-attr]
+        sites: dict[str, tuple[str, str, str, float]] = {}
+        for eid in sorted(self.zone):
+            edge = edges[eid]
+            entry_lanes = self._seen_lanes(edge, named)
+            for src, conns in sorted(edge.getIncoming().items(), key=lambda kv: kv[0].getID()):
+                if src.getID() in self.zone:
+                    continue
+                for c in conns:
+                    to = c.getToLane().getID()
+                    if to in entry_lanes and c.getFromLane().getID() and _drivable(c.getFromLane()):
+                        lane = c.getViaLaneID() or to
+                        sites.setdefault(lane, ("entry", eid, lane, _CAMERA_POS_M))
+            if not self.exit_cameras:
+                continue
+            exit_lanes = self._seen_lanes(edge, None)
+            for dst, conns in sorted(edge.getOutgoing().items(), key=lambda kv: kv[0].getID()):
+                if dst.getID() in self.zone:
+                    continue
+                for c in conns:
+                    frm = c.getFromLane().getID()
+                    if frm in exit_lanes and _drivable(c.getToLane()):
+                        via = c.getViaLaneID()
+                        lane, pos = (via, _CAMERA_POS_M) if via else (frm, -_CAMERA_POS_M)
+                        sites.setdefault(lane, ("exit", eid, lane, pos))
+        return sorted(sites.values(), key=lambda s: (s[0] != "entry", s[1], s[2]))
+
+    def detector_file(self, path: Path, net_file: Path) -> Path:
+        """Write the cameras as SUMO induction loops to an additional file (give it to SUMO with
+        ``-a``); their hourly counts go to ``cameras.e1.xml`` beside it. Returns ``path``."""
+        from twin.traffic.network import read_net
+
+        path = Path(path)
+        suffix = "" if self.name == self.kind else f"_{self.name}"
+        out = f"cameras{suffix}.e1.xml"
+        self.cameras = {}
+        lines = ["<additional>"]
+        sites = self.camera_sites(read_net(net_file))
+        for k, (role, edge, lane, pos) in enumerate(sites):
+            loop = f"cam.{self.name}.{role}{k}"
+            self.cameras[loop] = (role, edge)
+            lines.append(
+                f'    <inductionLoop id={quoteattr(loop)} lane={quoteattr(lane)} pos="{pos:g}" '
+                f'period="3600" file="{out}" friendlyPos="true"/>'
+            )
+        lines.append("</additional>")
+        if not sites:
+            log.warning("%s: no camera gate covers an entry of the zone", self.name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        self._detectors = True
+        return path
+
     def attach(self, sim: Simulation) -> None:
-        """Validate the zone, find its gates and the watched region, start watching it."""
+        """Validate the zone, find its gates and the watched region, start watching it and the
+        cameras."""
         conn = sim.conn
         self._conn = conn
         self._t0 = self._t = sim.time
@@ -238,7 +385,7 @@ class VirtualBarrier(Controller):
             ungated = sorted(set(entries) - self.gates)
             if ungated:
                 log.warning(
-                    "%s: zone entries without a camera gate: %s (entries there are still logged)",
+                    "%s: zone entries without a camera gate: %s (no camera sees entries there)",
                     self.name,
                     ", ".join(ungated),
                 )
@@ -270,6 +417,24 @@ class VirtualBarrier(Controller):
         for e in self._watched:
             sim.watch("edge", e, (tc.LAST_STEP_VEHICLE_ID_LIST,))
         self._ids_on = sim.reader("edge", tc.LAST_STEP_VEHICLE_ID_LIST)
+        if self._detectors:
+            loaded = set(conn.inductionloop.getIDList())
+            missing = sorted(set(self.cameras) - loaded)
+            if missing:
+                raise ConfigError(
+                    f"{self.name}: camera loop {missing[0]!r} is not loaded: give SUMO the file "
+                    "written by detector_file() with -a"
+                )
+            for loop in self.cameras:
+                sim.watch("inductionloop", loop, (tc.LAST_STEP_VEHICLE_ID_LIST,))
+            self._loop_ids = sim.reader("inductionloop", tc.LAST_STEP_VEHICLE_ID_LIST)
+        else:
+            log.warning(
+                "%s: no camera detectors loaded: the violation log holds the actual entries "
+                "from the vehicles' routes",
+                self.name,
+            )
+            self.violations = self.entries
         self._road = sim.reader("vehicle", tc.VAR_ROAD_ID)
         self._route_index = sim.reader("vehicle", tc.VAR_ROUTE_INDEX)
         self._route_id = sim.reader("vehicle", tc.VAR_ROUTE_ID)
@@ -334,7 +499,7 @@ class VirtualBarrier(Controller):
     def _violation(self, vid: str, gate: str, t: float) -> None:
         info = self._info[vid]
         seen = "camera" if vid in self._in_zone else "route"
-        self.violations.append(Violation(t, gate, vid, info.vtype, info.vclass, info.permit, seen))
+        self.entries.append(Violation(t, gate, vid, info.vtype, info.vclass, info.permit, seen))
 
     def _on_departure(self, sim: Simulation, vid: str) -> None:
         info = self._classify(sim, vid)
@@ -380,11 +545,11 @@ class VirtualBarrier(Controller):
         """Arrivals, departures (compliance), who is in the region, route progress of trackees."""
         self._t = t
         # drivers that arrived in this step drove their route to its end
-        for vid in sim.sim_value(tc.VAR_ARRIVED_VEHICLES_IDS) or ():
+        arrived = sim.sim_value(tc.VAR_ARRIVED_VEHICLES_IDS) or ()
+        for vid in arrived:
             tr = self._trackers.pop(vid, None)
             if tr is not None:
                 self._advance(vid, tr, len(tr.route) - 1, t)
-            self._info.pop(vid, None)
         departed = sim.sim_value(tc.VAR_DEPARTED_VEHICLES_IDS) or ()
         for vid in departed:
             self._on_departure(sim, vid)
@@ -428,6 +593,45 @@ class VirtualBarrier(Controller):
             road = self._road(vid)
             if road and vid not in present and road not in self._region:
                 self._untrack(sim, vid)
+        if self.cameras:
+            self._read_cameras(sim, t)
+        for vid in arrived:
+            self._info.pop(vid, None)
+            self._open.discard(vid)
+
+    def _read_cameras(self, sim: Simulation, t: float) -> None:
+        """Every vehicle newly on a camera's loop passes it; one without permit is read with
+        probability ``read_rate`` and logged (see the module notes)."""
+        read = self._loop_ids
+        on_loop = self._on_loop
+        for loop, (role, gate) in self.cameras.items():
+            ids = read(loop) or ()
+            before = on_loop.get(loop, ())
+            if ids == before:
+                continue
+            on_loop[loop] = ids
+            for vid in ids:
+                if vid in before:
+                    continue
+                info = self._classify(sim, vid)
+                if info.permitted:
+                    continue
+                self._counts["passages"] += 1
+                if self.read_rate < 1.0:
+                    draw = random.Random(f"{self.seed}:{loop}:{vid}:{t:g}").random()
+                    if draw >= self.read_rate:
+                        continue  # the plate was not read
+                self._counts["reads"] += 1
+                if role == "exit":
+                    if vid in self._open:
+                        self._open.discard(vid)
+                        continue  # leaving after a read entry: the same violation
+                else:
+                    self._open.add(vid)
+                seen = "camera" if vid in self._in_zone else "route"
+                self.violations.append(
+                    Violation(t, gate, vid, info.vtype, info.vclass, info.permit, seen, loop, role)
+                )
 
     def _new_route(self, vid: str, tr: _Tracker, route_id: str) -> None:
         """Follow a route change: keep the position, judged on the new route from here on."""
@@ -455,6 +659,10 @@ class VirtualBarrier(Controller):
                 "1",
             ),
             self._kpi("share_seen_by_step_snapshot"): (camera / n if n else 1.0, "1"),
+            self._kpi("entries_actual"): (float(len(self.entries)), "1"),
+            self._kpi("cameras"): (float(len(self.cameras)), "1"),
+            self._kpi("camera_passages"): (float(c["passages"]), "1"),
+            self._kpi("camera_reads"): (float(c["reads"]), "1"),
             self._kpi("unpermitted_zone_trips"): (float(c["candidates"]), "1"),
             self._kpi("unpermitted_through_trips"): (float(c["through"]), "1"),
             self._kpi("complying_drivers"): (float(c["complying"]), "1"),
@@ -500,27 +708,25 @@ class VirtualBarrier(Controller):
         }
 
     def write_outputs(self, folder: Path) -> None:
-        """violations.csv, reroutes.csv and, with a vehroute output, barrier_audit.csv."""
+        """violations.csv (what the cameras read), zone_entries.csv (the actual entries),
+        reroutes.csv and, with a vehroute output, barrier_audit.csv."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         suffix = "" if self.name == self.kind else f"_{self.name}"
         with (folder / f"violations{suffix}.csv").open("w", newline="", encoding="utf-8") as fh:
             wr = csv.writer(fh)
             wr.writerow(
-                ["time_s", "gate", "vehicle_id", "vehicle_type", "vclass", "permit", "detected_by"]
-            )
+                ["time_s", "gate", "vehicle_id", "vehicle_type", "vclass", "permit", "detected_by",
+                 "camera", "camera_role"]
+            )  # fmt: skip
             for v in self.violations:
-                wr.writerow(
-                    [
-                        f"{v.time:g}",
-                        v.gate,
-                        v.vehicle,
-                        v.vehicle_type,
-                        v.vclass,
-                        v.permit,
-                        v.detected_by,
-                    ]
-                )
+                wr.writerow([f"{v.time:g}", v.gate, v.vehicle, v.vehicle_type, v.vclass, v.permit,
+                             v.detected_by, v.camera, v.camera_role])  # fmt: skip
+        with (folder / f"zone_entries{suffix}.csv").open("w", newline="", encoding="utf-8") as fh:
+            wr = csv.writer(fh)
+            wr.writerow(["time_s", "gate", "vehicle_id", "vehicle_type", "vclass", "permit"])
+            for v in self.entries:
+                wr.writerow([f"{v.time:g}", v.gate, v.vehicle, v.vehicle_type, v.vclass, v.permit])
         vehroutes = self._vehroute_file
         if vehroutes is not None and vehroutes.is_file():
             try:

@@ -25,6 +25,26 @@ engine handles both:
   ``short_detection="precompute"`` (default) moves the request point upstream far enough (a
   virtual pre-registration, as on-board transit computers send it), ``"extension_only"`` keeps the
   physical detection distance and grants only extensions there.
+
+Conditional priority (transit priority's defaults; bike priority keeps ``condition="always"``), as
+signal controllers of real transit systems grant it:
+
+* Need. With ``condition="late"`` a vehicle checked in at a signal (its request, above) asks for an
+  action only while it is late by at least ``lateness_threshold_s``: against its timetable where its
+  stops carry ``until``/``arrival`` times (the pack's synthetic lines do; lateness at the last stop's
+  departure plus the time lost since), otherwise against free-flow travel time (SUMO's time loss
+  since departure, as for foreign scenarios whose buses have no timetable). Vehicles of
+  ``always_vclasses`` (trams by default) ask regardless; ``levels`` ranks modes, so a tram's request
+  goes before a bus's at the same signal. A vehicle on time gets at most a green extension
+  (``on_time_extension``; it takes no green from anyone, it only delays the next phases), never an
+  early green, and yields to vehicles in need. Check-out is the passage of the stop line (the vehicle's
+  next signal changes) or its arrival.
+* At most one intervention per signal cycle (``one_per_cycle``): after an extension or early green
+  for a vehicle the signal serves no new vehicle's request until a cycle of its program has run.
+* Compensation (``compensate``): a green phase cut short by an early green is lengthened by the
+  lost time, within its maximum, the next time it runs. A later early green may take that extra
+  time back for a vehicle in need (then only the part of the phase's own green it cuts is owed).
+  An extension takes no green from other phases (they run in full, later), so it owes nothing.
 """
 
 from __future__ import annotations
@@ -54,7 +74,7 @@ from twin.traffic.controllers.safety import active_program, crossing_links
 if TYPE_CHECKING:
     from twin.traffic.sim import Simulation
 
-__all__ = ["SignalPriority", "TransitPriority", "common_params"]
+__all__ = ["SignalPriority", "TransitPriority", "common_params", "conditional_params"]
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +112,11 @@ class _Request:
     early: bool = False
     denied: bool = False
     deferred: bool = False
+    level: int = 0
+    needed: bool = True
+    lateness_base: float | None = None  # lateness at check-in minus the time lost by then (s)
+    next_check: float = 0.0
+    limited: bool = False
 
 
 @dataclass
@@ -105,6 +130,13 @@ class _Signal:
     ext_used: float = 0.0
     nominal_end: float | None = None
     ext_for: set[str] = field(default_factory=set)
+    cycle_s: float = 0.0
+    last_t: float = -math.inf  # start of the last intervention for a new vehicle
+    last_for: set[str] = field(default_factory=set)
+    debt: dict[int, float] = field(default_factory=dict)  # green phase -> seconds owed
+    debt_t: dict[int, float] = field(default_factory=dict)  # when the phase lost them
+    comp_phase: int | None = None  # phase running a compensation
+    comp_s: float = 0.0  # ... of this many seconds (an early green cutting it owes only the rest)
 
 
 @dataclass
@@ -118,6 +150,16 @@ class _Unit:
     def first_t(self) -> float:
         """Time of the oldest request for this link."""
         return self.reqs[0].first_t
+
+    @property
+    def needed(self) -> bool:
+        """True when a vehicle of the unit is late enough (or always entitled) to ask."""
+        return any(r.needed for r in self.reqs)
+
+    @property
+    def level(self) -> int:
+        """Highest mode level among the requests (tram over bus)."""
+        return max(r.level for r in self.reqs)
 
     @property
     def eta(self) -> float:
@@ -140,6 +182,26 @@ def common_params(distance: float, extension: float, vclasses: list[str]) -> dic
         "approach_speed_mps": number(0.5, default=None),
         "early_green": boolean(default=True),
         "extension": boolean(default=True),
+    }
+
+
+def conditional_params() -> dict[str, Param]:
+    """Spec keys of conditional transit priority, with the defaults transit priority uses."""
+    return {
+        "condition": choice(("always", "late"), default="late"),
+        "lateness_threshold_s": number(0.0, default=30.0),
+        "always_vclasses": id_list(default=["tram"], allow_empty=True),
+        "levels": Param(
+            lambda v: (
+                isinstance(v, dict)
+                and all(isinstance(k, str) and isinstance(x, int) for k, x in v.items())
+            ),
+            "a table vClass -> integer level",
+            {"tram": 2, "bus": 1},
+        ),
+        "one_per_cycle": boolean(default=True),
+        "compensate": boolean(default=True),
+        "on_time_extension": boolean(default=True),
     }
 
 
@@ -167,6 +229,13 @@ class SignalPriority(Controller):
         min_vehicles: int = 1,
         waiting_speed_mps: float | None = None,
         approach_speed_mps: float | None = None,
+        condition: str = "always",
+        lateness_threshold_s: float = 30.0,
+        always_vclasses: list[str] | tuple[str, ...] = (),
+        levels: dict[str, int] | None = None,
+        one_per_cycle: bool = False,
+        compensate: bool = False,
+        on_time_extension: bool = False,
     ) -> None:
         self.name = name
         self.junctions = junctions
@@ -185,6 +254,15 @@ class SignalPriority(Controller):
         self.waiting_threshold_speed = waiting_speed_mps
         # speed assumed on the approach (default: the lane's limit; cyclists are slower)
         self.approach_speed_mps = approach_speed_mps
+        self.condition = condition
+        self.lateness_threshold_s = float(lateness_threshold_s)
+        self.always_vclasses = frozenset(always_vclasses)
+        self.levels = dict(levels or {})
+        self.one_per_cycle = one_per_cycle
+        self.compensate = compensate
+        self.on_time_extension = on_time_extension
+        self._vclass: dict[str, str] = {}
+        self._debtors: set[str] = set()  # signals owing compensation
         self._signals: dict[str, _Signal] = {}
         self._tracked: dict[str, float] = {}  # vehicle -> sim time of its next look
         self._due: list[tuple[float, str]] = []  # heap of (next look, vehicle)
@@ -193,10 +271,22 @@ class SignalPriority(Controller):
         self._read: dict[int, Any] = {}
         self._rows: list[tuple] = []
         self._counts = dict.fromkeys(
-            ("requests", "extensions", "early_greens", "denied", "deferred", "expired", "passed"),
+            (
+                "requests",
+                "extensions",
+                "early_greens",
+                "denied",
+                "deferred",
+                "expired",
+                "passed",
+                "not_needed",
+                "cycle_limited",
+                "compensations",
+            ),
             0,
         )
         self._extension_s = 0.0
+        self._compensation_s = 0.0
         self._waits: list[float] = []
         self._conn: Any = None
         self._dt = 1.0
@@ -276,7 +366,10 @@ class SignalPriority(Controller):
                 short_report.append(f"{tls}: links {sorted(short)}")
                 for link in sorted(short):
                     self._rows.append((sim.time, tls, link, "", "short_detection", -1, reach[link]))
-            self._signals[tls] = _Signal(program, frozenset(links), speeds, reach, frozenset(short))
+            cycle = sum(p.duration for p in program.phases)
+            self._signals[tls] = _Signal(
+                program, frozenset(links), speeds, reach, frozenset(short), cycle_s=cycle
+            )
             sim.watch("trafficlight", tls, _TL_VARS)
         if unsupported:
             log.warning(
@@ -308,7 +401,9 @@ class SignalPriority(Controller):
                 self._consider(sim, vid)
 
     def _consider(self, sim: Simulation, vid: str) -> None:
-        if sim.vehicle_class(vid) in self.vclasses:
+        vclass = sim.vehicle_class(vid)
+        if vclass in self.vclasses:
+            self._vclass[vid] = vclass
             self._schedule(vid, sim.time)
             sim.watch("vehicle", vid, _VEH_VARS)
 
@@ -330,6 +425,7 @@ class SignalPriority(Controller):
         arrived = sim.sim_value(tc.VAR_ARRIVED_VEHICLES_IDS)
         if arrived and self._tracked:
             for vid in arrived:
+                self._vclass.pop(vid, None)
                 if self._tracked.pop(vid, None) is not None:
                     req = self._req.pop(vid, None)
                     if req is not None:
@@ -375,10 +471,15 @@ class SignalPriority(Controller):
                 if dist > reach:
                     self._schedule(vid, t + max(self._dt, (dist - reach) / _MAX_APPROACH_SPEED))
                     continue
-                req = _Request(vid, tls, link, t)
+                req = _Request(vid, tls, link, t, level=self.levels.get(self._vclass.get(vid), 0))
                 self._req[vid] = req
                 self._counts["requests"] += 1
                 self._rows.append((t, tls, link, vid, "request", -1, round(dist, 1)))
+                if self.condition == "late" and self._vclass.get(vid) not in self.always_vclasses:
+                    req.needed = False
+                    req.lateness_base = self._lateness_base(sim, vid)
+            if not req.needed and t >= req.next_check:
+                self._check_need(sim, req, t)
             req.dist, req.speed = dist, speed
             req.paused = bool(stop & 1)
             lane_speed = sig.speed.get(link, 13.9)
@@ -389,12 +490,79 @@ class SignalPriority(Controller):
                 req.expired = True
                 self._counts["expired"] += 1
                 self._rows.append((t, tls, link, vid, "expired", -1, round(t - req.first_t, 1)))
-            if not req.paused and not req.expired:
+            if not req.paused and not req.expired and (req.needed or self.on_time_extension):
                 active.setdefault(tls, []).append(req)
+        if self._debtors:
+            self._compensate(sim, t, active)
         if self._extended:
             self._settle_extensions(sim, t, active)
         for tls, reqs in active.items():
             self._decide(sim, tls, self._signals[tls], reqs, t)
+
+    def _lateness_base(self, sim: Simulation, vid: str) -> float:
+        """Timetable lateness at the last stop's departure minus the time lost by then (0 if none).
+
+        Lateness now is this plus the time lost so far; without a timetable it is the time lost
+        against free-flow travel (SUMO's time loss since departure).
+        """
+        conn = sim.conn
+        try:
+            past = conn.vehicle.getStops(vid, -1)
+        except Exception:  # noqa: BLE001 - a vehicle that left or a backend without stop data
+            return 0.0
+        for stop in reversed(past):
+            until, depart = float(stop.until), float(stop.depart)
+            arrival, planned = float(stop.arrival), float(stop.intendedArrival)
+            if until >= 0 and depart >= 0:
+                late = depart - until
+            elif planned >= 0 and arrival >= 0:
+                late = arrival - planned
+            else:
+                continue
+            return late - float(conn.vehicle.getTimeLoss(vid))
+        return 0.0
+
+    def _check_need(self, sim: Simulation, req: _Request, t: float) -> None:
+        """Let the request act once the vehicle is late beyond the threshold (re-checked every 2 s)."""
+        try:
+            late = (req.lateness_base or 0.0) + float(sim.conn.vehicle.getTimeLoss(req.vehicle))
+        except Exception:  # noqa: BLE001 - the vehicle left this step
+            return
+        if late >= self.lateness_threshold_s:
+            req.needed = True
+            self._rows.append((t, req.tls, req.link, req.vehicle, "needed", -1, round(late, 1)))
+        else:
+            req.next_check = t + 2.0
+            if req.next_check - req.first_t <= 2.0 + 1e-9:
+                self._counts["not_needed"] += 1
+                self._rows.append(
+                    (t, req.tls, req.link, req.vehicle, "not_needed", -1, round(late, 1))
+                )
+
+    def _compensate(self, sim: Simulation, t: float, active: dict[str, list[_Request]]) -> None:
+        """Give a phase cut short by an early green its lost time back the next time it runs."""
+        for tls in list(self._debtors):
+            sig = self._signals[tls]
+            st = self._tls_state(sim, tls, t)
+            if st is None:
+                continue
+            phase, spent, remaining = st
+            if sig.comp_phase is not None and sig.comp_phase != phase:
+                sig.comp_phase = None
+            owed = sig.debt.get(phase)
+            if owed is None or t - spent <= sig.debt_t[phase] + 1e-9:
+                if not sig.debt and sig.comp_phase is None:
+                    self._debtors.discard(tls)
+                continue
+            cur = sig.program.phases[phase]
+            give = max(0.0, min(owed, cur.max_s - (spent + remaining)))
+            del sig.debt[phase], sig.debt_t[phase]
+            if give >= 1.0:
+                self._set_duration(sim, tls, remaining + math.floor(give))
+                sig.comp_phase, sig.comp_s = phase, float(math.floor(give))
+                self._counts["compensations"] += 1
+                self._compensation_s += math.floor(give)
+                self._rows.append((t, tls, -1, "", "compensation", phase, math.floor(give)))
 
     def _finish(self, req: _Request, t: float, how: str) -> None:
         if how == "passed":
@@ -458,7 +626,10 @@ class SignalPriority(Controller):
         by_link: dict[int, list[_Request]] = {}
         for r in sorted(reqs, key=lambda r: (r.first_t, r.vehicle)):
             by_link.setdefault(r.link, []).append(r)
-        units = sorted((_Unit(k, v) for k, v in by_link.items()), key=lambda u: (u.first_t, u.link))
+        units = sorted(
+            (_Unit(k, v) for k, v in by_link.items()),
+            key=lambda u: (not u.needed, -u.level, u.first_t, u.link),
+        )
         for idx, unit in enumerate(units):
             action = self._action_for(unit, sig, phase, spent, remaining, t)
             if action is None:
@@ -468,6 +639,13 @@ class SignalPriority(Controller):
                 harmed = [u for u in units[:idx] if not prog.serves(phase, u.link)]
             else:
                 harmed = [u for u in units[:idx] if prog.serves(phase, u.link)]
+            if self._cycle_limited(sig, unit, t):
+                for r in unit.reqs:
+                    if not r.limited:
+                        r.limited = True
+                        self._counts["cycle_limited"] += 1
+                        self._rows.append((t, tls, unit.link, r.vehicle, "cycle_limited", phase, 0))
+                continue
             if harmed or self._blocked_by_claim(sim, tls, phase, kind, t):
                 for r in unit.reqs:
                     if not r.deferred:
@@ -477,6 +655,12 @@ class SignalPriority(Controller):
                 continue
             self._apply(sim, tls, sig, unit, kind, phase, remaining, new_remaining, t)
             return
+
+    def _cycle_limited(self, sig: _Signal, unit: _Unit, t: float) -> bool:
+        """True when the signal already intervened for another vehicle within one cycle."""
+        if not self.one_per_cycle or t - sig.last_t >= sig.cycle_s:
+            return False
+        return not any(r.vehicle in sig.last_for for r in unit.reqs)
 
     def _action_for(
         self, unit: _Unit, sig: _Signal, phase: int, spent: float, remaining: float, t: float
@@ -505,7 +689,7 @@ class SignalPriority(Controller):
                         )
                 return None
             return "extension", remaining + extra
-        if not self.early_green or cur.clearance:
+        if not self.early_green or cur.clearance or not unit.needed:
             return None
         if link in sig.short and self.short_detection == "extension_only":
             return None
@@ -540,6 +724,17 @@ class SignalPriority(Controller):
         t: float,
     ) -> None:
         self._set_duration(sim, tls, new_remaining)
+        vehicles = {r.vehicle for r in unit.reqs}
+        if not (vehicles & sig.last_for):
+            sig.last_t, sig.last_for = t, vehicles
+        else:
+            sig.last_for |= vehicles
+        if kind == "early_green" and self.compensate:
+            lost = remaining - new_remaining - (sig.comp_s if phase == sig.comp_phase else 0.0)
+            if lost >= 1.0:
+                sig.debt[phase] = sig.debt.get(phase, 0.0) + lost
+                sig.debt_t[phase] = t
+                self._debtors.add(tls)
         if kind == "extension":
             if sig.ext_phase != phase:
                 sig.ext_phase, sig.ext_used, sig.nominal_end = phase, 0.0, t + remaining
@@ -566,9 +761,8 @@ class SignalPriority(Controller):
             kind,
             t + new_remaining + (0.0 if kind == "extension" else 1.0),
         )
-        self._rows.append(
-            (t, tls, unit.link, unit.reqs[0].vehicle, kind, phase, round(new_remaining, 1))
-        )
+        who = next((r.vehicle for r in unit.reqs if r.needed), unit.reqs[0].vehicle)
+        self._rows.append((t, tls, unit.link, who, kind, phase, round(new_remaining, 1)))
 
     # -- outputs --------------------------------------------------------------------------------
     def results(self) -> dict[str, tuple[float, str]]:
@@ -587,6 +781,10 @@ class SignalPriority(Controller):
             self._kpi("extension_time"): (self._extension_s, "s"),
             self._kpi("vehicles_passed"): (float(c["passed"]), "1"),
             self._kpi("mean_wait_at_signal"): (sum(waits) / len(waits) if waits else 0.0, "s"),
+            self._kpi("requests_not_needed"): (float(c["not_needed"]), "1"),
+            self._kpi("requests_cycle_limited"): (float(c["cycle_limited"]), "1"),
+            self._kpi("compensations"): (float(c["compensations"]), "1"),
+            self._kpi("compensation_time"): (self._compensation_s, "s"),
         }
 
     @property
@@ -607,14 +805,18 @@ class SignalPriority(Controller):
 
 
 class TransitPriority(SignalPriority):
-    """Green extension and early green for buses and trams (vClasses ``bus``, ``tram``)."""
+    """Conditional green extension and early green for buses and trams (vClasses ``bus``, ``tram``):
+    for late buses and every tram, one intervention per cycle, cut phases compensated."""
 
     kind = "transit_priority"
     params = {
         "name": text(default="transit_priority"),
         **common_params(150.0, 20.0, ["bus", "tram"]),
+        **conditional_params(),
     }
 
     def __init__(self, *, name: str = "transit_priority", **kwargs: Any) -> None:
         kwargs.setdefault("vclasses", ("bus", "tram"))
+        for key, param in conditional_params().items():
+            kwargs.setdefault(key, param.default)
         super().__init__(name=name, **kwargs)
