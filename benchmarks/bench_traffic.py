@@ -90,9 +90,15 @@ def _sumo_args(cfg: Path, seed: int, end: float, out: Path) -> list[str]:
     ]  # fmt: skip
 
 
-def _krefeld_config(tmp: Path, end: float) -> Path | None:
+# the Krefeld variant whose controllers make the "on" column there: conditional transit priority,
+# the bike green wave on the Wälle and the safety monitor, as the scenario file resolves them
+KREFELD_ON = "bus-and-bike-wave"
+
+
+def _krefeld_config(tmp: Path, end: float) -> tuple[Path, list[dict]] | None:
     """The Krefeld corridor (bus-bike-priority baseline, its first seed's demand, no warm-up) as a
-    SUMO config written the way `twin traffic run` saves each run; None when the net is not built."""
+    SUMO config written the way `twin traffic run` saves each run, and the controller specs of
+    KREFELD_ON; None when the net is not built. The wave learns for half the run, then acts."""
     build = REPO / "build" / "krefeld"
     if not (build / "krefeld.net.xml.gz").is_file():
         return None
@@ -101,12 +107,16 @@ def _krefeld_config(tmp: Path, end: float) -> Path | None:
 
     scenario = load_scenario(REPO / "simulations" / "bus-bike-priority.toml")
     scenario.warmup_s = 0.0
-    plan = plan_run(scenario, runs_root=tmp / "runs", products=build, variants=[BASELINE],
-                    seeds=1, end_s=end)  # fmt: skip
+    plan = plan_run(scenario, runs_root=tmp / "runs", products=build,
+                    variants=[BASELINE, KREFELD_ON], seeds=1, end_s=end)  # fmt: skip
     folder = plan.folder(BASELINE, plan.seeds[0])
     folder.mkdir(parents=True)
     _, info = sumo_args(plan, BASELINE, plan.seeds[0], folder)
-    return write_sumocfg(info["replay_args"], folder / SUMOCFG)
+    spec = [dict(c) for c in plan.controllers[KREFELD_ON]]
+    for c in spec:
+        if c.get("type") == "bike_green_wave":
+            c["learn_s"] = min(float(c.get("learn_s", end / 2)), end / 2)
+    return write_sumocfg(info["replay_args"], folder / SUMOCFG), spec
 
 
 def _controller_spec(zone: list[str]) -> list[dict]:
@@ -132,7 +142,15 @@ def _cpu() -> float:
     return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def worker(mode: str, cfg: Path, seed: int, end: float, zone: list[str], out: Path) -> dict:
+def worker(
+    mode: str,
+    cfg: Path,
+    seed: int,
+    end: float,
+    zone: list[str],
+    out: Path,
+    spec: list | None = None,
+) -> dict:
     """One timed run in this process; returns wall and CPU time and counts.
 
     CPU time (this process plus SUMO's process for TraCI and plain sumo) is reported next to wall
@@ -157,7 +175,8 @@ def worker(mode: str, cfg: Path, seed: int, end: float, zone: list[str], out: Pa
     from twin.traffic.sim import Simulation
 
     backend = "traci" if mode.startswith("traci") else "libsumo"
-    spec = _controller_spec(zone) if mode.endswith(("on", "poll")) else []
+    on = mode.endswith(("on", "poll"))
+    spec = (spec if spec is not None else _controller_spec(zone)) if on else []
     controllers = build_controllers(spec, net_file=_net_file(cfg))
     if mode.endswith("poll"):
         controllers.append(_poll_every_vehicle())
@@ -186,15 +205,26 @@ _VALGRIND = [
 
 
 def _run_worker(
-    mode: str, cfg: Path, seed: int, end: float, zone: list[str], count: bool = False
+    mode: str,
+    cfg: Path,
+    seed: int,
+    end: float,
+    zone: list[str],
+    count: bool = False,
+    spec: list | None = None,
 ) -> dict:
-    """One worker process; with ``count`` under valgrind, adding ``instructions`` ."""
+    """One worker process; with ``count`` under valgrind, adding ``instructions``; ``spec``: the
+    controllers of the "on" modes (default: transit priority, safety monitor, barrier on ``zone``)."""
     with tempfile.TemporaryDirectory(prefix=f"bench-{mode}-") as tmp:
         cmd = [*(_VALGRIND if count else []), sys.executable, __file__, "--worker", mode]
         cmd += ["--sumocfg", str(cfg)]
         cmd += ["--seed", str(seed), "--end", f"{end:g}", "--out", tmp]
         if zone:
             cmd += ["--zone", ",".join(zone)]
+        if spec is not None:
+            spec_file = Path(tmp) / "controllers.json"
+            spec_file.write_text(json.dumps(spec), encoding="utf-8")
+            cmd += ["--spec", str(spec_file)]
         env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if proc.returncode != 0:
@@ -212,7 +242,15 @@ def _run_worker(
         return info
 
 
-def bench(cfg: Path, seed: int, end: float, repeat: int, zone: list[str], modes: list[str]) -> dict:
+def bench(
+    cfg: Path,
+    seed: int,
+    end: float,
+    repeat: int,
+    zone: list[str],
+    modes: list[str],
+    spec: list | None = None,
+) -> dict:
     """Run all modes ``repeat`` times, interleaved; return the fastest wall time per mode."""
     walls: dict[str, list[float]] = {m: [] for m in modes}
     cpus: dict[str, list[float]] = {m: [] for m in modes}
@@ -220,7 +258,7 @@ def bench(cfg: Path, seed: int, end: float, repeat: int, zone: list[str], modes:
     info: dict[str, dict] = {}
     for r in range(repeat):
         for mode in modes:
-            res = _run_worker(mode, cfg, seed, end, zone)
+            res = _run_worker(mode, cfg, seed, end, zone, spec=spec)
             walls[mode].append(res["wall_s"])
             cpus[mode].append(res["cpu_s"])
             if res.get("overhead") is not None:
@@ -253,7 +291,9 @@ def bench(cfg: Path, seed: int, end: float, repeat: int, zone: list[str], modes:
     return table
 
 
-def count_instructions(cfg: Path, seed: int, end: float, zone: list[str], modes: list[str]) -> dict:
+def count_instructions(
+    cfg: Path, seed: int, end: float, zone: list[str], modes: list[str], spec: list | None = None
+) -> dict:
     """Instructions each mode executes for ``end`` simulated seconds (valgrind; load-independent).
 
     A run to t=0 (start-up, imports, network loading) is subtracted, so what is left is the
@@ -261,8 +301,8 @@ def count_instructions(cfg: Path, seed: int, end: float, zone: list[str], modes:
     """
     out = {}
     for mode in modes:
-        zero = _run_worker(mode, cfg, seed, 0.0, zone, count=True)["instructions"]
-        res = _run_worker(mode, cfg, seed, end, zone, count=True)
+        zero = _run_worker(mode, cfg, seed, 0.0, zone, count=True, spec=spec)["instructions"]
+        res = _run_worker(mode, cfg, seed, end, zone, count=True, spec=spec)
         out[mode] = {
             "instructions": res["instructions"] - zero,
             "vehicle_steps": res.get("vehicle_steps"),
@@ -362,13 +402,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--worker", choices=MODES, help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--spec", type=Path, help=argparse.SUPPRESS)
     add_arguments(ap)
     ns = ap.parse_args(argv)
     zone = [z for z in ns.zone.split(",") if z]
     if ns.end is None:
         ns.end = 600.0 if ns.short else 3600.0
     if ns.worker:
-        res = worker(ns.worker, ns.sumocfg[0], ns.seed, ns.end, zone, ns.out)
+        spec = json.loads(ns.spec.read_text(encoding="utf-8")) if ns.spec else None
+        res = worker(ns.worker, ns.sumocfg[0], ns.seed, ns.end, zone, ns.out, spec)
         print(json.dumps(res))
         return 0
     ns.repeat = ns.repeat or 3
@@ -383,16 +425,19 @@ def _bench_all(ns: argparse.Namespace, zone: list[str], tmp: Path) -> list[Row]:
     unknown = set(modes) - set(MODES)
     if unknown:
         raise SystemExit(f"--modes: unknown {sorted(unknown)}; choose from {MODES}")
-    # (name, slug for the table, config, zone)
-    scenarios: list[tuple[str, str, Path, list[str]]] = [
-        (Path(c).parent.name, Path(c).parent.name, Path(c).resolve(), zone) for c in ns.sumocfg
+    # (name, slug for the table, config, zone, controllers of "on" or None for the default)
+    scenarios: list[tuple[str, str, Path, list[str], list | None]] = [
+        (Path(c).parent.name, Path(c).parent.name, Path(c).resolve(), zone, None)
+        for c in ns.sumocfg
     ]
     rows: list[Row] = []
     if not scenarios:
         if BOLOGNA.is_file():
             copy = tmp / "bologna"  # a copy: the scenario's detectors write beside their file
             shutil.copytree(BOLOGNA.parent, copy)
-            scenarios.append(("Bologna (Acosta)", "bologna", copy / BOLOGNA.name, BOLOGNA_ZONE))
+            scenarios.append(
+                ("Bologna (Acosta)", "bologna", copy / BOLOGNA.name, BOLOGNA_ZONE, None)
+            )
         else:
             print(f"Bologna scenario not found at {BOLOGNA}: skipped")
             rows += skipped_rows(
@@ -404,24 +449,26 @@ def _bench_all(ns: argparse.Namespace, zone: list[str], tmp: Path) -> list[Row]:
             from twin.traffic.runs import without_missing_files
 
             port = without_missing_files(COLOGNE, tmp / "port-cologne.sumocfg")
-            scenarios.append(("Cologne Rhine port", "cologne", port, []))
+            scenarios.append(("Cologne Rhine port", "cologne", port, [], None))
         else:
             print(f"Cologne port scenario not found at {COLOGNE}: skipped")
             rows += skipped_rows("cologne", modes, "no ../shared/data/sumo-scenarios/port-cologne")
         krefeld = _krefeld_config(tmp, ns.end)
         if krefeld is not None:
-            scenarios.append(("Krefeld corridor (bus-bike-priority)", "krefeld", krefeld, []))
+            cfg, spec = krefeld
+            scenarios.append(("Krefeld corridor (bus-bike-priority)", "krefeld", cfg, [], spec))
         else:
             print("build/krefeld has no SUMO net (run `twin data build`): Krefeld corridor skipped")
             rows += skipped_rows("krefeld", modes, "no SUMO net in build/krefeld (twin data build)")
     out = {}
-    for name, slug, cfg, zone_edges in scenarios:
+    for name, slug, cfg, zone_edges, spec in scenarios:
+        on = ", ".join(c["type"] for c in spec or _controller_spec(zone_edges))
         if ns.instructions:
-            print(f"{name}: {cfg} (seed {ns.seed}, end {ns.end:g} s, instruction counts)")
-            out[name] = count_instructions(cfg, ns.seed, ns.end, zone_edges, modes)
+            print(f"{name}: {cfg} (seed {ns.seed}, end {ns.end:g} s, instruction counts; on: {on})")
+            out[name] = count_instructions(cfg, ns.seed, ns.end, zone_edges, modes, spec)
             continue
-        print(f"{name}: {cfg} (seed {ns.seed}, end {ns.end:g} s, {ns.repeat} repeats)")
-        table = bench(cfg, ns.seed, ns.end, ns.repeat, zone_edges, modes)
+        print(f"{name}: {cfg} (seed {ns.seed}, end {ns.end:g} s, {ns.repeat} repeats; on: {on})")
+        table = bench(cfg, ns.seed, ns.end, ns.repeat, zone_edges, modes, spec)
         out[name] = {"table": table, "ratios": report(name, table)}
         rows += rows_of(slug, table, modes)
     if ns.json:

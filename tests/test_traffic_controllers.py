@@ -585,3 +585,29 @@ def test_bologna_priority_lowers_bus_time_loss_safely(tmp_path: Path) -> None:
     assert _monitor(base_ctl).violations == []
     assert _monitor(prio_ctl).violations == []
     assert _monitor(prio_ctl).results()["safety_monitor.signals_checked"][0] == 7
+
+
+@pytest.mark.skipif(not BOLOGNA.is_dir(), reason=f"SUMO scenario data not found at {BOLOGNA}")
+def test_junctions_of_traffic_lights_without_libsumo_call(tmp_path: Path) -> None:
+    """The TraCI client lacks getControlledJunctions: the junctions read from the links' internal
+    lanes must be SUMO's own answer for every traffic light of Bologna."""
+    from twin.traffic.controllers.program import _controlled_junctions, traffic_lights_of
+
+    class NoJunctionCall:
+        def __init__(self, tl: object) -> None:
+            self.getIDList = tl.getIDList
+            self.getControlledLinks = tl.getControlledLinks
+
+    net = BOLOGNA / "acosta_buslanes.net.xml"
+    with Simulation(["-n", str(net), "--end", "1", "--log", str(tmp_path / "l.log")]) as sim:
+        tl = sim.conn.trafficlight
+        fallback = SimpleNamespace(trafficlight=NoJunctionCall(tl))
+        ids = list(tl.getIDList())
+        for tls in ids:
+            own = sorted(tl.getControlledJunctions(tls))
+            assert sorted(_controlled_junctions(fallback, tls)) == own, tls
+        junctions = [j for tls in ids for j in tl.getControlledJunctions(tls)]
+        assert traffic_lights_of(fallback, junctions, "t") == traffic_lights_of(
+            sim.conn, junctions, "t"
+        )
+    assert ids

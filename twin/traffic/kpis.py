@@ -38,6 +38,12 @@ INSTRUMENTS = "instruments.add.xml"
 VTYPES_JSON = "vtypes.json"
 TRIPS_CSV = "trips.csv"
 SERIES_JSON = "series.json"
+JUNCTIONS_CSV = "junctions.csv"
+# Modes measured per treated junction (each with its own edge data output, edgedata.mode.<mode>.xml),
+# and the columns of a run's junctions.csv.
+JUNCTION_MODES = ("bus", "tram", "car", "truck", "bike")
+JUNCTION_COLUMNS = ("junction", "mode", "passages", "delay", "occupancy")
+MODE_PERIOD_S = 60.0  # intervals of the per-mode edge data (those after the warm-up are counted)
 
 # vClass -> KPI category of a vehicle
 _CATEGORY = {
@@ -71,6 +77,7 @@ class KpiContext:
     permit_classes: list[str] = field(default_factory=list)
     gates: list[dict[str, Any]] = field(default_factory=list)  # {name, edge, pos}
     has_trucks: bool = False
+    net_file: Path | None = None  # net of the treated junctions (else: the run.sumocfg's)
 
 
 @dataclass
@@ -244,6 +251,8 @@ def run_kpis(folder: Path, ctx: KpiContext) -> list[tuple[str, float, str]]:
         rows.extend(_junction_delay(folder / TRANSIT_EDGEDATA, ctx.treated_edges, "transit"))
     if ctx.bike_treated_edges:
         rows.extend(_junction_delay(folder / BIKE_EDGEDATA, ctx.bike_treated_edges, "bike"))
+    if ctx.treated_edges or ctx.bike_treated_edges:
+        write_junctions_csv(junction_rows(folder, ctx), folder / JUNCTIONS_CSV)
     if ctx.has_trucks:
         rows.extend(_freight(folder, ctx, trips, hours))
     if ctx.zone_edges:
@@ -346,6 +355,111 @@ def _junction_delay(edgedata: Path, edges: list[str], prefix: str) -> list[tuple
         (f"{prefix}_delay_treated_junctions", loss / passages, "s/passage"),
         (f"{prefix}_passages_treated", passages, "veh"),
     ]
+
+
+def mode_edgedata(mode: str) -> str:
+    """File name of the edge data of one mode (see :func:`instruments`)."""
+    return f"edgedata.mode.{mode}.xml"
+
+
+def _net_of(folder: Path, ctx: KpiContext) -> Path | None:
+    """The net of a run: the context's, else the net-file of the run folder's saved configuration."""
+    if ctx.net_file is not None:
+        return ctx.net_file
+    for el in _iter(folder / "run.sumocfg", "net-file"):
+        return (folder / el.get("value", "")).resolve()
+    return None
+
+
+def junction_approaches(net: Any, edges: Iterable[str]) -> dict[str, list[str]]:
+    """Signal id -> all its approach edges (every mode), for the signals that any of `edges` feeds
+    (the treated junctions)."""
+    wanted = set(edges)
+    out: dict[str, set[str]] = {}
+    for tls in net.getTrafficLights():
+        incoming = {
+            ln.getEdge().getID()
+            for ln, _, _ in tls.getConnections()
+            if not ln.getEdge().getFunction()
+        }
+        if incoming & wanted:
+            out[tls.getID()] = incoming
+    return {j: sorted(e) for j, e in sorted(out.items())}
+
+
+def _edge_sums(edgedata: Path, from_s: float) -> dict[str, tuple[float, float]]:
+    """Edge -> (time loss s, vehicles that left it) summed over the intervals of an edge data file
+    that begin at `from_s` or later."""
+    sums: dict[str, tuple[float, float]] = {}
+    for interval in _iter(edgedata, "interval"):
+        if float(interval.get("begin", 0)) < from_s - 1e-6:
+            continue
+        for el in interval.iter("edge"):
+            loss, left = sums.get(el.get("id"), (0.0, 0.0))
+            sums[el.get("id")] = (
+                loss + float(el.get("timeLoss", 0)),
+                left + float(el.get("left", 0)),
+            )
+    return sums
+
+
+def junction_rows(folder: Path, ctx: KpiContext) -> list[tuple[str, str, float, float, float]]:
+    """Per treated signal: (junction, mode, passages, delay s per passage, occupancy) for each mode
+    with passages on its approaches after the warm-up, and mode 'person': the delay per person
+    passage, each mode weighted with the scenario's occupancy. A treated signal is one that a
+    treated (transit or bike) approach edge feeds; all its approaches count."""
+    from twin.traffic.network import read_net
+
+    net_file = _net_of(folder, ctx)
+    if net_file is None:
+        return []
+    approaches = junction_approaches(
+        read_net(net_file), [*ctx.treated_edges, *ctx.bike_treated_edges]
+    )
+    sums = {m: _edge_sums(folder / mode_edgedata(m), ctx.from_s) for m in JUNCTION_MODES}
+    rows: list[tuple[str, str, float, float, float]] = []
+    for junction, edges in approaches.items():
+        person_loss = person_passages = 0.0
+        for mode in JUNCTION_MODES:
+            loss = sum(sums[mode].get(e, (0.0, 0.0))[0] for e in edges)
+            passages = sum(sums[mode].get(e, (0.0, 0.0))[1] for e in edges)
+            if passages == 0:
+                continue
+            occ = ctx.occupancy.get(mode, 1.0)
+            rows.append((junction, mode, passages, loss / passages, occ))
+            person_loss += occ * loss
+            person_passages += occ * passages
+        if person_passages:
+            rows.append(
+                (junction, "person", person_passages, person_loss / person_passages, math.nan)
+            )
+    return rows
+
+
+def write_junctions_csv(rows: Iterable[tuple[str, str, float, float, float]], path: Path) -> None:
+    """Per-junction table of a run (columns JUNCTION_COLUMNS; delay in s per passage; for mode
+    'person' the passages are person passages), written under a temporary name first."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(JUNCTION_COLUMNS)
+        for junction, mode, passages, delay, occ in rows:
+            w.writerow([junction, mode, f"{passages:.6g}", f"{delay:.6g}",
+                        "" if math.isnan(occ) else f"{occ:g}"])  # fmt: skip
+    tmp.replace(path)
+
+
+def read_junctions_csv(path: Path) -> list[tuple[str, str, float, float, float]]:
+    """Rows of a run's junctions.csv (an empty occupancy reads as NaN)."""
+    with path.open(encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        if tuple(reader.fieldnames or ()) != JUNCTION_COLUMNS:
+            raise DataError(f"{path}: expected columns {', '.join(JUNCTION_COLUMNS)}")
+        return [
+            (r["junction"], r["mode"], float(r["passages"]), float(r["delay"]),
+             float(r["occupancy"]) if r["occupancy"] else math.nan)
+            for r in reader
+        ]  # fmt: skip
 
 
 def _freight(
@@ -500,9 +614,13 @@ def instruments(
     gates: list[dict[str, Any]],
     net: Any,
     bike_vtypes: list[str] | None = None,
+    mode_vtypes: dict[str, list[str]] | None = None,
 ) -> Path:
-    """Additional file with the run's measuring devices: edge data (all, transit, bikes) and gate queue
-    detectors.
+    """Additional file with the run's measuring devices: edge data (all, transit, bikes, and one per
+    mode of JUNCTION_MODES for the per-junction delays) and gate queue detectors.
+
+    The per-mode edge data cover the approach edges of every signal, per minute. `mode_vtypes` names
+    the vehicle types of each mode (default: the twin's own demand types by their vClass).
 
     Each gate gets lane-area detectors over its approach: the gate edge up to the check-in position,
     and the last 150 m of every lane feeding it (so a queue spilling back onto the road is counted),
@@ -524,6 +642,14 @@ def instruments(
             f'    <edgeData id="bike" file="{BIKE_EDGEDATA}" vTypes="{" ".join(bike_vtypes)}" '
             'excludeEmpty="true"/>'
         )
+    approaches = " ".join(_signal_approaches(net))
+    for mode, vtypes in sorted((mode_vtypes or _own_mode_vtypes()).items()):
+        if approaches and vtypes and mode in JUNCTION_MODES:
+            lines.append(
+                f'    <edgeData id="mode_{mode}" file="{mode_edgedata(mode)}" '
+                f'vTypes="{" ".join(vtypes)}" period="{MODE_PERIOD_S:g}" edges="{approaches}" '
+                'excludeEmpty="true"/>'
+            )
     for g in gates:
         edge = net.getEdge(g["edge"])
         lane = next(ln for ln in edge.getLanes() if ln.allows("truck"))
@@ -549,6 +675,28 @@ def instruments(
     lines.append("</additional>")
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+def _signal_approaches(net: Any) -> list[str]:
+    """Approach edges (not internal) of every signal of the net."""
+    return sorted(
+        {
+            ln.getEdge().getID()
+            for tls in net.getTrafficLights()
+            for ln, _, _ in tls.getConnections()
+            if not ln.getEdge().getFunction()
+        }
+    )
+
+
+def _own_mode_vtypes() -> dict[str, list[str]]:
+    """Mode -> the twin demand's vehicle types of that mode."""
+    from twin.traffic.demand import VTYPES
+
+    out: dict[str, list[str]] = {}
+    for vid, t in VTYPES.items():
+        out.setdefault(_CATEGORY.get(t["vClass"], "other"), []).append(vid)
+    return out
 
 
 def gate_queues(folder: Path, from_s: float) -> dict[str, dict[float, tuple[float, float]]]:

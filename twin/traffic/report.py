@@ -52,6 +52,9 @@ KEY_KPIS = (
     "nox_total",
 )
 MAX_PLOTS = 14
+# Rows of the per-junction table, in this order ("truck" is SUMO's lorry class).
+JUNCTION_MODES = ("person", "bus", "tram", "car", "truck", "bike")
+MODE_LABELS = {"person": "person (occupancy-weighted)", "truck": "lorry"}
 EMISSION_MODELS = {
     "HBEFA4": "SUMO's HBEFA4 model (HBEFA 4.2 subsegments)",
     "HBEFA3": "SUMO's HBEFA3 model (HBEFA 3.1)",
@@ -82,6 +85,59 @@ def paired_change(per_variant: dict[str, dict[str, Any]], variant: str) -> tuple
     if not len(diffs):
         return math.nan, math.nan, 0
     return float(diffs.mean()), float(diffs.std(ddof=1)) if len(diffs) > 1 else 0.0, len(diffs)
+
+
+def junction_table(plan: RunPlan) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the per-junction delays (s per passage): per treated signal and mode, each
+    variant's mean over seeds (min-max), and the mean of per-seed differences against the baseline
+    (min-max). Empty rows when no run of the plan wrote a junctions.csv."""
+    from twin.traffic.kpis import JUNCTIONS_CSV, read_junctions_csv
+
+    cells: dict[tuple[str, str], dict[str, dict[int, float]]] = defaultdict(
+        lambda: defaultdict(dict)
+    )
+    for variant in plan.variants:
+        for seed in plan.seeds:
+            f = plan.folder(variant, seed) / JUNCTIONS_CSV
+            if f.is_file():
+                for junction, mode, _, delay, _ in read_junctions_csv(f):
+                    cells[(junction, mode)][variant][seed] = delay
+    labels = {n: plan.scenario.variants[n].label for n in plan.variants}
+    header = ["junction", "mode", *(labels[v] for v in plan.variants),
+              *(f"Δ {labels[v]} vs baseline" for v in plan.variants[1:])]  # fmt: skip
+    order = {m: i for i, m in enumerate(JUNCTION_MODES)}
+    rows = []
+    for junction, mode in sorted(cells, key=lambda k: (_natural(k[0]), order.get(k[1], 99), k[1])):
+        per = cells[(junction, mode)]
+        row = [junction, MODE_LABELS.get(mode, mode)]
+        row += [_spread(list(per[v].values())) for v in plan.variants]
+        base = per.get(BASELINE, {})
+        for v in plan.variants[1:]:
+            row.append(_spread([d - base[s] for s, d in per[v].items() if s in base]))
+        rows.append(row)
+    return header, rows
+
+
+def _natural(text: str) -> tuple[int, int | str]:
+    """Sort key putting numeric signal ids in numeric order ('2' before '10')."""
+    return (0, int(text)) if text.isdigit() else (1, text)
+
+
+def _spread(values: list[float]) -> str:
+    """'mean (min–max)' of per-seed values; the mean alone for one seed."""
+    if not values:
+        return "–"
+    mean = sum(values) / len(values)
+    if len(values) == 1:
+        return _fmt(mean)
+    return f"{_fmt(mean)} ({_fmt(min(values))}–{_fmt(max(values))})"
+
+
+def occupancy_text(occupancy: dict[str, float]) -> str:
+    """The occupancies person delays are weighted with, as the report states them."""
+    shown = ", ".join(f"{MODE_LABELS.get(k, k) if k != 'person' else k} {v:g}"
+                      for k, v in occupancy.items())  # fmt: skip
+    return f"Person delay weights each vehicle with its mode's occupancy (persons per vehicle): {shown}"
 
 
 def _fmt(x: float, digits: int = 3) -> str:
@@ -221,6 +277,7 @@ def write_report(
         [strong(f"Emission model: {model_text}"),
          f" via SUMO's emissions device on every vehicle; classes: {shown}"],
         f"SUMO {_sumo_version()}",
+        occupancy_text(sc.occupancy),
     ])  # fmt: skip
     for note in meta.get("demand_notes", []):
         report.paragraph(note, note=True)
@@ -242,6 +299,16 @@ def write_report(
         table.append(row)
     report.table(header, table)
     report.paragraph("Δ: mean of per-seed differences (same demand per seed) ± their sd.")
+    j_header, j_rows = junction_table(plan)
+    if j_rows:
+        report.section("Treated junctions")
+        report.table(j_header, j_rows)
+        report.paragraph(
+            "Delay per passage (s) on all approaches of each signal a transit or bike controller "
+            "acts on, by mode, from SUMO's edge data over the simulated time (warm-up included); "
+            "person: the modes weighted with their occupancies (per person passage). Mean over "
+            "seeds (min–max); Δ: mean of per-seed differences against the baseline (min–max)."
+        )
     report.section("Plots")
     for name, title in plots:
         report.figure(name, title)
@@ -249,7 +316,8 @@ def write_report(
     report.paragraph([
         code("kpis.csv"), " (variant, seed, kpi, value, unit); per variant and seed: SUMO outputs "
         "(tripinfo, stopinfo, vehroutes, edgedata, summary, FCD for the first seed), ",
-        code("trips.csv"), ", controller logs under ", code("controllers/"), ".",
+        code("trips.csv"), ", ", code("junctions.csv"), " (delays per treated junction and mode), "
+        "controller logs under ", code("controllers/"), ".",
     ])  # fmt: skip
     return report.write(run_dir)
 

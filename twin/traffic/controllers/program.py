@@ -31,12 +31,14 @@ _CLEARANCE = frozenset("yYu")
 def traffic_lights_of(conn: Any, junctions: Iterable[str], owner: str) -> list[str]:
     """Traffic light ids for junction or traffic light ids (a junction may belong to a joined
     traffic light), in the given order without repeats; an unknown id is a ConfigError."""
+    junctions = list(junctions)
     tls_ids = list(conn.trafficlight.getIDList())
-    by_junction: dict[str, str] = {}
-    for tls in tls_ids:
-        for j in conn.trafficlight.getControlledJunctions(tls):
-            by_junction.setdefault(j, tls)
     known = set(tls_ids)
+    by_junction: dict[str, str] = {}
+    if any(j not in known for j in junctions):
+        for tls in tls_ids:
+            for j in _controlled_junctions(conn, tls):
+                by_junction.setdefault(j, tls)
     out: list[str] = []
     for jid in junctions:
         tls = jid if jid in known else by_junction.get(jid)
@@ -48,6 +50,22 @@ def traffic_lights_of(conn: Any, junctions: Iterable[str], owner: str) -> list[s
         if tls not in out:
             out.append(tls)
     return out
+
+
+def _controlled_junctions(conn: Any, tls: str) -> list[str]:
+    """Junctions a traffic light controls: libsumo asks SUMO; the TraCI client has no such call, so
+    they come from the internal lanes (':<junction>_<k>_<i>') its links pass."""
+    get = getattr(conn.trafficlight, "getControlledJunctions", None)
+    if get is not None:
+        return list(get(tls))
+    found: list[str] = []
+    for links in conn.trafficlight.getControlledLinks(tls):
+        for _, _, via in links:
+            if via.startswith(":"):
+                j = via[1:].rsplit("_", 2)[0]
+                if j not in found:
+                    found.append(j)
+    return found
 
 
 def is_crossing_lane(lane_id: str) -> bool:
