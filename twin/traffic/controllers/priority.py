@@ -640,21 +640,21 @@ class SignalPriority(Controller):
             else:
                 harmed = [u for u in units[:idx] if prog.serves(phase, u.link)]
             if self._cycle_limited(sig, unit, t):
-                for r in unit.reqs:
-                    if not r.limited:
-                        r.limited = True
-                        self._counts["cycle_limited"] += 1
-                        self._rows.append((t, tls, unit.link, r.vehicle, "cycle_limited", phase, 0))
+                self._hold(unit, "limited", "cycle_limited", t, tls, phase)
                 continue
             if harmed or self._blocked_by_claim(sim, tls, phase, kind, t):
-                for r in unit.reqs:
-                    if not r.deferred:
-                        r.deferred = True
-                        self._counts["deferred"] += 1
-                        self._rows.append((t, tls, unit.link, r.vehicle, "deferred", phase, 0.0))
+                self._hold(unit, "deferred", "deferred", t, tls, phase)
                 continue
             self._apply(sim, tls, sig, unit, kind, phase, remaining, new_remaining, t)
             return
+
+    def _hold(self, unit: _Unit, flag: str, what: str, t: float, tls: str, phase: int) -> None:
+        """Count and log, once per request, why a unit's requests wait (``flag`` marks them)."""
+        for r in unit.reqs:
+            if not getattr(r, flag):
+                setattr(r, flag, True)
+                self._counts[what] += 1
+                self._rows.append((t, tls, unit.link, r.vehicle, what, phase, 0.0))
 
     def _cycle_limited(self, sig: _Signal, unit: _Unit, t: float) -> bool:
         """True when the signal already intervened for another vehicle within one cycle."""
