@@ -78,10 +78,10 @@ def crossing(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _delays_from_routes(
-    folder: Path, net_file: Path, approaches: set[str]
+    folder: Path, net_file: Path, approaches: set[str], from_s: float = 0.0
 ) -> dict[str, list[float]]:
-    """Mode -> time loss of each passage of an approach edge: the vehicle's time on the edge (from
-    the exit times of its route) minus the edge's length at the vehicle's top speed there."""
+    """Mode -> time loss of each passage of an approach edge left at `from_s` or later: the vehicle's
+    time on the edge (from the exit times of its route) minus the edge's length at its top speed."""
     net = read_net(net_file)
     top = {vid: float(a.split('maxSpeed="')[1].split('"')[0]) for vid, a in VTYPES.items()}
     out: dict[str, list[float]] = {}
@@ -90,7 +90,7 @@ def _delays_from_routes(
         edges = route.get("edges").split()
         exits = [float(x) for x in route.get("exitTimes").split()]
         for i, edge in enumerate(edges):
-            if edge in approaches and i > 0 and exits[i] >= 0:
+            if edge in approaches and i > 0 and exits[i] >= from_s:
                 e = net.getEdge(edge)
                 free = e.getLength() / min(e.getSpeed(), top[veh.get("type")])
                 out.setdefault(veh.get("type"), []).append(exits[i] - exits[i - 1] - free)
@@ -127,3 +127,18 @@ def test_junction_delays_match_the_vehicle_routes(crossing: Path) -> None:
     passages, delay = got[("C", "person")]
     assert delay == pytest.approx(person, rel=1e-4)
     assert passages == pytest.approx(sum(weights.values()), rel=1e-4)
+
+
+def test_junction_delays_leave_out_the_warm_up(crossing: Path) -> None:
+    net_file = crossing / "net.xml"
+    ctx = K.KpiContext(duration_s=1020.0, occupancy=OCCUPANCY, treated_edges=["nc"], from_s=180.0,
+                       net_file=net_file)  # fmt: skip
+    got = {m: (n, d) for _, m, n, d, _ in K.junction_rows(crossing, ctx)}
+    everything = {m: (n, d) for _, m, n, d, _ in K.junction_rows(crossing, K.KpiContext(
+        duration_s=1200.0, occupancy=OCCUPANCY, treated_edges=["nc"], net_file=net_file))}  # fmt: skip
+    expected = _delays_from_routes(crossing, net_file, {"wc", "nc"}, from_s=180.0)
+    for mode, losses in expected.items():
+        passages, delay = got[mode]
+        # the passages after the warm-up, and only the time they lost after it
+        assert 0 < passages == len(losses) < everything[mode][0]
+        assert 0 < passages * delay <= sum(losses) + 0.15 * passages, mode

@@ -689,14 +689,19 @@ def _signal_approaches(net: Any) -> list[str]:
     )
 
 
+def mode_vtypes_of(vclasses: dict[str, str]) -> dict[str, list[str]]:
+    """Mode (KPI category) -> vehicle types, from vType -> vClass (e.g. an existing SUMO config's)."""
+    out: dict[str, list[str]] = {}
+    for vid, vclass in sorted(vclasses.items()):
+        out.setdefault(_CATEGORY.get(vclass, "other"), []).append(vid)
+    return out
+
+
 def _own_mode_vtypes() -> dict[str, list[str]]:
     """Mode -> the twin demand's vehicle types of that mode."""
     from twin.traffic.demand import VTYPES
 
-    out: dict[str, list[str]] = {}
-    for vid, t in VTYPES.items():
-        out.setdefault(_CATEGORY.get(t["vClass"], "other"), []).append(vid)
-    return out
+    return mode_vtypes_of({vid: t["vClass"] for vid, t in VTYPES.items()})
 
 
 def gate_queues(folder: Path, from_s: float) -> dict[str, dict[float, tuple[float, float]]]:

@@ -124,13 +124,13 @@ def _natural(text: str) -> tuple[int, int | str]:
 
 
 def _spread(values: list[float]) -> str:
-    """'mean (min–max)' of per-seed values; the mean alone for one seed."""
+    """'mean (min to max)' of per-seed values; the value alone for one seed."""
     if not values:
         return "–"
     mean = sum(values) / len(values)
     if len(values) == 1:
         return _fmt(mean)
-    return f"{_fmt(mean)} ({_fmt(min(values))}–{_fmt(max(values))})"
+    return f"{_fmt(mean)} ({_fmt(min(values))} to {_fmt(max(values))})"
 
 
 def occupancy_text(occupancy: dict[str, float]) -> str:
@@ -305,9 +305,11 @@ def write_report(
         report.table(j_header, j_rows)
         report.paragraph(
             "Delay per passage (s) on all approaches of each signal a transit or bike controller "
-            "acts on, by mode, from SUMO's edge data over the simulated time (warm-up included); "
+            "acts on, by mode, from SUMO's edge data per minute after the warm-up (the time "
+            "lost after it by the vehicles that left an approach after it); "
             "person: the modes weighted with their occupancies (per person passage). Mean over "
-            "seeds (min–max); Δ: mean of per-seed differences against the baseline (min–max)."
+            "seeds (min to max; a single value: one seed had passages); Δ: mean of per-seed "
+            "differences against the baseline (min to max)."
         )
     report.section("Plots")
     for name, title in plots:

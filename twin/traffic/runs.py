@@ -495,6 +495,7 @@ def sumo_args(
         gates=gates,
         net=net,
         bike_vtypes=bike_types if plan.bike_treated_edges else None,
+        mode_vtypes=K.mode_vtypes_of(plan.sumocfg["vtypes"]) if plan.sumocfg else None,
     )
     timing = [
         "--begin", f"{begin:g}", "--end", f"{begin + plan.warmup_s + plan.end_s:g}", "--seed", str(seed),
@@ -718,6 +719,7 @@ def kpi_context(plan: RunPlan, variant: str, begin: float = 0.0) -> K.KpiContext
         permit_classes=plan.permit_classes,
         gates=gates,
         has_trucks=any(_has_trucks(plan, v) for v in plan.variants),
+        net_file=plan.net_file,
     )
 
 
