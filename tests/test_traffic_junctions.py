@@ -1,6 +1,8 @@
-"""Per-junction delays of the treated signals: on a small built signalised crossing, each mode's delay
+"""Per-junction KPIs of the treated signals: on a small built signalised crossing, each mode's delay
 per passage against the same delay computed from SUMO's vehicle routes (time on each approach edge
-minus its free-flow time), and the person delay against the occupancy-weighted mean of those.
+minus its free-flow time), its stops against SUMO's trip halts (every halt is at the signal), its CO2
+against SUMO's per-step emission output summed on the approaches, and the person values against the
+occupancy-weighted means of those.
 """
 
 from __future__ import annotations
@@ -71,7 +73,9 @@ def crossing(tmp_path_factory: pytest.TempPathFactory) -> Path:
     add = K.instruments(folder / K.INSTRUMENTS, transit_vtypes=["bus"], gates=[], net=read_net(net))
     args = ["-n", str(net), "-r", str(folder / "r.rou.xml"), "-a", str(add),
             "--vehroute-output", str(folder / K.VEHROUTES), "--vehroute-output.exit-times",
-            "--tripinfo-output", str(folder / K.TRIPINFO), "--step-length", "0.1"]  # fmt: skip
+            "--tripinfo-output", str(folder / K.TRIPINFO), "--step-length", "0.1",
+            "--device.emissions.probability", "1", "--emission-output", str(folder / "emis.xml"),
+            ]  # fmt: skip
     with Simulation(args) as sim:
         sim.run(1200)
     return folder
@@ -103,7 +107,7 @@ def test_junction_delays_match_the_vehicle_routes(crossing: Path) -> None:
                        net_file=net_file)  # fmt: skip
     rows = K.junction_rows(crossing, ctx)
     K.write_junctions_csv(rows, crossing / K.JUNCTIONS_CSV)
-    got = {(j, m): (n, d) for j, m, n, d, _ in K.read_junctions_csv(crossing / K.JUNCTIONS_CSV)}
+    got = {(j, m): (n, d) for j, m, n, d, *_ in K.read_junctions_csv(crossing / K.JUNCTIONS_CSV)}
     # the treated edge wc makes C a treated junction: both its approaches count, every mode
     assert {j for j, _ in got} == {"C"}
     assert K.junction_approaches(read_net(net_file), ["wc"]) == {"C": ["nc", "wc"]}
@@ -133,8 +137,8 @@ def test_junction_delays_leave_out_the_warm_up(crossing: Path) -> None:
     net_file = crossing / "net.xml"
     ctx = K.KpiContext(duration_s=1020.0, occupancy=OCCUPANCY, treated_edges=["nc"], from_s=180.0,
                        net_file=net_file)  # fmt: skip
-    got = {m: (n, d) for _, m, n, d, _ in K.junction_rows(crossing, ctx)}
-    everything = {m: (n, d) for _, m, n, d, _ in K.junction_rows(crossing, K.KpiContext(
+    got = {m: (n, d) for _, m, n, d, *_ in K.junction_rows(crossing, ctx)}
+    everything = {m: (n, d) for _, m, n, d, *_ in K.junction_rows(crossing, K.KpiContext(
         duration_s=1200.0, occupancy=OCCUPANCY, treated_edges=["nc"], net_file=net_file))}  # fmt: skip
     expected = _delays_from_routes(crossing, net_file, {"wc", "nc"}, from_s=180.0)
     for mode, losses in expected.items():
@@ -142,3 +146,38 @@ def test_junction_delays_leave_out_the_warm_up(crossing: Path) -> None:
         # the passages after the warm-up, and only the time they lost after it
         assert 0 < passages == len(losses) < everything[mode][0]
         assert 0 < passages * delay <= sum(losses) + 0.15 * passages, mode
+
+
+def _halts_and_co2(folder: Path, approaches: set[str]) -> tuple[dict[str, int], dict[str, float]]:
+    """Mode -> halts of its trips (tripinfo waitingCount), and mode -> CO2 (g) emitted on the
+    approach edges (SUMO's emission output: mg/s per vehicle and step of 0.1 s)."""
+    halts: dict[str, int] = {}
+    for trip in ET.parse(folder / K.TRIPINFO).getroot().iter("tripinfo"):
+        mode = trip.get("vType")
+        halts[mode] = halts.get(mode, 0) + int(trip.get("waitingCount"))
+    co2: dict[str, float] = {}
+    for _, el in ET.iterparse(folder / "emis.xml"):
+        if el.tag == "vehicle" and el.get("lane", "").rsplit("_", 1)[0] in approaches:
+            co2[el.get("type")] = co2.get(el.get("type"), 0.0) + float(el.get("CO2")) * 0.1e-3
+    return halts, co2
+
+
+def test_junction_stops_and_co2_match_the_trips(crossing: Path) -> None:
+    net_file = crossing / "net.xml"
+    ctx = K.KpiContext(duration_s=1200.0, occupancy=OCCUPANCY, treated_edges=["wc"],
+                       net_file=net_file)  # fmt: skip
+    got = {m: (n, st, g) for _, m, n, _, st, g, _ in K.junction_rows(crossing, ctx)}
+    halts, co2 = _halts_and_co2(crossing, {"wc", "nc"})
+    # each vehicle crosses C once and can halt nowhere else: its halts are the junction's stops
+    assert sum(halts.values()) > 20, "a signal nobody stops at proves little"
+    for mode in MODES:
+        passages, stops, grams = got[mode]
+        assert stops * passages == pytest.approx(halts.get(mode, 0), abs=1), mode
+        # edge data and the emission output integrate the same per-step emissions (0.5 %: the
+        # step in which a vehicle changes edges may be booked on either)
+        assert grams * passages == pytest.approx(co2.get(mode, 0.0), rel=5e-3, abs=1e-3), mode
+    assert got["bike"][2] == 0.0 and got["car"][2] > 0.0 and got["truck"][2] > got["car"][2]
+    w = {m: OCCUPANCY[m] * got[m][0] for m in MODES}
+    passages, stops, grams = got["person"]
+    assert stops == pytest.approx(sum(w[m] * got[m][1] for m in MODES) / sum(w.values()), rel=1e-6)
+    assert grams == pytest.approx(sum(w[m] * got[m][2] for m in MODES) / sum(w.values()), rel=1e-6)

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from twin.errors import DataError
 
 KPI_COLUMNS = ("variant", "seed", "kpi", "value", "unit")
@@ -42,8 +44,18 @@ JUNCTIONS_CSV = "junctions.csv"
 # Modes measured per treated junction (each with its own edge data output, edgedata.mode.<mode>.xml),
 # and the columns of a run's junctions.csv.
 JUNCTION_MODES = ("bus", "tram", "car", "truck", "bike")
-JUNCTION_COLUMNS = ("junction", "mode", "passages", "delay", "occupancy")
+JUNCTION_COLUMNS = ("junction", "mode", "passages", "delay", "stops", "co2", "occupancy")
 MODE_PERIOD_S = 60.0  # intervals of the per-mode edge data (those after the warm-up are counted)
+# Per-mode stops on the signals' approaches: lane-area detectors over each approach lane the mode may
+# use, counting a halt as SUMO's tripinfo waitingCount does (speed below 0.1 m/s, from its first step).
+STOPS_E2 = "stops.e2.xml"
+_MODE_VCLASS = {
+    "bus": "bus",
+    "tram": "tram",
+    "car": "passenger",
+    "truck": "truck",
+    "bike": "bicycle",
+}
 
 # vClass -> KPI category of a vehicle
 _CATEGORY = {
@@ -357,9 +369,9 @@ def _junction_delay(edgedata: Path, edges: list[str], prefix: str) -> list[tuple
     ]
 
 
-def mode_edgedata(mode: str) -> str:
-    """File name of the edge data of one mode (see :func:`instruments`)."""
-    return f"edgedata.mode.{mode}.xml"
+def mode_edgedata(mode: str, kind: str = "traffic") -> str:
+    """File name of the edge data of one mode, traffic or emissions (see :func:`instruments`)."""
+    return f"edgedata.mode.{mode}.xml" if kind == "traffic" else f"edgedata.mode.{mode}.{kind}.xml"
 
 
 def _net_of(folder: Path, ctx: KpiContext) -> Path | None:
@@ -387,27 +399,41 @@ def junction_approaches(net: Any, edges: Iterable[str]) -> dict[str, list[str]]:
     return {j: sorted(e) for j, e in sorted(out.items())}
 
 
-def _edge_sums(edgedata: Path, from_s: float) -> dict[str, tuple[float, float]]:
-    """Edge -> (time loss s, vehicles that left it) summed over the intervals of an edge data file
-    that begin at `from_s` or later."""
-    sums: dict[str, tuple[float, float]] = {}
+def _edge_sums(edgedata: Path, from_s: float, attrs: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Edge -> the attributes `attrs` summed over the intervals of an edge data file that begin at
+    `from_s` or later."""
+    sums: dict[str, np.ndarray] = {}
     for interval in _iter(edgedata, "interval"):
         if float(interval.get("begin", 0)) < from_s - 1e-6:
             continue
         for el in interval.iter("edge"):
-            loss, left = sums.get(el.get("id"), (0.0, 0.0))
-            sums[el.get("id")] = (
-                loss + float(el.get("timeLoss", 0)),
-                left + float(el.get("left", 0)),
-            )
+            acc = sums.setdefault(el.get("id"), np.zeros(len(attrs)))
+            acc += [float(el.get(a, 0)) for a in attrs]
     return sums
 
 
-def junction_rows(folder: Path, ctx: KpiContext) -> list[tuple[str, str, float, float, float]]:
-    """Per treated signal: (junction, mode, passages, delay s per passage, occupancy) for each mode
-    with passages on its approaches after the warm-up, and mode 'person': the delay per person
-    passage, each mode weighted with the scenario's occupancy. A treated signal is one that a
-    treated (transit or bike) approach edge feeds; all its approaches count."""
+def _stop_sums(folder: Path, from_s: float) -> dict[str, dict[str, float]]:
+    """Mode -> approach edge -> halts started on its lanes (the stop detectors of :func:`instruments`)
+    in the intervals that begin at `from_s` or later."""
+    out: dict[str, dict[str, float]] = {}
+    for el in _iter(folder / STOPS_E2, "interval"):
+        if float(el.get("begin", 0)) < from_s - 1e-6:
+            continue
+        _, mode, lane = el.get("id", "").split("_", 2)
+        edge = lane.rsplit("_", 1)[0]
+        per = out.setdefault(mode, {})
+        per[edge] = per.get(edge, 0.0) + float(el.get("startedHalts", 0))
+    return out
+
+
+JunctionRow = tuple[str, str, float, float, float, float, float]
+
+
+def junction_rows(folder: Path, ctx: KpiContext) -> list[JunctionRow]:
+    """Per treated signal: (junction, mode, passages, delay s, stops, CO2 g — each per passage —,
+    occupancy) for each mode with passages on its approaches after the warm-up, and mode 'person':
+    the same per person passage, each mode weighted with the scenario's occupancy. A treated signal
+    is one that a treated (transit or bike) approach edge feeds; all its approaches count."""
     from twin.traffic.network import read_net
 
     net_file = _net_of(folder, ctx)
@@ -416,50 +442,58 @@ def junction_rows(folder: Path, ctx: KpiContext) -> list[tuple[str, str, float, 
     approaches = junction_approaches(
         read_net(net_file), [*ctx.treated_edges, *ctx.bike_treated_edges]
     )
-    sums = {m: _edge_sums(folder / mode_edgedata(m), ctx.from_s) for m in JUNCTION_MODES}
-    rows: list[tuple[str, str, float, float, float]] = []
+    traffic = {m: _edge_sums(folder / mode_edgedata(m), ctx.from_s, ("timeLoss", "left"))
+               for m in JUNCTION_MODES}  # fmt: skip
+    co2 = {m: _edge_sums(folder / mode_edgedata(m, "emissions"), ctx.from_s, ("CO2_abs",))
+           for m in JUNCTION_MODES}  # fmt: skip
+    stops = _stop_sums(folder, ctx.from_s)
+    rows: list[JunctionRow] = []
     for junction, edges in approaches.items():
-        person_loss = person_passages = 0.0
+        person = np.zeros(4)  # time loss, passages, stops, CO2 g; each weighted with the occupancy
         for mode in JUNCTION_MODES:
-            loss = sum(sums[mode].get(e, (0.0, 0.0))[0] for e in edges)
-            passages = sum(sums[mode].get(e, (0.0, 0.0))[1] for e in edges)
+            loss, passages = sum((traffic[mode].get(e, np.zeros(2)) for e in edges), np.zeros(2))
             if passages == 0:
                 continue
+            n_stops = sum(stops.get(mode, {}).get(e, 0.0) for e in edges)
+            grams = sum(float(co2[mode].get(e, np.zeros(1))[0]) for e in edges) / 1000.0
             occ = ctx.occupancy.get(mode, 1.0)
-            rows.append((junction, mode, passages, loss / passages, occ))
-            person_loss += occ * loss
-            person_passages += occ * passages
-        if person_passages:
-            rows.append(
-                (junction, "person", person_passages, person_loss / person_passages, math.nan)
-            )
+            rows.append((junction, mode, float(passages), float(loss / passages),
+                         float(n_stops / passages), float(grams / passages), occ))  # fmt: skip
+            person += occ * np.array([loss, passages, n_stops, grams])
+        if person[1]:
+            loss, passages, n_stops, grams = person
+            rows.append((junction, "person", float(passages), float(loss / passages),
+                         float(n_stops / passages), float(grams / passages), math.nan))  # fmt: skip
     return rows
 
 
-def write_junctions_csv(rows: Iterable[tuple[str, str, float, float, float]], path: Path) -> None:
-    """Per-junction table of a run (columns JUNCTION_COLUMNS; delay in s per passage; for mode
-    'person' the passages are person passages), written under a temporary name first."""
+def write_junctions_csv(rows: Iterable[JunctionRow], path: Path) -> None:
+    """Per-junction table of a run (columns JUNCTION_COLUMNS; delay s, stops and CO2 g per passage;
+    for mode 'person' per person passage), written under a temporary name first."""
     tmp = path.with_name(f".{path.name}.tmp")
     with tmp.open("w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(JUNCTION_COLUMNS)
-        for junction, mode, passages, delay, occ in rows:
-            w.writerow([junction, mode, f"{passages:.6g}", f"{delay:.6g}",
+        for junction, mode, passages, delay, n_stops, grams, occ in rows:
+            w.writerow([junction, mode, *(f"{v:.6g}" for v in (passages, delay, n_stops, grams)),
                         "" if math.isnan(occ) else f"{occ:g}"])  # fmt: skip
     tmp.replace(path)
 
 
-def read_junctions_csv(path: Path) -> list[tuple[str, str, float, float, float]]:
+def read_junctions_csv(path: Path) -> list[JunctionRow]:
     """Rows of a run's junctions.csv (an empty occupancy reads as NaN)."""
     with path.open(encoding="utf-8") as f:
         reader = csv.DictReader(f)
         if tuple(reader.fieldnames or ()) != JUNCTION_COLUMNS:
             raise DataError(f"{path}: expected columns {', '.join(JUNCTION_COLUMNS)}")
-        return [
-            (r["junction"], r["mode"], float(r["passages"]), float(r["delay"]),
-             float(r["occupancy"]) if r["occupancy"] else math.nan)
-            for r in reader
-        ]  # fmt: skip
+        try:
+            return [
+                (r["junction"], r["mode"], *(float(r[c]) for c in JUNCTION_COLUMNS[2:6]),
+                 float(r["occupancy"]) if r["occupancy"] else math.nan)
+                for r in reader
+            ]  # fmt: skip
+        except ValueError as exc:
+            raise DataError(f"{path}: a value is not a number: {exc}") from None
 
 
 def _freight(
@@ -617,9 +651,11 @@ def instruments(
     mode_vtypes: dict[str, list[str]] | None = None,
 ) -> Path:
     """Additional file with the run's measuring devices: edge data (all, transit, bikes, and one per
-    mode of JUNCTION_MODES for the per-junction delays) and gate queue detectors.
+    mode of JUNCTION_MODES, traffic and emissions, for the per-junction delays and CO2), per-mode
+    stop detectors and gate queue detectors.
 
-    The per-mode edge data cover the approach edges of every signal, per minute. `mode_vtypes` names
+    The per-mode edge data and stop detectors cover the approach edges of every signal, per minute
+    (one lane-area detector per approach lane and mode that may use it). `mode_vtypes` names
     the vehicle types of each mode (default: the twin's own demand types by their vClass).
 
     Each gate gets lane-area detectors over its approach: the gate edge up to the check-in position,
@@ -642,14 +678,26 @@ def instruments(
             f'    <edgeData id="bike" file="{BIKE_EDGEDATA}" vTypes="{" ".join(bike_vtypes)}" '
             'excludeEmpty="true"/>'
         )
-    approaches = " ".join(_signal_approaches(net))
+    signal_edges = _signal_approaches(net)
+    approaches = " ".join(signal_edges)
     for mode, vtypes in sorted((mode_vtypes or _own_mode_vtypes()).items()):
         if approaches and vtypes and mode in JUNCTION_MODES:
-            lines.append(
-                f'    <edgeData id="mode_{mode}" file="{mode_edgedata(mode)}" '
-                f'vTypes="{" ".join(vtypes)}" period="{MODE_PERIOD_S:g}" edges="{approaches}" '
-                'excludeEmpty="true"/>'
-            )
+            types = " ".join(vtypes)
+            for kind in ("traffic", "emissions"):
+                lines.append(
+                    f'    <edgeData id="mode_{mode}_{kind}" type="{kind}" '
+                    f'file="{mode_edgedata(mode, kind)}" vTypes="{types}" '
+                    f'period="{MODE_PERIOD_S:g}" edges="{approaches}" excludeEmpty="true"/>'
+                )
+            for edge in signal_edges:
+                for lane in net.getEdge(edge).getLanes():
+                    if lane.allows(_MODE_VCLASS[mode]):
+                        lines.append(
+                            f'    <laneAreaDetector id="stops_{mode}_{lane.getID()}" '
+                            f'lane="{lane.getID()}" pos="0" endPos="{lane.getLength():.2f}" '
+                            f'vTypes="{types}" period="{MODE_PERIOD_S:g}" file="{STOPS_E2}" '
+                            'timeThreshold="0" speedThreshold="0.1" friendlyPos="true"/>'
+                        )
     for g in gates:
         edge = net.getEdge(g["edge"])
         lane = next(ln for ln in edge.getLanes() if ln.allows("truck"))

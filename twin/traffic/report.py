@@ -87,11 +87,22 @@ def paired_change(per_variant: dict[str, dict[str, Any]], variant: str) -> tuple
     return float(diffs.mean()), float(diffs.std(ddof=1)) if len(diffs) > 1 else 0.0, len(diffs)
 
 
-def junction_table(plan: RunPlan) -> tuple[list[str], list[list[str]]]:
-    """Header and rows of the per-junction delays (s per passage): per treated signal and mode, each
-    variant's mean over seeds (min-max), and the mean of per-seed differences against the baseline
-    (min-max). Empty rows when no run of the plan wrote a junctions.csv."""
-    from twin.traffic.kpis import JUNCTIONS_CSV, read_junctions_csv
+# The per-junction tables of the report: column of junctions.csv -> (what it is, significant digits).
+JUNCTION_METRICS = {
+    "delay": ("delay per passage (s)", 3),
+    "stops": ("stops per passage", 2),
+    "co2": ("CO2 per passage (g)", 3),
+}
+
+
+def junction_table(plan: RunPlan, metric: str = "delay") -> tuple[list[str], list[list[str]]]:
+    """Header and rows of one per-junction metric (a column of junctions.csv: delay, stops, co2):
+    per treated signal and mode, each variant's mean over seeds (min-max), and the mean of per-seed
+    differences against the baseline (min-max). Empty rows when no run wrote a junctions.csv."""
+    from twin.traffic.kpis import JUNCTION_COLUMNS, JUNCTIONS_CSV, read_junctions_csv
+
+    col = JUNCTION_COLUMNS.index(metric)
+    digits = JUNCTION_METRICS[metric][1]
 
     cells: dict[tuple[str, str], dict[str, dict[int, float]]] = defaultdict(
         lambda: defaultdict(dict)
@@ -100,8 +111,8 @@ def junction_table(plan: RunPlan) -> tuple[list[str], list[list[str]]]:
         for seed in plan.seeds:
             f = plan.folder(variant, seed) / JUNCTIONS_CSV
             if f.is_file():
-                for junction, mode, _, delay, _ in read_junctions_csv(f):
-                    cells[(junction, mode)][variant][seed] = delay
+                for row in read_junctions_csv(f):
+                    cells[(row[0], row[1])][variant][seed] = row[col]
     labels = {n: plan.scenario.variants[n].label for n in plan.variants}
     header = ["junction", "mode", *(labels[v] for v in plan.variants),
               *(f"Δ {labels[v]} vs baseline" for v in plan.variants[1:])]  # fmt: skip
@@ -110,10 +121,10 @@ def junction_table(plan: RunPlan) -> tuple[list[str], list[list[str]]]:
     for junction, mode in sorted(cells, key=lambda k: (_natural(k[0]), order.get(k[1], 99), k[1])):
         per = cells[(junction, mode)]
         row = [junction, MODE_LABELS.get(mode, mode)]
-        row += [_spread(list(per[v].values())) for v in plan.variants]
+        row += [_spread(list(per[v].values()), digits) for v in plan.variants]
         base = per.get(BASELINE, {})
         for v in plan.variants[1:]:
-            row.append(_spread([d - base[s] for s, d in per[v].items() if s in base]))
+            row.append(_spread([d - base[s] for s, d in per[v].items() if s in base], digits))
         rows.append(row)
     return header, rows
 
@@ -123,14 +134,14 @@ def _natural(text: str) -> tuple[int, int | str]:
     return (0, int(text)) if text.isdigit() else (1, text)
 
 
-def _spread(values: list[float]) -> str:
+def _spread(values: list[float], digits: int = 3) -> str:
     """'mean (min to max)' of per-seed values; the value alone for one seed."""
     if not values:
         return "–"
     mean = sum(values) / len(values)
     if len(values) == 1:
-        return _fmt(mean)
-    return f"{_fmt(mean)} ({_fmt(min(values))} to {_fmt(max(values))})"
+        return _fmt(mean, digits)
+    return f"{_fmt(mean, digits)} ({_fmt(min(values), digits)} to {_fmt(max(values), digits)})"
 
 
 def occupancy_text(occupancy: dict[str, float]) -> str:
@@ -299,14 +310,18 @@ def write_report(
         table.append(row)
     report.table(header, table)
     report.paragraph("Δ: mean of per-seed differences (same demand per seed) ± their sd.")
-    j_header, j_rows = junction_table(plan)
-    if j_rows:
+    tables = [(m, *junction_table(plan, m)) for m in JUNCTION_METRICS]
+    if tables[0][2]:
         report.section("Treated junctions")
-        report.table(j_header, j_rows)
+        for metric, j_header, j_rows in tables:
+            report.paragraph(f"{JUNCTION_METRICS[metric][0].capitalize()}:")
+            report.table(j_header, j_rows)
         report.paragraph(
-            "Delay per passage (s) on all approaches of each signal a transit or bike controller "
-            "acts on, by mode, from SUMO's edge data per minute after the warm-up (the time "
-            "lost after it by the vehicles that left an approach after it); "
+            "On all approaches of each signal a transit or bike controller acts on, by mode, per "
+            "minute after the warm-up: delay from SUMO's edge data (the time lost after it by the "
+            "vehicles that left an approach after it), stops from lane-area detectors on every "
+            "approach lane (a halt below 0.1 m/s, as SUMO counts a trip's halts; a bus halting at "
+            "a stop on the approach counts too), CO2 from SUMO's emission edge data; "
             "person: the modes weighted with their occupancies (per person passage). Mean over "
             "seeds (min to max; a single value: one seed had passages); Δ: mean of per-seed "
             "differences against the baseline (min to max)."
