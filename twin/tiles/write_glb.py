@@ -5,6 +5,12 @@ is a few dicts, so this keeps every byte (alignment, accessor bounds, extension 
 no per-object Python work. Feature ids go out either as `EXT_mesh_features` + `EXT_structural_metadata`
 (3D Tiles 1.1; several property tables, one class each, each primitive's ids naming its table) or as
 `_BATCHID` with a batch table (b3dm, 3D Tiles 1.0: the first table only).
+
+Textures are PNG/JPEG or KTX2 (Basis Universal, `KHR_texture_basisu`; see twin.tiles.ktx2). A KTX2
+texture given with a PNG/JPEG fallback has that as the texture's core `source`, and the extension is
+only in `extensionsUsed`: a viewer that reads KTX2 loads only the KTX2 image, any other glTF viewer
+(and this project's reader, renderer and scene composer, which do not decode KTX2) the fallback.
+Without a fallback the extension is in `extensionsRequired`.
 """
 
 from __future__ import annotations
@@ -42,6 +48,17 @@ class Material:
     wrap_t: int = CLAMP_TO_EDGE
     base_color: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 1.0)
     roughness: float = 0.9
+
+
+@dataclass(frozen=True)
+class Ktx2Image:
+    """A KTX2 texture and, optionally, the same image as PNG/JPEG for viewers without KTX2."""
+
+    ktx2: bytes
+    fallback: bytes | None = None
+
+
+KHR_TEXTURE_BASISU = "KHR_texture_basisu"
 
 
 @dataclass
@@ -132,7 +149,7 @@ def _num(v: Any) -> float | int:
 def encode_glb(
     primitives: list[Primitive],
     materials: list[Material],
-    images: list[bytes],
+    images: Sequence[bytes | Ktx2Image],
     *,
     properties: PropertyTable | Sequence[PropertyTable] | None = None,
     feature_mode: str = "ext",
@@ -206,18 +223,24 @@ def encode_glb(
     }
     if translation is not None:
         gltf["nodes"][0]["translation"] = [float(v) for v in translation]
+    gl_images, slots = _images(b, images)
     if materials:
-        gltf["materials"], gltf["textures"], gltf["samplers"] = _materials(materials)
-    if images:
-        gltf["images"] = [
-            {"bufferView": b.view(img, None), "mimeType": _mime(img)} for img in images
-        ]
-    used = []
+        gltf["materials"], gltf["textures"], gltf["samplers"] = _materials(materials, slots)
+    if gl_images:
+        gltf["images"] = gl_images
+    used, required = [], []
     if uses_features and feature_mode == "ext":
         gltf["extensions"] = {"EXT_structural_metadata": _metadata(b, tables)}
         used = ["EXT_mesh_features", "EXT_structural_metadata"]
+    textured = [slots[m.image] for m in materials if m.image is not None]
+    if any(ktx is not None for _, ktx in textured):
+        used.append(KHR_TEXTURE_BASISU)
+        if any(core is None for core, _ in textured):
+            required.append(KHR_TEXTURE_BASISU)
     if used:
         gltf["extensionsUsed"] = used
+    if required:
+        gltf["extensionsRequired"] = required
     if extras:
         gltf["extras"] = extras
     gltf["accessors"] = b.accessors
@@ -232,11 +255,40 @@ def _mime(image: bytes) -> str:
         return "image/png"
     if image[:3] == b"\xff\xd8\xff":
         return "image/jpeg"
-    raise ValueError("images must be PNG or JPEG bytes")
+    if image[:12] == b"\xabKTX 20\xbb\r\n\x1a\n":
+        return "image/ktx2"
+    raise ValueError("images must be PNG, JPEG or KTX2 bytes")
+
+
+def _images(
+    b: _Builder, images: Sequence[bytes | Ktx2Image]
+) -> tuple[list[dict[str, Any]], list[tuple[int | None, int | None]]]:
+    """glTF images and, per given image, its (core source, KHR_texture_basisu source) indices."""
+    out: list[dict[str, Any]] = []
+    slots: list[tuple[int | None, int | None]] = []
+
+    def add(data: bytes, want: tuple[str, ...]) -> int:
+        mime = _mime(data)
+        if mime not in want:
+            raise ValueError(f"expected {' or '.join(want)} image bytes, got {mime}")
+        out.append({"bufferView": b.view(data, None), "mimeType": mime})
+        return len(out) - 1
+
+    for img in images:
+        if isinstance(img, Ktx2Image):
+            core = None
+            if img.fallback is not None:
+                core = add(img.fallback, ("image/png", "image/jpeg"))
+            slots.append((core, add(img.ktx2, ("image/ktx2",))))
+        elif _mime(img) == "image/ktx2":
+            slots.append((None, add(img, ("image/ktx2",))))
+        else:
+            slots.append((add(img, ("image/png", "image/jpeg")), None))
+    return out, slots
 
 
 def _materials(
-    materials: list[Material],
+    materials: list[Material], slots: list[tuple[int | None, int | None]]
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
     """glTF materials, one texture and one sampler per textured material."""
     mats, textures, samplers = [], [], []
@@ -253,7 +305,13 @@ def _materials(
                     "wrapT": m.wrap_t,
                 }
             )
-            textures.append({"sampler": len(samplers) - 1, "source": m.image})
+            core, ktx = slots[m.image]
+            tex: dict[str, Any] = {"sampler": len(samplers) - 1}
+            if core is not None:
+                tex["source"] = core
+            if ktx is not None:
+                tex["extensions"] = {KHR_TEXTURE_BASISU: {"source": ktx}}
+            textures.append(tex)
             pbr["baseColorTexture"] = {"index": len(textures) - 1}
         mats.append({"name": m.name, "pbrMetallicRoughness": pbr})
     return mats, textures, samplers

@@ -25,6 +25,7 @@ import {
   WebGLRenderer,
 } from "three";
 import { GLTFLoader } from "three/addons/loaders/GLTFLoader.js";
+import { KTX2Loader } from "three/addons/loaders/KTX2Loader.js";
 import { OrbitControls } from "three/addons/controls/OrbitControls.js";
 import { TilesRenderer, WGS84_ELLIPSOID } from "3d-tiles-renderer";
 
@@ -83,7 +84,14 @@ scene.add(ecefRoot);
 const localFromEcef = new Matrix4();
 let geoidHeight = 0; // m, ellipsoidal minus sea-level heights (the tileset's extras.geoid_height_m)
 
+// KTX2 textures (KHR_texture_basisu): the Basis Universal transcoder (vendor, WebAssembly in a worker)
+// turns them into a format this GPU samples directly (ETC1/ETC2, ASTC, BC7, BC1), or RGBA8 where none.
+const ktx2Loader = new KTX2Loader()
+  .setTranscoderPath(new URL("./vendor/three/addons/libs/basis/", import.meta.url).href)
+  .detectSupport(renderer);
+
 const tiles = new TilesRenderer(params.get("tiles") || "../tiles/tileset.json");
+tiles.manager.addHandler(/\.(gltf|glb)$/i, new GLTFLoader(tiles.manager).setKTX2Loader(ktx2Loader));
 tiles.setCamera(camera);
 tiles.setResolutionFromRenderer(camera, renderer);
 ecefRoot.add(tiles.group);
@@ -274,7 +282,7 @@ function placeVehicles(t) {
 
 // -- station scenes: GLBs placed at asset.extras.geo_anchor -----------------------------------------
 
-const loader = new GLTFLoader();
+const loader = new GLTFLoader().setKTX2Loader(ktx2Loader);
 let current = null; // {root, mixer, info}
 let sceneRequests = 0; // loadScene calls so far: only the latest one shows its scene
 
