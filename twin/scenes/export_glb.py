@@ -5,8 +5,14 @@ and GLB container) rather than on trimesh's exporter, because the scene needs wh
 write: node animations (translation/rotation samplers) and the geo-anchor in `asset.extras`; and the
 tiles writer already passes the Khronos validator. One node and mesh per scene node, PBR
 metallic-roughness materials, embedded PNG textures. KHR_texture_transform is not needed (uv are
-written as they are) and no compression extension is used: Draco or meshopt would cut the download
+written as they are) and no geometry compression is used: Draco or meshopt would cut the download
 but AR Quick Look's converter and some viewers do not read them, and the budget holds without.
+
+Textures whose sides are multiples of 4 are also written as KTX2 (Basis Universal ETC1S, mipmapped,
+`KHR_texture_basisu`, as the city tileset's; twin.tiles.ktx2) where the basisu encoder is installed:
+a viewer that reads KTX2 (the web viewer, three.js, CesiumJS) holds an eighth of the GPU memory on a
+phone, every other one (and Scene Viewer, should it not) the PNG, which stays the texture's source.
+The USDZ package keeps PNG alone: USD and AR Quick Look do not read KTX2.
 """
 
 from __future__ import annotations
@@ -22,10 +28,12 @@ from PIL import Image
 from twin.runs import write_atomic
 from twin.scenes import budget as budgets
 from twin.scenes.scene import ExportInfo, Scene, enu_quat_to_yup, enu_to_yup, validate
+from twin.tiles.ktx2 import encode_ktx2_many, missing_encoder_reason
 from twin.tiles.write_glb import (
     ARRAY_BUFFER,
     ELEMENT_ARRAY_BUFFER,
     FLOAT,
+    KHR_TEXTURE_BASISU,
     LINEAR,
     LINEAR_MIPMAP_LINEAR,
     REPEAT,
@@ -65,7 +73,26 @@ def _unit_float32(n: np.ndarray) -> np.ndarray:
     return (n32 / np.linalg.norm(n32, axis=1, keepdims=True)).astype(np.float32)
 
 
-def _materials(scene: Scene, b: _Builder) -> tuple[dict[str, int], dict[str, Any], list[dict]]:
+def _ktx2_of(scene: Scene, ktx2: bool | None) -> dict[str, bytes]:
+    """KTX2 bytes by material name of the scene's textures with sides a multiple of 4 (what
+    KHR_texture_basisu asks of them), when `ktx2` (None: when the encoder is installed)."""
+    if ktx2 is None:
+        ktx2 = missing_encoder_reason() is None
+    if not ktx2:
+        return {}
+    todo = [
+        m
+        for m in scene.materials()
+        if m.texture is not None and m.texture.shape[0] % 4 == 0 and m.texture.shape[1] % 4 == 0
+    ]
+    names = [f"scene {scene.name!r}: material {m.name!r}" for m in todo]
+    out = encode_ktx2_many([np.ascontiguousarray(m.texture) for m in todo], names)
+    return {m.name: data for m, data in zip(todo, out, strict=True)}
+
+
+def _materials(
+    scene: Scene, b: _Builder, ktx2: dict[str, bytes]
+) -> tuple[dict[str, int], dict[str, Any], list[dict]]:
     """glTF materials (index by name), the JSON of materials/textures/images/samplers, texture list."""
     index: dict[str, int] = {}
     mats, textures, images = [], [], []
@@ -78,10 +105,16 @@ def _materials(scene: Scene, b: _Builder) -> tuple[dict[str, int], dict[str, Any
         }
         if m.texture is not None:
             images.append({"bufferView": b.view(png_bytes(m.texture)), "mimeType": "image/png"})
-            textures.append({"sampler": 0, "source": len(images) - 1})
+            tex: dict[str, Any] = {"sampler": 0, "source": len(images) - 1}
+            if m.name in ktx2:
+                images.append({"bufferView": b.view(ktx2[m.name]), "mimeType": "image/ktx2"})
+                tex["extensions"] = {KHR_TEXTURE_BASISU: {"source": len(images) - 1}}
+            textures.append(tex)
             pbr["baseColorTexture"] = {"index": len(textures) - 1}
             h, w = m.texture.shape[:2]
-            textures_info.append({"material": m.name, "width": int(w), "height": int(h)})
+            info: dict[str, Any] = {"material": m.name, "width": int(w), "height": int(h)}
+            info["format"] = "ktx2+png" if m.name in ktx2 else "png"
+            textures_info.append(info)
         mat: dict[str, Any] = {"name": m.name, "pbrMetallicRoughness": pbr}
         if m.base_color[3] < 1.0 or (m.texture is not None and m.texture.shape[2] == 4):
             mat["alphaMode"] = "BLEND"
@@ -102,11 +135,13 @@ def _materials(scene: Scene, b: _Builder) -> tuple[dict[str, int], dict[str, Any
     return index, out, textures_info
 
 
-def encode_scene(scene: Scene) -> tuple[bytes, list[dict]]:
-    """The GLB bytes of a scene and its texture list."""
+def encode_scene(scene: Scene, ktx2: bool | None = None) -> tuple[bytes, list[dict]]:
+    """The GLB bytes of a scene and its texture list; `ktx2`: also KTX2 textures (None: when the
+    basisu encoder is installed)."""
     validate(scene)
     b = _Builder()
-    mat_index, mat_json, textures_info = _materials(scene, b)
+    ktx = _ktx2_of(scene, ktx2)
+    mat_index, mat_json, textures_info = _materials(scene, b, ktx)
     meshes, nodes = [], []
     for n in scene.nodes:
         pos = enu_to_yup(n.vertices)
@@ -180,6 +215,8 @@ def encode_scene(scene: Scene) -> tuple[bytes, list[dict]]:
     }
     if animations:
         gltf["animations"] = animations
+    if ktx:
+        gltf["extensionsUsed"] = [KHR_TEXTURE_BASISU]  # not required: each has a PNG source
     gltf["accessors"] = b.accessors
     gltf["bufferViews"] = b.views
     blob = b.blob()

@@ -258,3 +258,32 @@ class Ktx2Batch:
             self.poll()
         finally:
             self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def decode_ktx2(data: bytes, name: str = "texture") -> list[np.ndarray]:
+    """The mip levels of a Basis Universal KTX2 texture as (H, W, 3) uint8 RGB images (level 0
+    first), transcoded to ETC1 and unpacked by `basisu -unpack`: a check of what a GPU samples,
+    not a fast decoder (a few files a second)."""
+    from PIL import Image
+
+    exe = find_basisu()
+    if exe is None:
+        raise DataError(f"{name}: cannot read KTX2: {missing_encoder_reason()}")
+    with tempfile.TemporaryDirectory(prefix="twin-ktx2-") as tmp:
+        src = Path(tmp) / "t.ktx2"
+        src.write_bytes(data)
+        r = subprocess.run(
+            [str(exe), "-unpack", "-no_ktx", "-etc1_only", src.name],
+            capture_output=True,
+            text=True,
+            cwd=tmp,
+            check=False,
+        )
+        levels = sorted(
+            Path(tmp).glob("t_unpacked_rgb_ETC1_RGB_*_0_0000.png"),
+            key=lambda p: int(p.name.split("_")[-3]),
+        )
+        if r.returncode != 0 or not levels:
+            said = (r.stderr.strip() or r.stdout.strip())[-400:]
+            raise DataError(f"{name}: basisu could not transcode the KTX2 texture: {said}")
+        return [np.asarray(Image.open(p).convert("RGB")) for p in levels]
