@@ -19,9 +19,10 @@ from twin.progress import Progress
 def build_steps() -> list[Step]:
     """All build steps of the data products, in one list."""
     from twin.citytiles.step import tiles_step
+    from twin.tiles.rasterize import surface_on_grid
     from twin.traffic.network import network_step
 
-    return [*city_steps(), tiles_step(), network_step()]
+    return [*city_steps(surface_on_grid), tiles_step(), network_step()]
 
 
 def build_products(

@@ -11,6 +11,7 @@ import shapely
 from rasterio.features import rasterize
 
 from twin.city.build import StepContext
+from twin.city.dsm import SurfaceReader, write_surface
 from twin.city.raster import grid_transform, values_at, write_geotiff
 from twin.city.vector import read_vector, write_gpkg
 from twin.errors import DataError
@@ -140,8 +141,9 @@ def read_buildings(path: Path) -> dict[str, Any]:
     return out
 
 
-def build_building_rasters(ctx: StepContext) -> None:
-    """building_height.tif (m above ground, 0 = none) and building_id.tif (row in buildings.gpkg + 1)."""
+def build_building_rasters(ctx: StepContext, surface_reader: SurfaceReader | None = None) -> None:
+    """building_height.tif (m above ground, 0 = none), building_id.tif (row in buildings.gpkg + 1)
+    and surface.tif (see twin.city.dsm: heights from the surface layer where the pack has one)."""
     b = read_buildings(ctx.product("buildings.gpkg"))
     transform, shape = grid_transform(ctx.pack), ctx.pack.shape
     order = np.argsort(b["height"])  # taller buildings win where footprints share a cell
@@ -159,5 +161,7 @@ def build_building_rasters(ctx: StepContext) -> None:
         fill=0,
         dtype="int32",
     )
+    # the surface layer's heights where a pack has one (read by `surface_reader`, see twin.city.dsm)
+    height = write_surface(ctx, height, ids, surface_reader)
     write_geotiff(ctx.out("building_height.tif"), height, ctx.pack, nodata=None)
     write_geotiff(ctx.out("building_id.tif"), ids, ctx.pack, nodata=0)

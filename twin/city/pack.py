@@ -74,10 +74,17 @@ _LAYERS: dict[str, dict[str, Field]] = {
         "y_field": Field(str, required=False, default="y"),
     },
     "boulevards": {**_COMMON, "format": Field(str, choices=("toml",))},
+    "surface": {
+        **_COMMON,
+        "format": Field(str, choices=("3dtiles",)),
+        # tiles are refined while their geometric error exceeds this (m); default the cell size
+        "max_error": Field(float, required=False, check=lambda v: None if v >= 0 else ">= 0"),
+    },
 }
 # A pack without these simply has no parking sensors, no trees or no boulevard cross-sections; blocks
-# are only what procedural footprints are generated from, so a pack with official buildings needs none.
-_OPTIONAL_LAYERS = ("parking", "trees", "boulevards", "blocks")
+# are only what procedural footprints are generated from, so a pack with official buildings needs none;
+# a surface (a 3D Tiles mesh of the city) replaces the footprints' heights by the mesh's.
+_OPTIONAL_LAYERS = ("parking", "trees", "boulevards", "blocks", "surface")
 
 _SCHEMA = {
     "pack": Field(
@@ -117,10 +124,14 @@ class Layer:
 
 def source_files(path: Path, fmt: str) -> list[Path]:
     """The files a layer path stands for, sorted: the file itself; for the citygml format also
-    every *.gml, *.xml, *.gml.gz in a folder (not its sub-folders) or matching a glob pattern.
+    every *.gml, *.xml, *.gml.gz in a folder (not its sub-folders) or matching a glob pattern; for
+    3dtiles every file in the tileset's folder (its contents change the surface as its JSON does).
     Empty when there is none."""
     if fmt == "raster" and path.suffix.lower() == ".vrt" and path.is_file():
         return [path, *_vrt_sources(path)]
+    if fmt == "3dtiles" and path.exists():  # the tileset's folder: its JSON and every content
+        folder = path if path.is_dir() else path.parent
+        return sorted(p for p in folder.rglob("*") if p.is_file())
     if fmt != "citygml" or path.is_file():
         return [path] if path.exists() else []
     if path.is_dir():

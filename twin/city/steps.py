@@ -6,6 +6,8 @@ They know nothing of the domains that use them; `twin.app.steps` adds the steps 
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import shapely
 
@@ -19,6 +21,7 @@ from twin.city.buildings import (
     build_buildings,
 )
 from twin.city.catalogue import read_stations, read_wells
+from twin.city.dsm import SURFACE, SurfaceReader
 from twin.city.streets import build_streets
 from twin.city.surface import build_landcover, build_terrain
 from twin.city.trees import build_trees
@@ -37,9 +40,10 @@ def build_sensor_catalogue(ctx: StepContext) -> None:
         write_gpkg(out, layer, ctx.pack.crs, points, fields)
 
 
-def city_steps() -> list[Step]:
+def city_steps(surface_reader: SurfaceReader | None = None) -> list[Step]:
     """The build steps of the city's own products (terrain, land cover, streets, boulevards,
-    buildings, trees, sensors)."""
+    buildings and the surface model, trees, sensors). `surface_reader` rasterizes a pack's surface
+    layer (twin.tiles.rasterize.surface_on_grid; a pack with that layer needs it)."""
     return [
         Step(
             "terrain",
@@ -81,10 +85,12 @@ def city_steps() -> list[Step]:
         ),
         Step(
             "building_rasters",
-            build_building_rasters,
-            outputs=("building_height.tif", "building_id.tif"),
-            after=("buildings",),
-            doc="building height and id rasters",
+            partial(build_building_rasters, surface_reader=surface_reader),
+            outputs=("building_height.tif", "building_id.tif", SURFACE),
+            sources=("surface",),  # optional: a 3D Tiles mesh whose heights replace the footprints'
+            after=("buildings", "terrain"),
+            version=2,
+            doc="building height and id rasters, the surface model (from the surface layer if any)",
         ),
         Step(
             "trees",

@@ -440,7 +440,9 @@ def build_setup(scenario: Scenario, *, pack: Path | None = None, build_dir: Path
     products = (build_dir or scenario.resolve(cfg["scenario"]["build_dir"])) / data_pack.name
     grid = _grid(scenario, data_pack)
     clock = scenario.clock(end)
-    run_build(data_pack, city_steps(), products,
+    from twin.tiles.rasterize import surface_on_grid  # a pack's surface layer (3D Tiles)
+
+    run_build(data_pack, city_steps(surface_on_grid), products,
               only=["terrain", "landcover", "streets", "building_rasters", "trees"],
               progress=progress.stage)  # fmt: skip
 

@@ -493,6 +493,38 @@ def _tables(content) -> list[dict]:
 
 
 # ---------------------------------------------------------------- GeoTIFFs
+def write_band(path: Path, array: np.ndarray, transform, crs: str, nodata) -> None:
+    """One tiled, deflate-compressed GeoTIFF band (the pack's rasters are written alike)."""
+    import rasterio
+
+    profile = {"driver": "GTiff", "width": array.shape[1], "height": array.shape[0], "count": 1,
+               "dtype": array.dtype.name, "crs": crs, "transform": transform, "nodata": nodata,
+               "compress": "deflate", "tiled": True, "blockxsize": 256, "blockysize": 256}  # fmt: skip
+    if array.dtype.kind == "f":
+        profile["predictor"] = 3
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(array, 1)
+
+
+def surface_on_grid(
+    location: str | Path,
+    extent: Sequence[float],
+    resolution: float,
+    crs: str = CRS_PLANAR,
+    *,
+    max_error: float | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> np.ndarray:
+    """The highest surface of a tileset on a grid (rows from the north), NaN where no tile covers
+    a cell: what a data build reads a pack's surface layer with."""
+    r = rasterize_tileset(location, resolution, extent=extent, crs=crs, max_error=max_error,
+                          features=False)  # fmt: skip
+    if progress is not None:
+        covered = float((r.count > 0).mean())
+        progress(f"surface: {len(r.tiles)} tiles, {r.triangles:,} triangles, {covered:.1%} covered")
+    return np.where(r.count > 0, r.top.astype(np.float64), np.nan)
+
+
 def write_rasters(
     result: SurfaceRasters,
     surface: str | Path,
@@ -504,8 +536,6 @@ def write_rasters(
     """Write the DSM (and the optional rasters) as GeoTIFFs; the feature-id raster gets a JSON
     beside it (same name, .json) listing each value's property table and id."""
     import json
-
-    from twin.city.raster import write_band
 
     g = result.grid
     written = []
@@ -521,7 +551,7 @@ def write_rasters(
             raise DataError(f"{path}: no feature ids were drawn (features=False)")
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_band(path, array, g.transform, g.crs, nodata=nodata)
+        write_band(path, array, g.transform, g.crs, nodata)
         written.append(path)
     if feature_ids is not None:
         side = Path(feature_ids).with_suffix(".json")
