@@ -25,7 +25,17 @@ from pathlib import Path
 from common import FLOORS, FloorsError, Row, load_floors, problems, read_rows, table, to_json
 
 HERE = Path(__file__).resolve().parent
-BENCHES = ("citygml", "coupled", "groundwater", "heat", "scenes", "sensors", "tiles", "traffic")
+BENCHES = (
+    "citygml",
+    "coupled",
+    "groundwater",
+    "heat",
+    "rasterize",
+    "scenes",
+    "sensors",
+    "tiles",
+    "traffic",
+)
 
 
 def run_one(name: str, full: bool, timeout: float) -> tuple[list[Row], float]:
