@@ -244,3 +244,25 @@ def test_shared_edges_count_once() -> None:
     assert 9 + 6 <= count.sum() <= 9 + 6 + 4  # of the square's own sides, two opposite ones own
     rr, cc = np.nonzero(count)
     np.testing.assert_allclose(top[rr, cc], 1.0 + 0.25 * (cc - 0.0) + 0.25 * (rr - 0.0))
+
+
+@pytest.mark.parametrize("size_m", [150.0, 1500.0, 12000.0])
+def test_fitted_mapping_matches_pyproj(size_m: float) -> None:
+    """The cubic a content's vertices are mapped through is within 1 mm of pyproj (tile sizes from a
+    leaf to the Krefeld root), also in another CRS."""
+    from twin.geo import utm_to_ecef
+    from twin.tiles.rasterize import fast_ecef_to_grid_crs
+
+    rng = np.random.default_rng(5)
+    n = 20_000
+    x, y = 330000 + rng.uniform(0, size_m, n), 5689000 + rng.uniform(0, size_m, n)
+    heights = rng.uniform(20, 150, n)
+    xyz = np.stack(utm_to_ecef(x, y, heights), axis=1)
+    for crs in ("EPSG:25832", "EPSG:3035"):
+        fast = np.stack(fast_ecef_to_grid_crs(xyz, crs), axis=1)
+        exact = np.stack(ecef_to_grid_crs(xyz, crs), axis=1)
+        assert np.abs(fast - exact).max() < 1e-3
+    # in the pack CRS the points come back where they were made, heights in DHHN2016
+    back = fast_ecef_to_grid_crs(xyz, "EPSG:25832")
+    for got, want in zip(back, (x, y, heights), strict=True):
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-3)

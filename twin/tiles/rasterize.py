@@ -43,7 +43,7 @@ from twin.tiles.traverse import select_by_region
 NODATA = -9999.0  # height rasters' nodata: cells no surface covers
 MIN_UP = 0.05  # |normal_z| below which a triangle counts as a wall (steeper than 87 degrees)
 NEAR_M = 1e-3  # a centre this close to a triangle fills a crack no triangle holds it in
-MAX_CELLS = 400_000_000  # ~6 GB of rasters; beyond this a smaller extent or a coarser grid is asked
+MAX_CELLS = 100_000_000  # 48 bytes a cell while drawing (~5 GB); beyond, a smaller grid is asked
 
 
 # ---------------------------------------------------------------- the grid
