@@ -151,7 +151,7 @@ def changed(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.abs(a.astype(int) - b.astype(int)).max(axis=2) > 24
 
 
-def test_loads_without_errors_from_loopback_only(page) -> None:
+def test_loads_without_errors_from_loopback_only(page, site) -> None:
     browser, state = page
     assert state["tilesLoaded"] is True
     assert state["errors"] == [] and browser.console_errors == []
@@ -161,6 +161,9 @@ def test_loads_without_errors_from_loopback_only(page) -> None:
     assert any(p.startswith("/tiles/content/") and p.endswith(".glb") for p in paths)
     assert VEHICLES_URL in paths
     assert_loopback_only(browser.requests)
+    doc = json.loads((site["tiles"] / "tileset.json").read_text("utf-8"))
+    if str(doc["extras"].get("textures", "")).startswith("KTX2"):  # drawn through KTX2Loader
+        assert "/viewer/vendor/three/addons/libs/basis/basis_transcoder.wasm" in paths
 
 
 def assert_loopback_only(requests: list[str]) -> None:
