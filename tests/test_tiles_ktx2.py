@@ -266,3 +266,27 @@ def test_scene_glb_has_ktx2_with_png_fallback(tmp_path):
     assert res["errors"] == 0 and res["warnings"] == 0, res["messages"]
     plain, _ = encode_scene(scene, ktx2=False)
     assert b"image/ktx2" not in plain and len(plain) < len(data)
+
+
+def test_build_step_texture_choice(monkeypatch, tmp_path):
+    """$TWIN_TILE_TEXTURES picks the textures; each choice (and a missing encoder) is its own step
+    version, so a change rebuilds the tileset; a bad value is refused naming the choices."""
+    from twin.citytiles.step import TEXTURES_ENV, texture_options, tiles_step
+    from twin.errors import ConfigError
+
+    versions = {}
+    for value in ("jpeg", "png", "ktx2-uastc"):
+        monkeypatch.setenv(TEXTURES_ENV, value)
+        versions[value] = tiles_step().version
+    opts, _ = texture_options()
+    assert opts.ktx2_codec == "uastc"
+    monkeypatch.setenv(TEXTURES_ENV, "png")
+    opts, _ = texture_options()
+    assert not opts.ktx2 and opts.ground_format == "png"
+    monkeypatch.setenv(TEXTURES_ENV, "ktx2")
+    monkeypatch.setenv(BASISU_ENV, str(tmp_path / "no-such-basisu"))
+    versions["ktx2 without encoder"] = tiles_step().version
+    assert len(set(versions.values())) == len(versions)
+    monkeypatch.setenv(TEXTURES_ENV, "webp")
+    with pytest.raises(ConfigError, match="TWIN_TILE_TEXTURES.*ktx2, ktx2-uastc"):
+        texture_options()
