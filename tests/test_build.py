@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ import pytest
 import rasterio
 
 from twin.app.steps import build_steps
-from twin.city.build import BuildError, read_manifest, run_build
+from twin.city.build import BuildError, Step, read_manifest, run_build
 from twin.city.buildings import read_buildings
 from twin.city.pack import load_pack
 from twin.errors import DataError
@@ -137,3 +138,46 @@ def test_unknown_step_and_only(mini_pack: Path, tmp_path: Path):
         run_build(pack, build_steps(), tmp_path / "b", only=["roofs"])
     done = run_build(pack, build_steps(), tmp_path / "b", only=["building_rasters"])
     assert [r.name for r in done] == ["terrain", "buildings", "building_rasters"]
+
+
+def test_two_builds_of_one_folder_run_the_step_once(mini_pack: Path, tmp_path: Path):
+    """A second build of the same folder waits for the first (the folder's lock), then finds the
+    step up to date instead of writing the same partial outputs beside it."""
+    started, release, runs = threading.Event(), threading.Event(), []
+
+    def slow(ctx) -> None:
+        runs.append(1)
+        started.set()
+        assert release.wait(120)
+        ctx.out("slow.txt").write_text("made once\n")
+
+    steps = [Step("slow", slow, outputs=("slow.txt",))]
+    pack, out = load_pack(mini_pack), tmp_path / "build"
+    said: list[str] = []
+    results: dict[str, list] = {}
+
+    def first() -> None:
+        results["first"] = run_build(pack, steps, out)
+
+    def second() -> None:
+        results["second"] = run_build(pack, steps, out, progress=said.append)
+
+    a, b = threading.Thread(target=first), threading.Thread(target=second)
+    a.start()
+    try:
+        assert started.wait(120)
+        b.start()
+        for _ in range(1200):  # the second build reports that it waits (up to 120 s)
+            if any("waiting for another build" in s for s in said):
+                break
+            threading.Event().wait(0.1)
+        assert any("waiting for another build" in s for s in said), said
+    finally:
+        release.set()
+        a.join(120)
+        if b.ident is not None:  # started
+            b.join(120)
+    assert runs == [1]
+    assert [r.status for r in results["first"]] == ["built"]
+    assert [r.status for r in results["second"]] == ["cached"]
+    assert (out / "slow.txt").read_text() == "made once\n"

@@ -9,12 +9,14 @@ succeeded, so an interrupted or failed build never leaves half-written products 
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,6 +27,7 @@ from twin.errors import TwinError
 from twin.progress import Progress, as_progress
 
 MANIFEST = "manifest.json"
+LOCK = ".lock"  # held (flock) while a build runs in the folder
 
 
 class BuildError(TwinError):
@@ -197,6 +200,31 @@ def run_build(
             raise BuildError(f"unknown build step(s) {', '.join(sorted(unknown))}; known: {names}")
         ordered = [s for s in ordered if s.name in wanted or _needed_by(s, wanted, ordered)]
     build_dir.mkdir(parents=True, exist_ok=True)
+    with _build_lock(build_dir, progress):
+        return _run_ordered(pack, ordered, build_dir, force, progress)
+
+
+@contextlib.contextmanager
+def _build_lock(build_dir: Path, progress: Progress) -> Iterator[None]:
+    """Hold the build folder's lock: a second build of the same folder (another `twin data build`,
+    a test's fixture) waits for the first, then finds its steps up to date, instead of both writing
+    the same partial outputs. The lock is the OS's (flock), so a killed build leaves none behind."""
+    with (build_dir / LOCK).open("a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            progress.stage(f"waiting for another build of {build_dir}")
+            fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _run_ordered(
+    pack: DataPack, ordered: list[Step], build_dir: Path, force: bool, progress: Progress
+) -> list[StepResult]:
+    """run_build's work, under the build folder's lock."""
     manifest = read_manifest(build_dir)
     old_sources = manifest.get("sources", {})
     sources: dict[str, Any] = {}
