@@ -66,6 +66,22 @@ def test_kernel_matches_numpy_reference() -> None:
         np.testing.assert_allclose(a[k], b[k], rtol=1e-11, atol=1e-9, err_msg=k)
 
 
+def test_kernel_with_fixed_resistance_terms_matches_the_reference() -> None:
+    """The model's form: the resistance's fixed parts precomputed once (resistance_terms) give the
+    reference's fluxes to 1e-9 W m-2 (relative 1e-11); misshapen terms are refused by name."""
+    case = _random_case(np.random.default_rng(5), shape=(17, 11))
+    args, kw = _unpack(case)
+    f = case["fractions"]
+    terms = energy.resistance_terms(kw["measurement_height"], kw["displacement_height"],
+                                    kw["roughness_length"], f[2] + f[3])  # fmt: skip
+    a = energy.energy_balance(*args, **kw, resistance=terms)
+    b = energy.energy_balance_reference(*args, **kw)
+    for k in ("storage", "ground", "sensible", "latent"):
+        np.testing.assert_allclose(a[k], b[k], rtol=1e-11, atol=1e-9, err_msg=k)
+    with pytest.raises(DataError, match="resistance term C"):
+        energy.energy_balance(*args, **kw, resistance=(terms[0], terms[1][:3]))
+
+
 def test_kernel_matches_reference_on_sparse_covers_and_partial_fields() -> None:
     """Cells of one or two covers (shares exactly 0 and 1, as the pack's classes give), fields per
     row, per column or of one value: kernel and reference agree to 1e-9 W m-2 (relative 1e-11)."""

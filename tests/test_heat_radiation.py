@@ -238,7 +238,8 @@ def test_utci_vectorised_matches_pythermalcomfort_and_handles_its_range():
     tr = np.array([[25.0, 60.0], [5.0, 40.0]])
     out = comfort.utci(ta, tr, 2.0, 50.0)
     expected = pt_utci(tdb=ta.ravel(), tr=tr.ravel(), v=2.0, rh=50.0, round_output=False).utci
-    np.testing.assert_allclose(out.ravel(), expected, rtol=1e-12)
+    # the kernel evaluates pythermalcomfort's polynomial with coefficients fitted to it: 1e-9 K
+    np.testing.assert_allclose(out.ravel(), expected, rtol=0, atol=1e-9)
     assert comfort.utci(25, 25, 1.0, 50) == pytest.approx(24.6, abs=0.05)  # its documented value
     # calm wind counts as 0.5 m/s, the polynomial's lower limit
     assert comfort.utci(30, 50, 0.1, 50) == pytest.approx(comfort.utci(30, 50, 0.5, 50))
@@ -248,3 +249,37 @@ def test_utci_vectorised_matches_pythermalcomfort_and_handles_its_range():
     clipped = comfort.utci(30.0, 110.0, 1.0, 50.0, clip=True)
     assert clipped == pytest.approx(comfort.utci(30.0, 100.0, 1.0, 50.0))
     assert np.isfinite(comfort.utci(55.0, 55.0, 1.0, 50.0, clip=True))
+
+
+@pytest.mark.parametrize("clip", [False, True])
+def test_utci_kernel_matches_pythermalcomfort_over_and_beyond_its_range(clip: bool):
+    """The numba kernel against pythermalcomfort's own function on 200 000 random cells, a third of
+    them outside the valid range, some NaN: the same values to 1e-9 K, NaN in the same cells (with
+    ``clip``, except cells clipped onto a range limit, where pythermalcomfort's own Tmrt - Ta can
+    round to just outside it)."""
+    rng = np.random.default_rng(7)
+    n = 200_000
+    ta, v, rh = rng.uniform(-60, 60, n), rng.uniform(0, 20, n), rng.uniform(-5, 105, n)
+    tr = ta + rng.uniform(-40, 80, n)
+    for a, k in ((ta, 0), (tr, 1), (v, 2), (rh, 3)):
+        a[k::997] = np.nan
+    ours = comfort.utci(ta, tr, v, rh, clip=clip)
+    ref = comfort.utci_reference(ta, tr, v, rh, clip=clip)
+    both = np.isfinite(ours) & np.isfinite(ref)
+    assert both.mean() > (0.95 if clip else 0.6)
+    np.testing.assert_allclose(ours[both], ref[both], rtol=0, atol=1e-9)
+    differ = np.isnan(ours) != np.isnan(ref)
+    if clip:
+        on_limit = np.isclose(tr - ta, TMRT_LIMITS[0]) | np.isclose(tr - ta, TMRT_LIMITS[1])
+        on_limit |= (tr - ta < TMRT_LIMITS[0]) | (tr - ta > TMRT_LIMITS[1])
+        assert not (differ & ~on_limit).any()
+        assert not (np.isnan(ours) & np.isfinite(ta) & np.isfinite(tr) & np.isfinite(v)
+                    & np.isfinite(rh)).any()  # fmt: skip
+    else:
+        assert not differ.any()
+    # an all-NaN or empty input is no error
+    assert np.isnan(comfort.utci(np.nan, np.nan, 1.0, 50.0))
+    assert comfort.utci(np.empty((0, 3)), np.empty((0, 3)), 1.0, 50.0).shape == (0, 3)
+
+
+TMRT_LIMITS = comfort.TMRT_MINUS_TAIR_RANGE

@@ -53,8 +53,9 @@ def _pow(x: float, y: float) -> float:
 
 @njit(cache=True, parallel=True, fastmath=_FAST, error_model="numpy")
 def _balance_kernel(q, dq, qf, frac, ta, rh, u, kd, w, p, z, zd, z0, st, a1, a2, a3, lai, lmax, gmx,
-                    cond, out_s, out_g, out_h, out_e):  # fmt: skip
-    """All cells in one pass (flat arrays); a field of one value has stride ``st[k]`` 0."""
+                    cond, terms, lmv, cv, out_s, out_g, out_h, out_e):  # fmt: skip
+    """All cells in one pass (flat arrays); a field of one value has stride ``st[k]`` 0. With
+    ``terms`` the resistance's fixed parts come from ``lmv``, ``cv`` (see resistance_terms)."""
     n = out_s.size
     s_q, s_dq, s_qf, s_ta, s_rh, s_u = st[0], st[1], st[2], st[3], st[4], st[5]
     s_kd, s_w, s_p, s_z, s_zd, s_z0 = st[6], st[7], st[8], st[9], st[10], st[11]
@@ -94,14 +95,18 @@ def _balance_kernel(q, dq, qf, frac, ta, rh, u, kd, w, p, z, zd, z0, st, a1, a2,
         gamma = CP_AIR * pi / (0.622 * lv)
         rho = pi * 100.0 / (R_DRY * (t + 273.15))
         # aerodynamic resistance: ln(zzd / z0h) = ln(zzd / z0m) - 2 + (1.2 - 0.9 veg^0.29) Re*^0.25
-        veg = f2 + f3
-        z0m = z0[ii * s_z0]
-        zzd = max(z[ii * s_z] - zd[ii * s_zd], 2.0 * z0m)
         ui = max(u[ii * s_u], 0.1)
-        lm = math.log(zzd / z0m)
-        re = (KARMAN / NU_AIR) * ui * z0m / lm
-        vp = 1.0 if veg == 1.0 else _pow(veg, 0.29)
-        ra = lm * (lm - 2.0 + (1.2 - 0.9 * vp) * math.sqrt(math.sqrt(re))) / (kk * ui)
+        if terms:  # the parts fixed for a run given: a log and a power fewer per cell and step
+            lm = lmv[ii]
+            ra = lm * (lm - 2.0 + cv[ii] * math.sqrt(math.sqrt(ui))) / (kk * ui)
+        else:
+            veg = f2 + f3
+            z0m = z0[ii * s_z0]
+            zzd = max(z[ii * s_z] - zd[ii * s_zd], 2.0 * z0m)
+            lm = math.log(zzd / z0m)
+            re = (KARMAN / NU_AIR) * ui * z0m / lm
+            vp = 1.0 if veg == 1.0 else _pow(veg, 0.29)
+            ra = lm * (lm - 2.0 + (1.2 - 0.9 * vp) * math.sqrt(math.sqrt(re))) / (kk * ui)
         ra = min(max(ra, RA_MIN), RA_MAX)
         inv_ra = 1.0 / ra
         g1000 = gamma * 1000.0 * inv_ra  # gamma r_s / r_a = g1000 / g_s, g_s in mm s-1
@@ -214,6 +219,7 @@ def energy_balance(
     roughness_length: np.ndarray | float = 0.5,
     parameters: Mapping[str, Mapping[str, float]] = PARAMETERS,
     conductance: Mapping[str, float] = CONDUCTANCE,
+    resistance: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
     """Storage, ground, sensible and latent heat (W m-2, (ny, nx)) of each cell; numba, threaded.
 
@@ -223,6 +229,8 @@ def energy_balance(
     incoming shortwave for the stomatal response (estimated from Q* when not given). Wind speed
     at ``measurement_height`` above ground; ``displacement_height`` and ``roughness_length`` of
     the cell (``surface.roughness``). Closure: q_star + qf = storage + ground + sensible + latent.
+    ``resistance``: :func:`resistance_terms` of those heights and the cells' vegetation (grass +
+    trees), fixed for a run: the same resistance, computed with less work per step.
     """
     q = np.asarray(q_star, dtype=np.float64)
     if q.ndim != 2:
@@ -249,15 +257,31 @@ def energy_balance(
     out = {k: np.empty(shape) for k in ("storage", "ground", "sensible", "latent")}
     # threads take blocks of cells as they become free (a busy core does not hold up the rest)
     kernel = _balance_kernel if q.size >= _CHUNK else _balance_serial
+    lmv, cv = (
+        (np.zeros(1), np.zeros(1)) if resistance is None else _resistance_flat(resistance, shape)
+    )
     old = set_parallel_chunksize(_CHUNK)
     try:
         kernel(qa, dq, qfa, f.reshape(len(COVERS), -1), ta, rh, u, kd, w, p, z, zd,
                         z0, np.array(st, dtype=np.int64), t["a1"], t["a2"], t["a3"], t["lai"],
-                        t["lai_max"], t["g_max"], cond, out["storage"].reshape(-1),
+                        t["lai_max"], t["g_max"], cond, resistance is not None, lmv, cv,
+                        out["storage"].reshape(-1),
                         out["ground"].reshape(-1), out["sensible"].reshape(-1),
                         out["latent"].reshape(-1))  # fmt: skip
     finally:
         set_parallel_chunksize(old)
+    return out
+
+
+def _resistance_flat(terms: tuple[np.ndarray, np.ndarray], shape: tuple[int, int]):
+    """The two fields of :func:`resistance_terms` as flat float64 arrays of the grid."""
+    out = []
+    for a, name in zip(terms, ("L", "C"), strict=True):
+        a = np.asarray(a, dtype=np.float64)
+        if a.shape != shape:
+            raise DataError(f"energy_balance: resistance term {name} has shape {a.shape}: "
+                            f"expected {shape}")  # fmt: skip
+        out.append(np.ascontiguousarray(a).reshape(-1))
     return out
 
 
@@ -278,8 +302,10 @@ def energy_balance_reference(
     roughness_length: np.ndarray | float = 0.5,
     parameters: Mapping[str, Mapping[str, float]] = PARAMETERS,
     conductance: Mapping[str, float] = CONDUCTANCE,
+    resistance: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
-    """``energy_balance`` written with whole-array NumPy operations, for the tests."""
+    """``energy_balance`` written with whole-array NumPy operations, for the tests (``resistance``
+    is accepted and not used: the reference computes the resistance from the heights)."""
     shape, f, fl, t, cond = _inputs(q_star, dq_star_dt, qf, fractions, t_air_c, rh_percent,
                                     wind_speed, water_availability, k_down, pressure_hpa,
                                     measurement_height, displacement_height, roughness_length,

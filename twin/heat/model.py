@@ -298,7 +298,7 @@ class HeatModel(CoreModel):
         eb = self.k.energy(q_star, dq, qf, self.fractions, self.t_air, rh, ws, self._water,
                             k_down=rad["k_down"], pressure_hpa=float(met["pressure_hpa"]),
                             measurement_height=self.z_wind, displacement_height=self.zd,
-                            roughness_length=self.z0)  # fmt: skip
+                            roughness_length=self.z0, resistance=self._resistance)  # fmt: skip
         self.fluxes = {k: np.asarray(eb[k], dtype=float) for k in self.fluxes}
         qh_ref = self._rural_sensible(dni, dif, l_sky, alt, t_bg, rh, ws, dt)
         self._timing("energy", t0)
@@ -413,8 +413,6 @@ class HeatModel(CoreModel):
     def _comfort(self, dni: float, dif: float, l_sky: float, alt: float, sunlit: np.ndarray,
                  rh: float, ws: float) -> None:  # fmt: skip
         """Mean radiant temperature and UTCI at street level (1.1 m) on the open cells."""
-        from twin.heat.comfort import utci
-
         t0 = time.perf_counter()
         tmrt = np.asarray(self.k.tmrt(dni, dif, l_sky, alt, sunlit, self.svf,
                                                    float(self.t_air.mean()), self.t_surface,
@@ -424,7 +422,7 @@ class HeatModel(CoreModel):
         self._timing("tmrt", t0)
         t0 = time.perf_counter()
         # UTCI is defined with the wind 10 m above ground, as the forcing gives it
-        self.utci = np.asarray(utci(self.t_air, self.tmrt, ws, rh), dtype=float)
+        self.utci = np.asarray(self.k.utci(self.t_air, self.tmrt, ws, rh), dtype=float)
         self.utci = np.where(self.building, np.nan, self.utci)
         self._timing("utci", t0)
         self._comfort_fresh = True
@@ -474,7 +472,7 @@ def kernels(reference: bool = False) -> SimpleNamespace:
     """The model's numerical kernels: the numba ones, or (``reference``) the plain NumPy
     references of the same equations, which the tests compare them with and the benchmark
     times them against."""
-    from twin.heat import air, energy, radiation, shadow
+    from twin.heat import air, comfort, energy, radiation, shadow
 
     if reference:
         return SimpleNamespace(shadow=shadow.shadow_mask_reference,
@@ -483,12 +481,13 @@ def kernels(reference: bool = False) -> SimpleNamespace:
                                energy=energy.energy_balance_reference,
                                air=air.step_air_reference,
                                tmrt=radiation.mean_radiant_temperature_reference,
-                               surface=energy.surface_temperature_implicit_reference)  # fmt: skip
+                               surface=energy.surface_temperature_implicit_reference,
+                               utci=comfort.utci_reference)  # fmt: skip
     return SimpleNamespace(shadow=shadow.shadow_mask, svf=shadow.sky_view_factor,
                            net_radiation=radiation.surface_net_radiation,
                            energy=energy.energy_balance, air=air.step_air,
                            tmrt=radiation.mean_radiant_temperature,
-                           surface=energy.surface_temperature_implicit)  # fmt: skip
+                           surface=energy.surface_temperature_implicit, utci=comfort.utci)  # fmt: skip
 
 
 def _trend_state(key: str, trend: Any) -> dict[str, Any]:
