@@ -268,25 +268,34 @@ def test_scene_glb_has_ktx2_with_png_fallback(tmp_path):
     assert b"image/ktx2" not in plain and len(plain) < len(data)
 
 
-def test_build_step_texture_choice(monkeypatch, tmp_path):
-    """$TWIN_TILE_TEXTURES picks the textures; each choice (and a missing encoder) is its own step
-    version, so a change rebuilds the tileset; a bad value is refused naming the choices."""
-    from twin.citytiles.step import TEXTURES_ENV, texture_options, tiles_step
+def test_pack_setting_chooses_the_textures(monkeypatch, tmp_path):
+    """`[pack] tile_textures` picks the textures and is part of the tiles step's cache key (and a
+    missing encoder of its version), so a change rebuilds the tileset; a bad value is refused
+    naming the file, the key and the choices."""
+    from twin.city.build import _key
+    from twin.city.pack import TILE_TEXTURES
+    from twin.citytiles.step import TEXTURE_CHOICES, texture_options, tiles_step
     from twin.errors import ConfigError
 
-    versions = {}
-    for value in ("jpeg", "png", "ktx2-uastc"):
-        monkeypatch.setenv(TEXTURES_ENV, value)
-        versions[value] = tiles_step().version
-    opts, _ = texture_options()
-    assert opts.ktx2_codec == "uastc"
-    monkeypatch.setenv(TEXTURES_ENV, "png")
-    opts, _ = texture_options()
-    assert not opts.ktx2 and opts.ground_format == "png"
-    monkeypatch.setenv(TEXTURES_ENV, "ktx2")
+    assert tuple(TEXTURE_CHOICES) == TILE_TEXTURES  # the schema offers what the step writes
+    toml = write_mini_pack(tmp_path / "pack")
+    text = toml.read_text(encoding="utf-8")
+    assert load_pack(toml).tile_textures == "ktx2"  # the default
+    step = tiles_step()
+    keys = {}
+    for value in TILE_TEXTURES:
+        toml.write_text(text.replace("[pack]\n", f'[pack]\ntile_textures = "{value}"\n', 1))
+        pack = load_pack(toml)
+        assert pack.tile_textures == value
+        keys[value] = _key(pack.config_of(*step.sources, settings=step.settings))
+    assert len(set(keys.values())) == len(TILE_TEXTURES)
+    assert texture_options("ktx2-uastc").ktx2_codec == "uastc"
+    png = texture_options("png")
+    assert not png.ktx2 and png.ground_format == "png"
+    assert texture_options("ktx2-only").ktx2_fallback is False
+    with_encoder = step.version
     monkeypatch.setenv(BASISU_ENV, str(tmp_path / "no-such-basisu"))
-    versions["ktx2 without encoder"] = tiles_step().version
-    assert len(set(versions.values())) == len(versions)
-    monkeypatch.setenv(TEXTURES_ENV, "webp")
-    with pytest.raises(ConfigError, match="TWIN_TILE_TEXTURES.*ktx2, ktx2-uastc"):
-        texture_options()
+    assert tiles_step().version != with_encoder
+    toml.write_text(text.replace("[pack]\n", '[pack]\ntile_textures = "webp"\n', 1))
+    with pytest.raises(ConfigError, match=r"pack.toml: 'pack.tile_textures'.*ktx2.*png"):
+        load_pack(toml)

@@ -45,6 +45,7 @@ class Step:
     after: tuple[str, ...] = ()
     version: int = 1
     doc: str = ""
+    settings: tuple[str, ...] = ()  # `[pack]` settings the step reads (part of its cache key)
 
 
 @dataclass
@@ -243,7 +244,7 @@ def _run_ordered(
         payload = {
             "step": step.name,
             "version": step.version,
-            "config": pack.config_of(*step.sources),
+            "config": pack.config_of(*step.sources, settings=step.settings),
             "sources": {
                 n: [sources[n]["sha256"], sources[n]["mtime_ns"]] if n in sources else None
                 for n in step.sources

@@ -86,6 +86,10 @@ _LAYERS: dict[str, dict[str, Field]] = {
 # a surface (a 3D Tiles mesh of the city) replaces the footprints' heights by the mesh's.
 _OPTIONAL_LAYERS = ("parking", "trees", "boulevards", "blocks", "surface")
 
+# Texture formats of the tileset the build writes ([pack] tile_textures): KTX2 (Basis Universal
+# ETC1S, or UASTC) with a JPEG/PNG fallback, KTX2 alone, or JPEG/PNG alone
+TILE_TEXTURES = ("ktx2", "ktx2-uastc", "ktx2-only", "jpeg", "png")
+
 _SCHEMA = {
     "pack": Field(
         schema={
@@ -94,6 +98,13 @@ _SCHEMA = {
             "crs": Field(str, choices=("EPSG:25832",)),
             "extent": Field(list, check=numbers(4), doc="[xmin, ymin, xmax, ymax] in metres"),
             "resolution": Field(float, check=positive, doc="cell size of raster products in m"),
+            "tile_textures": Field(
+                str,
+                required=False,
+                default="ktx2",
+                choices=TILE_TEXTURES,
+                doc="texture format of the built 3D Tiles city",
+            ),
         }
     ),
     "layers": Field(
@@ -172,6 +183,7 @@ class DataPack:
     extent: tuple[float, float, float, float]
     resolution: float
     layers: dict[str, Layer]
+    tile_textures: str = "ktx2"
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -185,13 +197,15 @@ class DataPack:
         xmin, ymin, xmax, ymax = self.extent
         return (xmax - xmin) * (ymax - ymin) / 1e6
 
-    def config_of(self, *names: str) -> dict[str, Any]:
-        """The parts of the pack a build step depends on (for cache keys)."""
+    def config_of(self, *names: str, settings: tuple[str, ...] = ()) -> dict[str, Any]:
+        """The parts of the pack a build step depends on (for cache keys): the grid, the named
+        layers' formats and options, and the named `[pack]` settings."""
         out: dict[str, Any] = {
             "crs": self.crs,
             "extent": self.extent,
             "resolution": self.resolution,
         }
+        out.update({s: getattr(self, s) for s in settings})
         for n in names:
             if n not in self.layers:
                 out[n] = None  # an optional layer the pack does not have
@@ -249,4 +263,5 @@ def load_pack(path: str | Path) -> DataPack:
         extent=(xmin, ymin, xmax, ymax),
         resolution=p["resolution"],
         layers=layers,
+        tile_textures=p["tile_textures"],
     )
