@@ -240,7 +240,11 @@ def _random_trips(
     ]  # fmt: skip
     if max_distance:
         args += ["--max-distance", f"{max_distance:g}"]
-    run_tool(args, what=f"randomTrips.py ({prefix})", cwd=work)
+    # a folder of its own: randomTrips writes its validated routes (routes.rou.xml) into the working
+    # folder, and the car and bike runs go side by side
+    cwd = work / prefix
+    cwd.mkdir(parents=True, exist_ok=True)
+    run_tool(args, what=f"randomTrips.py ({prefix})", cwd=cwd)
     return out.read_text(encoding="utf-8").count("<trip ")
 
 
