@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from conftest import REPO, SHARED_DATA
+from conftest import SHARED_DATA
 from rasterio.windows import from_bounds
 
 from twin.errors import DataError
@@ -26,18 +26,15 @@ from twin.tiles.rasterize import (
     write_rasters,
 )
 
-KREFELD = REPO / "build" / "krefeld"
 SAMPLES = SHARED_DATA / "3dtiles-samples"
 WINDOW = (330000.0, 5689000.0, 330500.0, 5689500.0)  # 500 m x 500 m of the centre
 TREE_WINDOW = (330000.0, 5690000.0, 330500.0, 5690500.0)  # north of it, with 340 trees
 
 
 @pytest.fixture(scope="module")
-def krefeld() -> Path:
-    """The built Krefeld products (tileset and rasters); skipped, naming it, when not built."""
-    if not (KREFELD / "tiles" / "tileset.json").exists():
-        pytest.skip("the Krefeld tileset build/krefeld/tiles is not built (`twin data build`)")
-    return KREFELD
+def krefeld(krefeld_build: Path) -> Path:
+    """The built Krefeld products (tileset and rasters), built by the session's fixture."""
+    return krefeld_build
 
 
 def _window(path: Path, dtype=np.float64, window: tuple = WINDOW) -> np.ndarray:
