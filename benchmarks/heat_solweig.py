@@ -109,7 +109,7 @@ def solweig_rows(short: bool) -> list[Row]:
         np.savez(inputs, dsm=dsm, dem=dem, canopy=canopy, cell=CELL, lat=LAT, lon=LON,
                  times=times, altitude=alt, azimuth=az, ghi=ghi, dni=dni, dhi=dhi, **met)  # fmt: skip
         proc = subprocess.run([str(REF_PYTHON), str(SCRIPT), str(inputs), str(outputs),
-                               "--repeat", str(repeat)], capture_output=True, text=True,
+                               "--repeat", str(repeat), "--anisotropic"], capture_output=True, text=True,
                               timeout=1800, env=dict(os.environ, SOLWEIG_NO_GPU="1"))  # fmt: skip
         if proc.returncode:
             why = (proc.stderr.strip().splitlines() or ["no output"])[-1][:200]
@@ -151,6 +151,11 @@ def solweig_rows(short: bool) -> list[Row]:
     )
     rows.append(Row(BENCH, "tmrt_step", UNIT, cells / t_step / 1e6, cells / t_ref_step / 1e6,
                     anchor))  # fmt: skip
+    t_aniso = float(ref["aniso_step_cpu_s"])
+    print(f"SOLWEIG's Tmrt step with its anisotropic sky: {t_aniso * 1e3:.1f} ms CPU "
+          f"({cells / t_aniso:,.0f} cell-steps per CPU s)")  # fmt: skip
+    # not a row of its own (ours has no anisotropic sky): bench_heat sets the whole step beside it
+    rows.append(Row(BENCH, "_tmrt_aniso", UNIT, None, cells / t_aniso / 1e6, anchor))
     t_ref_svf = float(ref["svf_cpu_s"])
     print(
         f"SVF: ours {t_svf:.2f} s CPU, SOLWEIG {t_ref_svf:.2f} s CPU (its preprocessing included)"

@@ -1,14 +1,16 @@
 """Run SOLWEIG (the `solweig` package, GPL-3.0) on the inputs of an .npz file; write its results.
 
 Runs in the reference environment only, as a separate process:
-    python solweig_run.py INPUT.npz OUTPUT.npz [--repeat N]
+    python solweig_run.py INPUT.npz OUTPUT.npz [--repeat N] [--anisotropic]
 INPUT holds dsm (surface height, m), dem (terrain, m), canopy (crown height above ground, m, may be
 all 0), cell (m), lat, lon, and per step: times (UTC unix s), altitude, azimuth (deg), ta (degC),
 rh (%), ghi, dni, dhi (W m-2), ws (m/s). The sun positions and the beam/diffuse split are given so
 that SOLWEIG works on the same inputs as our kernels. OUTPUT holds per step shadow, tmrt, kdown,
 kup, ldown, lup, the sky view factors svf (buildings) and svfbuveg (with crowns), and CPU seconds
 (time.process_time, all threads) of: the sky view factor, each bare shadow casting call
-(shadow_cpu_s) and each whole Tmrt step (step_cpu_s), the best of ``--repeat`` runs.
+(shadow_cpu_s) and each whole Tmrt step (step_cpu_s), the best of ``--repeat`` runs; with
+``--anisotropic`` also the last step with SOLWEIG's anisotropic sky (aniso_step_cpu_s; its sky
+view factor's shadow matrices come from the same compute_svf).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ def main() -> None:
     p.add_argument("input")
     p.add_argument("output")
     p.add_argument("--repeat", type=int, default=1)
+    p.add_argument("--anisotropic", action="store_true")
     a = p.parse_args()
     z = np.load(a.input)
     dsm = z["dsm"].astype(np.float32)
@@ -83,6 +86,11 @@ def main() -> None:
         for k in out:
             v = getattr(res, k)
             out[k].append(np.full(dsm.shape, np.nan, np.float32) if v is None else np.asarray(v))
+    aniso_cpu = np.inf
+    for _ in range(a.repeat if a.anisotropic else 0):  # the last step, anisotropic sky (Perez)
+        c = time.process_time()
+        _calculate_single(surface, location, weather, use_anisotropic_sky=True)
+        aniso_cpu = min(aniso_cpu, time.process_time() - c)
     svf = surface.auxiliary.svf
     np.savez_compressed(
         a.output,
@@ -92,6 +100,7 @@ def main() -> None:
         svf_cpu_s=svf_cpu,
         shadow_cpu_s=np.array(shadow_cpu),
         step_cpu_s=np.array(step_cpu),
+        aniso_step_cpu_s=aniso_cpu if a.anisotropic else np.nan,
     )
 
 
