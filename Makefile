@@ -85,17 +85,11 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# The suite in TEST_WORKERS processes (pytest-xdist), a test file per process at a time (its module
-# fixtures built once): most tests use one core, so two processes halve the suite on two cores.
-# TEST_WORKERS=0 runs it in this process alone.
-TEST_WORKERS ?= 2
-PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
-
 test: lint $(GLTF_VALIDATOR) $(BASISU) $(REF_STAMP) $(VIEWER_VENDOR)
-	$(PYTEST)
+	$(BIN)/python -m pytest
 
 test-all: lint $(GLTF_VALIDATOR) $(BASISU) $(REF_STAMP) $(VIEWER_VENDOR)
-	$(PYTEST) -m "slow or not slow"
+	$(BIN)/python -m pytest -m "slow or not slow"
 
 format: $(STAMP)
 	$(BIN)/ruff format .

@@ -16,6 +16,7 @@ import hashlib
 import json
 import math
 import re
+import shutil
 import sys
 from collections import Counter
 from collections.abc import Callable
@@ -917,18 +918,11 @@ def build_demand(
         routes[:0] = [f for _, f, _ in random.values()]  # in the order they always had
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-    _clean(work)
+    shutil.rmtree(work)  # the tools' intermediate files
     for f in routes:
         strip_comments(f)
     (out_dir / "demand.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", "utf-8")
     return Demand(out_dir, routes, [vtypes, stops_file], meta)
-
-
-def _clean(work: Path) -> None:
-    for p in work.iterdir():
-        if p.is_file():
-            p.unlink()
-    work.rmdir()
 
 
 def strip_comments(path: Path) -> None:
