@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from paho.mqtt.packettypes import PacketTypes
 from sensor_helpers import KREFELD_PARKING
 
 from twin.errors import ConfigError
@@ -173,3 +174,36 @@ def test_connect_subscribes_or_says_why_not(broker, setup):
     nobody = f"mqtt://127.0.0.1:{free_port()}"
     with pytest.raises(ConfigError, match="connection refused"):
         MqttIngest(nobody, ingestor, client_id="ingest-nobody").connect(60)
+
+
+def test_subscribed_means_the_broker_acknowledged_the_subscription():
+    """`wait_connected` (and `connect`, which the service's "subscribed" line follows) waits for
+    the SUBACK, not the CONNACK: a message published in between is not queued for a new session,
+    and was lost under load (5 of 120 in one run)."""
+    from types import SimpleNamespace
+
+    from paho.mqtt.reasoncodes import ReasonCode
+
+    sent = []
+
+    class Client:  # records the SUBSCRIBE instead of sending it
+        def subscribe(self, topics):
+            sent.append(topics)
+            return 0, 7
+
+    ing = MqttIngest("mqtt://127.0.0.1:1/", ingestor=None)  # type: ignore[arg-type]
+    ok = ReasonCode(PacketTypes.CONNACK, identifier=0)
+    ing._on_connect(Client(), None, SimpleNamespace(session_present=False), ok, None)
+    assert sent and all(q == 1 for _, q in sent[0])
+    assert not ing.wait_connected(0.01)  # connected, not yet subscribed
+    granted = [ReasonCode(PacketTypes.SUBACK, identifier=1)]
+    ing._on_subscribe(None, None, 6, granted, None)  # another SUBSCRIBE's answer
+    assert not ing.wait_connected(0.01)
+    ing._on_subscribe(None, None, 7, granted, None)
+    assert ing.wait_connected(0.01) and ing._refusal is None
+
+    refused = MqttIngest("mqtt://127.0.0.1:1/", ingestor=None)  # type: ignore[arg-type]
+    refused._on_connect(Client(), None, SimpleNamespace(session_present=False), ok, None)
+    refused._on_subscribe(None, None, 7, [ReasonCode(PacketTypes.SUBACK, identifier=0x80)], None)
+    assert not refused.wait_connected(0.01)
+    assert refused._answered.is_set() and "refused the subscription" in refused._refusal

@@ -114,7 +114,9 @@ class MqttIngest:
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.client.on_disconnect = self._on_disconnect
-        self.connected = threading.Event()
+        self.client.on_subscribe = self._on_subscribe
+        self._subscribe_mid: int | None = None
+        self.connected = threading.Event()  # subscribed: the broker acknowledged the SUBSCRIBE
         self._answered = threading.Event()  # the broker answered the first CONNECT
         self._refusal: str | None = None
         self.connections = 0
@@ -170,7 +172,19 @@ class MqttIngest:
         self.connections += 1
         self.session_present = bool(flags.session_present)
         # Subscribing again is harmless when the broker kept the session, and needed when it did not.
-        client.subscribe([(t, 1) for t in self.topics])
+        # Subscribed means the broker's SUBACK (_on_subscribe): a message published before the
+        # broker has the subscription of a new session is not queued for it, so it would be lost.
+        _, self._subscribe_mid = client.subscribe([(t, 1) for t in self.topics])
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        if mid != self._subscribe_mid:
+            return
+        refused = [str(rc) for rc in reason_codes if rc.is_failure]
+        if refused:
+            if not self.connected.is_set():
+                self._refusal = f"the broker refused the subscription: {', '.join(refused)}"
+                self._answered.set()
+            return
         self.connected.set()
         self._answered.set()
 
