@@ -207,3 +207,12 @@ def test_subscribed_means_the_broker_acknowledged_the_subscription():
     refused._on_subscribe(None, None, 7, [ReasonCode(PacketTypes.SUBACK, identifier=0x80)], None)
     assert not refused.wait_connected(0.01)
     assert refused._answered.is_set() and "refused the subscription" in refused._refusal
+
+
+def test_publisher_starts_on_a_live_connection(broker):
+    """The publisher returns from `with` once the broker has answered, so a stream published at
+    once goes out in order (queued before the CONNACK, paho sent it shuffled under load)."""
+    with MqttPublisher(broker.url) as pub:
+        assert pub.connected.is_set()
+        pub.publish("t/x", b"1")
+        assert pub.wait(30)

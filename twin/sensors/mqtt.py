@@ -212,8 +212,15 @@ class MqttPublisher:
     reconnect; completion is counted from the broker's PUBACKs.
     """
 
-    def __init__(self, url: str, client_id: str | None = None, max_inflight: int = 1000) -> None:
+    def __init__(
+        self,
+        url: str,
+        client_id: str | None = None,
+        max_inflight: int = 1000,
+        connect_wait_s: float = 30.0,
+    ) -> None:
         self.url = parse_mqtt_url(url)
+        self.connect_wait_s = connect_wait_s
         cid = client_id or f"twin-sensors-pub-{int(time.time() * 1e6) % 10**9}"
         self.client = make_client(
             cid, persistent=client_id is not None, manual_ack=False, url=self.url
@@ -221,6 +228,8 @@ class MqttPublisher:
         self.client.max_inflight_messages_set(max_inflight)
         self.client.max_queued_messages_set(0)
         self.client.on_publish = self._on_publish
+        self.client.on_connect = self._on_connect
+        self.connected = threading.Event()
         self.published = 0
         self.acknowledged = 0
         self._lock = threading.Lock()
@@ -229,9 +238,17 @@ class MqttPublisher:
         with self._lock:
             self.acknowledged += 1
 
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if not reason_code.is_failure:
+            self.connected.set()
+
     def __enter__(self) -> MqttPublisher:
+        """Connect and wait (up to `connect_wait_s`) for the broker's CONNACK: messages published
+        before it are queued in paho, which sent a long queue out of order once connected (seen
+        on a loaded machine), so a stream replayed at once would arrive shuffled."""
         self.client.connect_async(self.url.host, self.url.port, keepalive=30)
         self.client.loop_start()
+        self.connected.wait(self.connect_wait_s)
         return self
 
     def publish(self, topic: str, payload: bytes) -> None:
