@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -170,7 +171,7 @@ def test_two_builds_of_one_folder_run_the_step_once(mini_pack: Path, tmp_path: P
         for _ in range(1200):  # the second build reports that it waits (up to 120 s)
             if any("waiting for another build" in s for s in said):
                 break
-            threading.Event().wait(0.1)
+            time.sleep(0.1)
         assert any("waiting for another build" in s for s in said), said
     finally:
         release.set()

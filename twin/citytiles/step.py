@@ -26,9 +26,9 @@ TEXTURE_CHOICES = {  # [pack] tile_textures -> TilesetOptions fields
 }
 
 
-def texture_options(choice: str, base: TilesetOptions | None = None) -> TilesetOptions:
+def texture_options(choice: str) -> TilesetOptions:
     """The tileset options for a `[pack] tile_textures` value (validated by the pack's schema)."""
-    return replace(base or TilesetOptions(), **TEXTURE_CHOICES[choice])
+    return replace(TilesetOptions(), **TEXTURE_CHOICES[choice])
 
 
 def build_tileset(ctx: StepContext, options: TilesetOptions | None = None) -> None:

@@ -33,6 +33,7 @@ MAX_VAPOUR_KPA = 5.0
 _ES_LOG = 2.7150305
 _ES_G = (-2836.5744, -6028.076559, 19.54263612, -0.02737830188, 1.6261698e-5, 7.0229056e-10,
          -1.8680009e-13)  # fmt: skip
+_ES_G_ARRAY = np.array(_ES_G)  # for the kernel
 # The polynomial's variables scaled to about -1..1 over the valid range (a well-conditioned fit):
 # x = (value - centre) / half-width for Ta, Tmrt - Ta, wind, vapour pressure (kPa)
 _CENTRE = np.array([0.0, 20.0, 8.75, 2.5])
@@ -138,6 +139,11 @@ def _utci_kernel(ta, tr, v, rh, clip, coef, expo, centre, half, es_g, out):
             out[lo + b] = out[lo + b] + acc[b] if ok[b] else np.nan
 
 
+def _broadcast(*inputs: ArrayLike) -> list[np.ndarray]:
+    """The inputs of :func:`utci` and :func:`utci_reference` as float64 arrays of one shape."""
+    return np.broadcast_arrays(*(np.asarray(x, np.float64) for x in inputs))
+
+
 def utci(
     t_air_c: ArrayLike,
     tmrt_c: ArrayLike,
@@ -153,11 +159,10 @@ def utci(
     Tmrt - Ta are clipped into their ranges and humidity to at most 5 kPa vapour pressure, else
     cells outside them (or NaN) give NaN. numba, threaded; the same as :func:`utci_reference`.
     """
-    ta, tr, v, rh = np.broadcast_arrays(*(np.asarray(x, np.float64) for x in
-                                          (t_air_c, tmrt_c, wind_speed, rh_percent)))  # fmt: skip
+    ta, tr, v, rh = _broadcast(t_air_c, tmrt_c, wind_speed, rh_percent)
     flat = [np.ascontiguousarray(a).reshape(-1) for a in (ta, tr, v, rh)]
     out = np.empty(ta.size)
-    _utci_kernel(*flat, clip, _coefficients(), _EXPONENTS, _CENTRE, _HALF, np.array(_ES_G), out)
+    _utci_kernel(*flat, clip, _coefficients(), _EXPONENTS, _CENTRE, _HALF, _ES_G_ARRAY, out)
     out = out.reshape(ta.shape)
     return float(out) if out.ndim == 0 else out
 
@@ -171,8 +176,7 @@ def utci_reference(
     clip: bool = False,
 ) -> NDArray[np.float64] | float:
     """:func:`utci` through pythermalcomfort's own function, for the tests and the benchmark."""
-    ta, tr, v, rh = np.broadcast_arrays(*(np.asarray(x, np.float64) for x in
-                                          (t_air_c, tmrt_c, wind_speed, rh_percent)))  # fmt: skip
+    ta, tr, v, rh = _broadcast(t_air_c, tmrt_c, wind_speed, rh_percent)
     v = np.clip(v, *WIND_RANGE)
     rh = np.clip(rh, 0.0, 100.0)
     if clip:
