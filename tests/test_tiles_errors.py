@@ -134,6 +134,8 @@ def test_bad_tileset_json(tmp_path: Path, text: str, message: str) -> None:
         ({"boundingVolume": {"extensions": {"3DTILES_bounding_volume_S2": {}}}, "geometricError": 1}, r"3DTILES_bounding_volume_S2, which is not supported"),
         ({"boundingVolume": BOX, "geometricError": 1, "refine": "SIDEWAYS"}, r"root\.children\[1\]\.refine must be \"ADD\" or \"REPLACE\""),
         ({"boundingVolume": BOX, "geometricError": 1, "transform": [1] * 15}, r"root\.children\[1\]\.transform must be an array of 16"),
+        ({"boundingVolume": BOX, "geometricError": 1, "transform": [1] * 15 + ["x"]}, r"root\.children\[1\]\.transform must hold numbers only"),
+        ({"boundingVolume": {"region": [0, 1, 0.1]}, "geometricError": 1}, r"root\.children\[1\]\.boundingVolume\.region must be an array of 6"),
         ({"boundingVolume": BOX, "geometricError": 1, "content": {"uri": ""}}, r"root\.children\[1\]\.content\.uri must be a non-empty string"),
         ({"boundingVolume": BOX, "geometricError": 1, "children": {}}, r"root\.children\[1\]\.children must be an array"),
         ({"boundingVolume": BOX, "geometricError": 1, "content": {"uri": "x.json"}, "children": [{}]}, r"root\.children\[1\] points to an external tileset and must not have children"),

@@ -144,15 +144,18 @@ class Content:
             return {}
 
     # --- geometry
-    def geometry(self, matrix: np.ndarray | None = None) -> list[Geometry]:
-        """All geometry with positions mapped by `matrix` (4x4, tile frame -> target frame)."""
+    def geometry(
+        self, matrix: np.ndarray | None = None, *, attributes: bool = True
+    ) -> list[Geometry]:
+        """All geometry with positions mapped by `matrix` (4x4, tile frame -> target frame);
+        without `attributes` only positions, faces and feature ids (no UVs, colours, images)."""
         m = np.eye(4) if matrix is None else np.asarray(matrix, dtype=np.float64)
         with malformed(self.name, "geometry"):
-            return self._geometry(m)
+            return self._geometry(m, attributes)
 
-    def _geometry(self, m: np.ndarray) -> list[Geometry]:
+    def _geometry(self, m: np.ndarray, attributes: bool = True) -> list[Geometry]:
         if self.kind == "cmpt":
-            return [g for c in self.inner for g in c.geometry(m)]
+            return [g for c in self.inner for g in c.geometry(m, attributes=attributes)]
         if self.points is not None:
             p = self.points
             return [
@@ -172,9 +175,11 @@ class Content:
             outer = m[None] @ self.instance_matrices @ self.local_matrix[None]
         else:
             outer = (m @ self.local_matrix)[None]
-        return [g for prim in self.gltf.primitives if (g := self._primitive(prim, outer))]
+        return [
+            g for prim in self.gltf.primitives if (g := self._primitive(prim, outer, attributes))
+        ]
 
-    def _primitive(self, prim: Primitive, outer: np.ndarray) -> Geometry | None:
+    def _primitive(self, prim: Primitive, outer: np.ndarray, attributes: bool) -> Geometry | None:
         mats = outer @ prim.matrix[None]
         inst_ids = self.instance_feature_ids
         if prim.instances is not None:
@@ -203,6 +208,10 @@ class Content:
             fid = np.repeat(inst_ids, n)
         elif fid is not None:
             fid = np.tile(fid, k)
+        table = table if isinstance(table, int) else 0
+        if not attributes:
+            return Geometry(kind, pos, faces, feature_ids=fid, property_table=table,
+                            source=f"{self.name} {prim.where}")  # fmt: skip
         mat = prim.material
         uv = prim.attribute(f"TEXCOORD_{mat.tex_coord}")
         uv = (
@@ -218,7 +227,7 @@ class Content:
             uv=None if uv is None else np.tile(uv, (k, 1)),
             colors=None if colors is None else np.tile(_colors_u8(colors), (k, 1)),
             feature_ids=fid,
-            property_table=table if isinstance(table, int) else 0,
+            property_table=table,
             image=None if mat.image is None else self.gltf.images[mat.image],
             material=mat,
             source=f"{self.name} {prim.where}",
@@ -228,6 +237,8 @@ class Content:
 def _apply(mats: np.ndarray, p: np.ndarray) -> np.ndarray:
     """Apply k 4x4 matrices to n points: (k*n, 3) float64."""
     p = np.asarray(p, dtype=np.float64)
+    if len(mats) == 1:  # the common case, a matmul: ~2.5x einsum's speed
+        return p @ mats[0, :3, :3].T + mats[0, :3, 3]
     out = np.einsum("kij,nj->kni", mats[:, :3, :3], p) + mats[:, None, :3, 3]
     return out.reshape(-1, 3)
 

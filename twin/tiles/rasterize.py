@@ -4,7 +4,8 @@ count and top feature id per cell of a north-up grid.
 Level of detail: tiles are refined while their geometric error exceeds `max_error` (default: the
 cell size), i.e. a tile is used once what it leaves out is no larger than a cell (ADD children are
 drawn with their parents, REPLACE children instead of them; `select_by_region` does the walk).
-Tiles are read and drawn one at a time, so memory holds the rasters and one tile's geometry.
+Tiles are read one at a time and drawn by one thread beside the reading one, so memory holds the
+rasters and the geometry of at most three contents.
 
 Sampling rule (the numba kernel `raster_triangles` and its NumPy reference `raster_triangles_numpy`):
 a triangle covers the cells whose centres lie inside it in plan (a centre on an edge belongs to one
@@ -25,9 +26,11 @@ height (through `twin.geo.ecef_to_utm` on the pack CRS), as every height of the 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +46,7 @@ from twin.tiles.traverse import select_by_region
 NODATA = -9999.0  # height rasters' nodata: cells no surface covers
 MIN_UP = 0.05  # |normal_z| below which a triangle counts as a wall (steeper than 87 degrees)
 NEAR_M = 1e-3  # a centre this close to a triangle fills a crack no triangle holds it in
-MAX_CELLS = 100_000_000  # 48 bytes a cell while drawing (~5 GB); beyond, a smaller grid is asked
+MAX_CELLS = 100_000_000  # 32 bytes a cell while drawing (3.2 GB); beyond, a smaller grid is asked
 
 
 # ---------------------------------------------------------------- the grid
@@ -121,8 +124,9 @@ def ecef_to_grid_crs(xyz: np.ndarray, crs: str) -> tuple[np.ndarray, np.ndarray,
     return np.asarray(x), np.asarray(y), h - GEOID_HEIGHT_M
 
 
-FIT_MIN_VERTICES = 4096  # geometry this large is mapped through a fitted polynomial (below)
-FIT_TOLERANCE_M = 1e-3  # the fit is checked on a sample of vertices; beyond this pyproj maps all
+FIT_MIN_VERTICES = 4096  # a content this large is mapped through a fitted cubic (below)
+FIT_TOLERANCE_M = 1e-3  # the fit is checked against pyproj; beyond this pyproj maps all
+FIT_REACH = 1.01  # points this far out of the fitted box (in half-widths) are still mapped by it
 
 
 def _basis(enu: np.ndarray, mid: np.ndarray, half: np.ndarray) -> np.ndarray:
@@ -134,48 +138,82 @@ def _basis(enu: np.ndarray, mid: np.ndarray, half: np.ndarray) -> np.ndarray:
                      e * e * e, e * e * n, e * n * n, n * n * n], axis=1)  # fmt: skip
 
 
-def fast_ecef_to_grid_crs(xyz: np.ndarray, crs: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """`ecef_to_grid_crs` for many vertices of one tile: exact through pyproj at a 5 x 5 x 3
-    lattice over the vertices' box in an east-north-up frame, a cubic in between (map projections
-    are smooth: over the 12 km of a root tile the fit is good to a tenth of a millimetre), checked
-    against pyproj on 64 of the vertices (pyproj maps them all where it is off by over 1 mm).
+@dataclass(frozen=True)
+class CubicMap:
+    """`ecef_to_grid_crs` over one box as a cubic in an east-north-up frame: exact through pyproj
+    at a 5 x 5 x 3 lattice over the box, checked against pyproj elsewhere in it. Map projections
+    are smooth: over the 12 km of the Krefeld extent the fit is good to a tenth of a millimetre.
 
-    pyproj takes ~0.5 us a vertex twice (ECEF -> lon/lat/h -> x/y), more than the reader and the
-    kernel together; the fit takes a few hundredths of that."""
+    pyproj takes ~0.5 us a vertex twice (ECEF -> lon/lat/h -> x/y) and ~0.15 ms a call, more than
+    the reader and the kernel together; the cubic takes a few hundredths of that. A rasterize
+    fits one over the selected tiles' boxes, so most contents need no pyproj call at all."""
+
+    origin: np.ndarray  # ECEF point of the frame
+    rot: np.ndarray  # ECEF -> east, north, up (rows)
+    mid: np.ndarray  # box centre in the frame
+    half: np.ndarray  # box half sizes in the frame (>= 1 m)
+    coef: np.ndarray  # (14, 3) terms -> x, y, height
+
+    @classmethod
+    def fit(cls, box: np.ndarray, crs: str, check: np.ndarray | None = None) -> CubicMap | None:
+        """The cubic over the frame box of the ECEF points `box`, checked at the ECEF points
+        `check` (default: 64 random points in the box); None where off there by over
+        FIT_TOLERANCE_M (too large a box for a cubic)."""
+        origin = box[len(box) // 2].astype(np.float64)
+        # a frame near east-north-up (geocentric latitude: any orthonormal frame with the box's
+        # axes near level serves the fit, and this one needs no pyproj call)
+        lam, phi = math.atan2(origin[1], origin[0]), math.atan2(origin[2], math.hypot(*origin[:2]))
+        sl, cl, sp, cp = math.sin(lam), math.cos(lam), math.sin(phi), math.cos(phi)
+        rot = np.array([[-sl, cl, 0.0], [-sp * cl, -sp * sl, cp], [cp * cl, cp * sl, sp]])
+        enu = (box - origin) @ rot.T
+        lo, hi = enu.min(axis=0), enu.max(axis=0)
+        mid, half = (lo + hi) / 2.0, np.maximum((hi - lo) / 2.0, 1.0)
+        axes = [np.linspace(-1.0, 1.0, k) for k in (5, 5, 3)]
+        lattice = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3) * half + mid
+        if check is None:
+            rng = np.random.default_rng(len(box))
+            check = (rng.uniform(-1.0, 1.0, (64, 3)) * half + mid) @ rot + origin
+        exact = np.stack(ecef_to_grid_crs(np.concatenate([lattice @ rot + origin, check]), crs), 1)
+        exact, want = exact[: len(lattice)], exact[len(lattice) :]  # one pyproj call for both
+        coef, *_ = np.linalg.lstsq(_basis(lattice, mid, half), exact, rcond=None)
+        got = _basis((check - origin) @ rot.T, mid, half) @ coef
+        if not np.abs(got - want).max() <= FIT_TOLERANCE_M:
+            return None
+        return cls(origin, rot, mid, half, coef)
+
+    def __call__(self, xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """x, y and height of the ECEF points (n, 3), or None where one lies out of the box."""
+        x, y, h, inside = _eval_fit(xyz, self.origin, self.rot, self.mid, self.half, self.coef,
+                                    FIT_REACH)  # fmt: skip
+        return (x, y, h) if inside else None
+
+
+def fast_ecef_to_grid_crs(xyz: np.ndarray, crs: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`ecef_to_grid_crs` for many vertices of one content: a CubicMap over their box, checked on
+    64 of them (pyproj maps them all where it is off by over 1 mm)."""
     n = len(xyz)
     if n < FIT_MIN_VERTICES:
         return ecef_to_grid_crs(xyz, crs)
-    # a frame near east-north-up at a vertex (geocentric latitude: any orthonormal frame with the
-    # box's axes near level serves the fit, and this one needs no pyproj call)
-    origin = xyz[n // 2].astype(np.float64)
-    lam, phi = math.atan2(origin[1], origin[0]), math.atan2(origin[2], math.hypot(*origin[:2]))
-    sl, cl, sp, cp = math.sin(lam), math.cos(lam), math.sin(phi), math.cos(phi)
-    rot = np.array([[-sl, cl, 0.0], [-sp * cl, -sp * sl, cp], [cp * cl, cp * sl, sp]])
-    enu = (xyz - origin) @ rot.T
-    lo, hi = enu.min(axis=0), enu.max(axis=0)
-    mid, half = (lo + hi) / 2.0, np.maximum((hi - lo) / 2.0, 1.0)
-    axes = [np.linspace(-1.0, 1.0, k) for k in (5, 5, 3)]
-    lattice = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3) * half + mid
-    sample = np.random.default_rng(n).integers(0, n, 64)
-    both = np.concatenate([lattice @ rot + origin, xyz[sample]])
-    exact = np.stack(ecef_to_grid_crs(both, crs), axis=1)  # one pyproj call for fit and check
-    exact, check = exact[: len(lattice)], exact[len(lattice) :]
-    coef, *_ = np.linalg.lstsq(_basis(lattice, mid, half), exact, rcond=None)
-    if np.abs(_basis(enu[sample], mid, half) @ coef - check).max() > FIT_TOLERANCE_M:
-        return ecef_to_grid_crs(xyz, crs)
-    return _eval_fit(xyz, origin, rot, mid, half, coef)
+    sample = xyz[np.random.default_rng(n).integers(0, n, 64)]
+    fitted = CubicMap.fit(xyz, crs, check=sample)
+    mapped = None if fitted is None else fitted(xyz)
+    return ecef_to_grid_crs(xyz, crs) if mapped is None else mapped
 
 
 @njit(cache=True)
-def _eval_fit(xyz, origin, rot, mid, half, coef):
-    """`_basis(enu) @ coef` for every vertex in one pass (ECEF -> local frame -> the cubic)."""
+def _eval_fit(xyz, origin, rot, mid, half, coef, reach):
+    """`_basis(enu) @ coef` for every vertex in one pass (ECEF -> local frame -> the cubic), and
+    whether every vertex lies within `reach` half-widths of the box centre."""
     n = xyz.shape[0]
     out = np.empty((3, n))
+    inside = True
     for i in range(n):
         dx, dy, dz = xyz[i, 0] - origin[0], xyz[i, 1] - origin[1], xyz[i, 2] - origin[2]
         e = ((rot[0, 0] * dx + rot[0, 1] * dy + rot[0, 2] * dz) - mid[0]) / half[0]
         m = ((rot[1, 0] * dx + rot[1, 1] * dy + rot[1, 2] * dz) - mid[1]) / half[1]
         u = ((rot[2, 0] * dx + rot[2, 1] * dy + rot[2, 2] * dz) - mid[2]) / half[2]
+        if abs(e) > reach or abs(m) > reach or abs(u) > reach:
+            inside = False
         terms = (1.0, e, m, u, e * e, e * m, m * m, e * u, m * u, u * u,
                  e * e * e, e * e * m, e * m * m, m * m * m)  # fmt: skip
         for k in range(3):
@@ -183,7 +221,18 @@ def _eval_fit(xyz, origin, rot, mid, half, coef):
             for t in range(14):
                 acc += terms[t] * coef[t, k]
             out[k, i] = acc
-    return out[0], out[1], out[2]
+    return out[0], out[1], out[2], inside
+
+
+def tiles_map(tiles: Sequence[Tile], crs: str) -> CubicMap | None:
+    """One CubicMap over the boxes of the tiles (None where a cubic does not hold over them)."""
+    from twin.tiles.bounds import obb_corners
+
+    if not tiles:
+        return None
+    c = np.stack([t.obb[0] for t in tiles])
+    h = np.stack([t.obb[1] for t in tiles])
+    return CubicMap.fit(obb_corners(c, h).reshape(-1, 3), crs)
 
 
 def _to_lonlat(x: np.ndarray, y: np.ndarray, crs: str) -> tuple[np.ndarray, np.ndarray]:
@@ -219,14 +268,14 @@ def _put(r, c, zz, fid_value, top, bottom, count, fid):
     count[r, c] += 1
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def raster_triangles(u, v, z, faces, face_ids, resolution, top, bottom, count, fid,
                      ntop, nbottom, ncount, nfid) -> int:  # fmt: skip
     """Draw triangles into the rasters (see the module's sampling rule); returns cells written.
 
     u, v: vertex positions in cells (column to the east, row to the south: a cell (r, c) has its
     centre at (c + 0.5, r + 0.5)); z: heights; faces (m, 3); face_ids (m,) int32 (0 none). The
-    n* rasters take centres within NEAR_M of a triangle (`merge_near` uses them in cracks).
+    n* rasters take centres within NEAR_M of a triangle (`finish_rasters` uses them in cracks).
     """
     rows, cols = top.shape
     tol = NEAR_M / resolution
@@ -291,7 +340,7 @@ def raster_triangles(u, v, z, faces, face_ids, resolution, top, bottom, count, f
     return written
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def raster_points(u, v, z, ids, top, bottom, count, fid) -> int:
     """Draw points into the rasters: each counts in the cell holding it; returns cells written."""
     rows, cols = top.shape
@@ -371,20 +420,27 @@ def _put_numpy(r, c, zz, fv, top, bottom, count, fid) -> None:
 
 def empty_rasters(shape: tuple[int, int]) -> tuple[np.ndarray, ...]:
     """top (-inf), bottom (+inf), count (0) and feature id (0) arrays the kernels draw into, twice:
-    the cells' own and those of centres near a triangle (see `merge_near`)."""
-    one = (np.full(shape, -np.inf), np.full(shape, np.inf), np.zeros(shape, np.int32),
-           np.zeros(shape, np.int32))  # fmt: skip
+    the cells' own and those of centres near a triangle (see `finish_rasters`). Heights are
+    float32 (a 2e-5 m step at 200 m): 32 bytes a cell while drawing."""
+    one = (np.full(shape, -np.inf, np.float32), np.full(shape, np.inf, np.float32),
+           np.zeros(shape, np.int32), np.zeros(shape, np.int32))  # fmt: skip
     return one + tuple(a.copy() for a in one)
 
 
-def merge_near(rasters: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
-    """top, bottom, count, fid: where no triangle holds a cell's centre but one passes within
-    NEAR_M of it (a crack between two tiles whose border runs through the centre, their vertices
-    a float32 rounding apart), the near triangles' values."""
-    top, bottom, count, fid, ntop, nbottom, ncount, nfid = rasters
-    crack = (count == 0) & (ncount > 0)
-    return (np.where(crack, ntop, top), np.where(crack, nbottom, bottom),
-            np.where(crack, ncount, count), np.where(crack, nfid, fid))  # fmt: skip
+@njit(cache=True)
+def finish_rasters(top, bottom, count, fid, ntop, nbottom, ncount, nfid) -> None:
+    """In place, one pass: where no triangle holds a cell's centre but one passes within NEAR_M
+    of it (a crack between two tiles whose border runs through the centre, their vertices a
+    float32 rounding apart), the near triangles' values; cells with no surface at all NODATA."""
+    rows, cols = top.shape
+    for r in range(rows):
+        for c in range(cols):
+            if count[r, c] == 0:
+                if ncount[r, c] > 0:
+                    top[r, c], bottom[r, c] = ntop[r, c], nbottom[r, c]
+                    count[r, c], fid[r, c] = ncount[r, c], nfid[r, c]
+                else:
+                    top[r, c] = bottom[r, c] = NODATA
 
 
 # ---------------------------------------------------------------- the tileset walk
@@ -496,19 +552,27 @@ def rasterize_tileset(
     keys = _FeatureKeys() if features else None
     out = SurfaceRasters(grid, rasters[0], rasters[1], rasters[2], None, max_error=limit)
     tiles = sel.tiles
+    mapping = tiles_map(tiles, crs)
     progress.stage(f"drawing {len(tiles)} tiles")
-    for k, tile in enumerate(tiles):
-        _draw_tile(ts, tile, grid, rasters, keys, out)
-        out.tiles.append(tile.address)
-        out.geometric_errors.append(tile.geometric_error)
-        progress.advance(k + 1, len(tiles))
-    top, bottom, count, fid = merge_near(rasters)
-    empty = count == 0
-    out.top = np.where(empty, NODATA, top).astype(np.float32)
-    out.bottom = np.where(empty, NODATA, bottom).astype(np.float32)
-    out.count = count
+    # The kernels (nogil) draw in a thread of their own while this one reads the next contents
+    # (Python, holding the GIL): reading and drawing overlap. One drawing thread keeps the order
+    # of the draws (of equal heights the first keeps its feature id); at most two contents wait.
+    with ThreadPoolExecutor(1, thread_name_prefix="rasterize") as drawer:
+        waiting: deque[Future] = deque()
+        for k, tile in enumerate(tiles):
+            for draw in _draws(ts, tile, grid, mapping, rasters, keys, out):
+                waiting.append(drawer.submit(draw))
+                if len(waiting) > 2:
+                    waiting.popleft().result()
+            out.tiles.append(tile.address)
+            out.geometric_errors.append(tile.geometric_error)
+            progress.advance(k + 1, len(tiles))
+        while waiting:
+            waiting.popleft().result()
+    finish_rasters(*rasters)
+    out.top, out.bottom, out.count = rasters[0], rasters[1], rasters[2]
     if keys is not None:
-        out.feature, out.features = fid, keys.rows
+        out.feature, out.features = rasters[3], keys.rows
     return out
 
 
@@ -519,23 +583,26 @@ def _open(location: str | Path) -> Tileset:
     return open_tileset(location)
 
 
-def _draw_tile(ts: Tileset, tile: Tile, grid: Grid, rasters: tuple, keys, out) -> None:
-    """Draw every content of one tile (its geometry is dropped afterwards)."""
+def _draws(ts: Tileset, tile: Tile, grid: Grid, mapping: CubicMap | None, rasters: tuple,
+           keys, out) -> Iterator[Callable[[], None]]:  # fmt: skip
+    """Per content of one tile: read, mapped onto the grid and its feature ids found here, then a
+    function that draws it (run by the drawing thread; the geometry is dropped afterwards)."""
     for ref in tile.contents:
         content = ts.read_content(ref)
         tables = None
-        geoms = [g for g in content.geometry(tile.transform) if len(g.positions)]
+        geoms = [g for g in content.geometry(tile.transform, attributes=False) if len(g.positions)]
         if not geoms:
             continue
-        # one mapping for the whole content (its primitives share a box): fewer pyproj calls
-        x_all, y_all, h_all = fast_ecef_to_grid_crs(
-            np.concatenate([g.positions for g in geoms]), grid.crs
-        )
+        # one mapping for the whole content: the tiles' cubic, else one of its own (or pyproj)
+        xyz = np.concatenate([g.positions for g in geoms])
+        mapped = None if mapping is None else mapping(xyz)
+        x_all, y_all, h_all = fast_ecef_to_grid_crs(xyz, grid.crs) if mapped is None else mapped
+        u_all = (x_all - grid.west) / grid.resolution
+        v_all = (grid.north - y_all) / grid.resolution
         starts = np.cumsum([0] + [len(g.positions) for g in geoms])
+        parts = []
         for k, g in enumerate(geoms):
-            x, y, h = (a[starts[k] : starts[k + 1]] for a in (x_all, y_all, h_all))
-            u = (x - grid.west) / grid.resolution
-            v = (grid.north - y) / grid.resolution
+            u, v, h = (a[starts[k] : starts[k + 1]] for a in (u_all, v_all, h_all))
             ids = np.zeros(len(u), np.int32)
             if keys is not None and g.feature_ids is not None:
                 if tables is None:
@@ -543,12 +610,22 @@ def _draw_tile(ts: Tileset, tile: Tile, grid: Grid, rasters: tuple, keys, out) -
                 props = tables[g.property_table] if g.property_table < len(tables) else {}
                 ids = keys.values(ref.uri, g.property_table, props, g.feature_ids)
             if g.kind == "points":
-                raster_points(u, v, h, ids, *rasters[:4])
+                parts.append((u, v, h, None, ids))
                 out.points += len(u)
-                continue
-            faces = np.ascontiguousarray(g.faces, dtype=np.int64)
-            raster_triangles(u, v, h, faces, ids[faces[:, 0]], grid.resolution, *rasters)
-            out.triangles += len(faces)
+            else:
+                faces = np.ascontiguousarray(g.faces, dtype=np.int64)
+                parts.append((u, v, h, faces, ids[faces[:, 0]]))
+                out.triangles += len(faces)
+        yield partial(_draw, parts, grid.resolution, rasters)
+
+
+def _draw(parts: list[tuple], resolution: float, rasters: tuple) -> None:
+    """Draw the (u, v, h, faces or None for points, ids) parts of one content."""
+    for u, v, h, faces, ids in parts:
+        if faces is None:
+            raster_points(u, v, h, ids, *rasters[:4])
+        else:
+            raster_triangles(u, v, h, faces, ids, resolution, *rasters)
 
 
 def _tables(content) -> list[dict]:

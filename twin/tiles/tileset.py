@@ -26,6 +26,7 @@ from twin.tiles.binary import (
     require_number,
 )
 from twin.tiles.bounds import (
+    KINDS,
     axes_and_lengths,
     boxes_to_world,
     check_volumes,
@@ -595,18 +596,15 @@ class Tileset:
                 )
             xf = xf_par
             if "transform" in t:
-                m = mat4_from_column_major(t["transform"], display, f"{self._path(rec)}.transform")
+                m = _transform(t["transform"])
+                if m is None:  # not 16 finite numbers: the checked read says what is wrong
+                    m = mat4_from_column_major(
+                        t["transform"], display, f"{self._path(rec)}.transform"
+                    )
                 xf = ix.add_transform(ix.transforms[xf_par] @ m)
             bv = t.get("boundingVolume")
-            kind, values = (
-                volume_kind(bv, display, f"{self._path(rec)}.boundingVolume")
-                if not (
-                    isinstance(bv, dict)
-                    and "box" in bv
-                    and isinstance(bv["box"], list)
-                    and len(bv["box"]) == 12
-                )
-                else ("box", bv["box"])
+            kind, values = _volume_fast(bv) or volume_kind(
+                bv, display, f"{self._path(rec)}.boundingVolume"
             )
             pending[kind].append((i, values, xf, rec))
             if "viewerRequestVolume" in t:
@@ -962,6 +960,32 @@ def _content_list(t: dict, display: str, rec: int = -1, path_of=None) -> list[di
                 raise DataError(f"{display}: {f} must be an object")
             raise DataError(f"{display}: {f}.uri must be a non-empty string")
     return items
+
+
+def _volume_fast(bv: object) -> tuple[str, list] | None:
+    """`volume_kind`'s answer where the volume is well formed, else None (its error names the
+    tile's JSON path, built only then)."""
+    if isinstance(bv, dict):
+        for kind, n in KINDS.items():
+            if kind in bv:
+                v = bv[kind]
+                return (kind, v) if isinstance(v, list) and len(v) == n else None
+    return None
+
+
+def _transform(values: object) -> np.ndarray | None:
+    """A tile transform (16 numbers, column-major) as 4x4, or None where it is not one: the
+    unchecked fast path of `mat4_from_column_major` (whose error names the tile's JSON path,
+    built only then)."""
+    if type(values) is not list or len(values) != 16:
+        return None
+    try:
+        m = np.array(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    if m.shape != (16,) or not np.isfinite(m).all():
+        return None
+    return m.reshape(4, 4).T.copy()
 
 
 def _p(path_of, rec: int) -> str:
