@@ -20,6 +20,7 @@ et al. (2009) (SUEWS' RoughLenHeatMethod 2), kept in [10, 120] s m-1 as SUEWS do
 from __future__ import annotations
 
 import math
+import types
 from collections.abc import Mapping
 
 import numpy as np
@@ -141,9 +142,22 @@ def _balance_kernel(q, dq, qf, frac, ta, rh, u, kd, w, p, z, zd, z0, st, a1, a2,
         out_e[ii] = latent
 
 
+def _renamed(fn, name: str):
+    """A copy of the function `fn` under another name. numba keys its on-disk cache by the
+    function's module, name and bytecode, not by the compile options: a serial and a parallel
+    compile of one function would share one cache entry, and the one compiled first (the serial
+    one, for the small rural cell) would be loaded for both. Under its own name each has its own."""
+    code = fn.__code__.replace(co_name=name, co_qualname=name)
+    copy = types.FunctionType(code, fn.__globals__, name, fn.__defaults__, fn.__closure__)
+    copy.__qualname__, copy.__doc__ = name, fn.__doc__
+    return copy
+
+
 # the same kernel on one thread, for inputs of fewer than _CHUNK cells (a single cell-day, the
 # rural reference cell): a thread team costs more to start and join than such a call takes
-_balance_serial = njit(cache=True, fastmath=_FAST, error_model="numpy")(_balance_kernel.py_func)
+_balance_serial = njit(cache=True, fastmath=_FAST, error_model="numpy")(
+    _renamed(_balance_kernel.py_func, "_balance_serial")
+)
 
 
 def _flat(x, shape: tuple[int, int], name: str) -> tuple[np.ndarray, int]:
