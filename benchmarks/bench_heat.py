@@ -71,16 +71,15 @@ def kernel_bandwidth(model) -> tuple[float, float]:
     shape = model.grid.shape
     q, dq, qf = np.full(shape, 400.0), np.full(shape, 50.0), np.full(shape, 20.0)
     args = (q, dq, qf, model.fractions, model.t_air, 40.0, 2.0, model._water)
-    kw = {"k_down": np.full(shape, 800.0), "measurement_height": model.z_wind,
-          "displacement_height": model.zd, "roughness_length": model.z0}  # fmt: skip
+    kw = {"k_down": np.full(shape, 800.0), "resistance": model._resistance}  # as the model calls it
     energy_balance(*args, **kw)
     best = np.inf
     for _ in range(5):
         t0 = time.perf_counter()
         energy_balance(*args, **kw)
         best = min(best, time.perf_counter() - t0)
-    # read: Q*, dQ*/dt, QF, six fractions, Ta, water, K down, z, zd, z0; write: four fluxes
-    nbytes = 8 * model.grid.cells * (15 + 4)
+    # read: Q*, dQ*/dt, QF, six fractions, Ta, water, K down, the resistance's L and C; write: four
+    nbytes = 8 * model.grid.cells * (14 + 4)
     return nbytes / best / 1e9, best
 
 

@@ -53,13 +53,13 @@ def _pow(x: float, y: float) -> float:
 
 
 @njit(cache=True, parallel=True, fastmath=_FAST, error_model="numpy")
-def _balance_kernel(q, dq, qf, frac, ta, rh, u, kd, w, p, z, zd, z0, st, a1, a2, a3, lai, lmax, gmx,
-                    cond, terms, lmv, cv, out_s, out_g, out_h, out_e):  # fmt: skip
-    """All cells in one pass (flat arrays); a field of one value has stride ``st[k]`` 0. With
-    ``terms`` the resistance's fixed parts come from ``lmv``, ``cv`` (see resistance_terms)."""
+def _balance_kernel(q, dq, qf, frac, ta, rh, u, kd, w, p, st, a1, a2, a3, lai, lmax, gmx, cond,
+                    lmv, cv, out_s, out_g, out_h, out_e):  # fmt: skip
+    """All cells in one pass (flat arrays); a field of one value has stride ``st[k]`` 0. The
+    resistance's parts fixed by the cell come from ``lmv``, ``cv`` (see resistance_terms)."""
     n = out_s.size
     s_q, s_dq, s_qf, s_ta, s_rh, s_u = st[0], st[1], st[2], st[3], st[4], st[5]
-    s_kd, s_w, s_p, s_z, s_zd, s_z0 = st[6], st[7], st[8], st[9], st[10], st[11]
+    s_kd, s_w, s_p = st[6], st[7], st[8]
     # the constants of the conductance responses, once
     scale, gk, kmax = cond[0], cond[1], cond[2]
     q_base, q_shape = cond[3], cond[4]
@@ -97,17 +97,8 @@ def _balance_kernel(q, dq, qf, frac, ta, rh, u, kd, w, p, z, zd, z0, st, a1, a2,
         rho = pi * 100.0 / (R_DRY * (t + 273.15))
         # aerodynamic resistance: ln(zzd / z0h) = ln(zzd / z0m) - 2 + (1.2 - 0.9 veg^0.29) Re*^0.25
         ui = max(u[ii * s_u], 0.1)
-        if terms:  # the parts fixed for a run given: a log and a power fewer per cell and step
-            lm = lmv[ii]
-            ra = lm * (lm - 2.0 + cv[ii] * math.sqrt(math.sqrt(ui))) / (kk * ui)
-        else:
-            veg = f2 + f3
-            z0m = z0[ii * s_z0]
-            zzd = max(z[ii * s_z] - zd[ii * s_zd], 2.0 * z0m)
-            lm = math.log(zzd / z0m)
-            re = (KARMAN / NU_AIR) * ui * z0m / lm
-            vp = 1.0 if veg == 1.0 else _pow(veg, 0.29)
-            ra = lm * (lm - 2.0 + (1.2 - 0.9 * vp) * math.sqrt(math.sqrt(re))) / (kk * ui)
+        lm = lmv[ii]
+        ra = lm * (lm - 2.0 + cv[ii] * math.sqrt(math.sqrt(ui))) / (kk * ui)
         ra = min(max(ra, RA_MIN), RA_MAX)
         inv_ra = 1.0 / ra
         g1000 = gamma * 1000.0 * inv_ra  # gamma r_s / r_a = g1000 / g_s, g_s in mm s-1
@@ -244,7 +235,7 @@ def energy_balance(
     at ``measurement_height`` above ground; ``displacement_height`` and ``roughness_length`` of
     the cell (``surface.roughness``). Closure: q_star + qf = storage + ground + sensible + latent.
     ``resistance``: :func:`resistance_terms` of those heights and the cells' vegetation (grass +
-    trees), fixed for a run: the same resistance, computed with less work per step.
+    trees), fixed for a run (computed here when not given).
     """
     q = np.asarray(q_star, dtype=np.float64)
     if q.ndim != 2:
@@ -264,22 +255,24 @@ def energy_balance(
         (q, "q_star"), (dq_star_dt, "dq_star_dt"), (qf, "qf"), (t_air_c, "t_air_c"),
         (rh_percent, "rh_percent"), (wind_speed, "wind_speed"), (k_down, "k_down"),
         (water_availability, "water_availability"), (pressure_hpa, "pressure_hpa"),
-        (measurement_height, "measurement_height"),
-        (displacement_height, "displacement_height"), (roughness_length, "roughness_length"),
     )), strict=True)  # fmt: skip
-    qa, dq, qfa, ta, rh, u, kd, w, p, z, zd, z0 = fl
+    qa, dq, qfa, ta, rh, u, kd, w, p = fl
+    if resistance is None:
+        resistance = resistance_terms(
+            _field(measurement_height, shape, "measurement_height"),
+            _field(displacement_height, shape, "displacement_height"),
+            _field(roughness_length, shape, "roughness_length"),
+            f[_GRASS] + f[_TREES],
+        )
+    lmv, cv = _resistance_flat(resistance, shape)
     out = {k: np.empty(shape) for k in ("storage", "ground", "sensible", "latent")}
     # threads take blocks of cells as they become free (a busy core does not hold up the rest)
     kernel = _balance_kernel if q.size >= _CHUNK else _balance_serial
-    lmv, cv = (
-        (np.zeros(1), np.zeros(1)) if resistance is None else _resistance_flat(resistance, shape)
-    )
     old = set_parallel_chunksize(_CHUNK)
     try:
-        kernel(qa, dq, qfa, f.reshape(len(COVERS), -1), ta, rh, u, kd, w, p, z, zd,
-                        z0, np.array(st, dtype=np.int64), t["a1"], t["a2"], t["a3"], t["lai"],
-                        t["lai_max"], t["g_max"], cond, resistance is not None, lmv, cv,
-                        out["storage"].reshape(-1),
+        kernel(qa, dq, qfa, f.reshape(len(COVERS), -1), ta, rh, u, kd, w, p,
+                        np.array(st, dtype=np.int64), t["a1"], t["a2"], t["a3"], t["lai"],
+                        t["lai_max"], t["g_max"], cond, lmv, cv, out["storage"].reshape(-1),
                         out["ground"].reshape(-1), out["sensible"].reshape(-1),
                         out["latent"].reshape(-1))  # fmt: skip
     finally:
