@@ -600,32 +600,37 @@ def _draws(ts: Tileset, tile: Tile, grid: Grid, mapping: CubicMap | None, raster
         u_all = (x_all - grid.west) / grid.resolution
         v_all = (grid.north - y_all) / grid.resolution
         starts = np.cumsum([0] + [len(g.positions) for g in geoms])
-        parts = []
+        points, faces, face_ids = [], [], []
         for k, g in enumerate(geoms):
-            u, v, h = (a[starts[k] : starts[k + 1]] for a in (u_all, v_all, h_all))
-            ids = np.zeros(len(u), np.int32)
+            lo, hi = starts[k], starts[k + 1]
+            ids = np.zeros(hi - lo, np.int32)
             if keys is not None and g.feature_ids is not None:
                 if tables is None:
                     tables = _tables(content)
                 props = tables[g.property_table] if g.property_table < len(tables) else {}
                 ids = keys.values(ref.uri, g.property_table, props, g.feature_ids)
             if g.kind == "points":
-                parts.append((u, v, h, None, ids))
-                out.points += len(u)
+                points.append((u_all[lo:hi], v_all[lo:hi], h_all[lo:hi], ids))
+                out.points += hi - lo
             else:
-                faces = np.ascontiguousarray(g.faces, dtype=np.int64)
-                parts.append((u, v, h, faces, ids[faces[:, 0]]))
-                out.triangles += len(faces)
-        yield partial(_draw, parts, grid.resolution, rasters)
+                f = np.asarray(g.faces, dtype=np.int64)
+                faces.append(f + lo)  # into the content's vertices
+                face_ids.append(ids[f[:, 0]])
+                out.triangles += len(f)
+        # one kernel call for all of the content's triangles: the drawing thread needs the GIL
+        # back after each call, and waits up to the interpreter's switch interval for it
+        tris = None
+        if faces:
+            tris = (u_all, v_all, h_all, np.concatenate(faces), np.concatenate(face_ids))
+        yield partial(_draw, tris, points, grid.resolution, rasters)
 
 
-def _draw(parts: list[tuple], resolution: float, rasters: tuple) -> None:
-    """Draw the (u, v, h, faces or None for points, ids) parts of one content."""
-    for u, v, h, faces, ids in parts:
-        if faces is None:
-            raster_points(u, v, h, ids, *rasters[:4])
-        else:
-            raster_triangles(u, v, h, faces, ids, resolution, *rasters)
+def _draw(tris: tuple | None, points: list[tuple], resolution: float, rasters: tuple) -> None:
+    """Draw one content: its triangles (u, v, h, faces, face ids) and point parts (u, v, h, ids)."""
+    if tris is not None:
+        raster_triangles(*tris, resolution, *rasters)
+    for u, v, h, ids in points:
+        raster_points(u, v, h, ids, *rasters[:4])
 
 
 def _tables(content) -> list[dict]:
