@@ -19,7 +19,8 @@ the rays' highest hit by 5 cm or more.
 trimesh casts with Embree (embreex) where it is installed; without it, its plain ray engine
 (rtree needed) is used on a 200 m x 200 m window instead (it takes minutes for a full grid), and
 the row's anchor says so. ``--short`` (what `make bench` runs): each measure once for trimesh and
-best of 2 for us, after an untimed run on a small window (loading the cached kernels).
+best of 3 for us (a run of ours takes a fifth of a second at 1 m, where a busy neighbour's
+moment weighs most), after an untimed run on a small window (loading the cached kernels).
 """
 
 from __future__ import annotations
@@ -139,7 +140,7 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, help="timed runs of ours, the best counts (default 3)")
     add_arguments(ap)
     args = ap.parse_args()
-    repeat = args.repeat or (2 if args.short else 3)
+    repeat = args.repeat or 3
     engine = _engine()
     measures = (("dsm_1m", WINDOW_1KM, 1.0), ("dsm_10m", PACK_EXTENT, 10.0))
     rows = []
