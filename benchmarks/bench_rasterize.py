@@ -18,9 +18,10 @@ the rays' highest hit by 5 cm or more.
 
 trimesh casts with Embree (embreex) where it is installed; without it, its plain ray engine
 (rtree needed) is used on a 200 m x 200 m window instead (it takes minutes for a full grid), and
-the row's anchor says so. ``--short`` (what `make bench` runs): each measure once for trimesh and
-best of 3 for us (a run of ours takes a fifth of a second at 1 m, where a busy neighbour's
-moment weighs most), after an untimed run on a small window (loading the cached kernels).
+the row's anchor says so. Each measure runs once for trimesh and best of 3 for us (a run of ours
+takes a fifth of a second at 1 m, where a busy neighbour's moment weighs most), after an untimed
+run on a small window (loading the cached kernels); ``--short`` (what `make bench` runs) leaves
+out the whole city at 1 m.
 """
 
 from __future__ import annotations
